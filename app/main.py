@@ -1,0 +1,40 @@
+"""The FastAPI application: ``create_app()`` wires settings, runtime, routes and error mapping."""
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from fastapi import FastAPI
+
+from app import errors
+from app.routes import calls, health, transcripts
+from app.runtime import Runtime
+from pipelines.registry import ModelRegistry
+from pipelines.settings import Settings, get_settings
+
+logger = logging.getLogger("nuqi.app")
+
+
+def create_app(settings: Settings | None = None, models: ModelRegistry | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = Runtime.start(settings, models)
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            runtime.close()
+
+    app = FastAPI(
+        title="nuqi (怒气)",
+        version="0.1.0",
+        summary="Hears anger building in live Mandarin customer-service calls and warns the agent in time.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    for module in (health, calls, transcripts):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,179 @@
+"""Live call ingest: audio chunks over HTTP or WebSocket, call state, end of call."""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, Query, Request, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, Field
+
+from app.deps import PrincipalDep, RuntimeDep
+from app.errors import error_body, status_for
+from app.services import calls as svc
+from pipelines.audio.decode import ChunkFormat, parse_channel_map
+from pipelines.errors import ChunkTooLargeError, InputError, NuqiError
+
+logger = logging.getLogger("nuqi.routes.calls")
+router = APIRouter(prefix="/v1/calls", tags=["calls"])
+
+CALL_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+CallId = Annotated[str, Query(pattern=CALL_ID)]
+
+
+class CallMeta(BaseModel):
+    agent_id: str | None = Field(None, max_length=128, description="agent bound to this call (alerts go to them)")
+    meta: dict[str, Any] = Field(default_factory=dict, description="free-form call metadata (queue, skill, ...)")
+
+
+def _format(sample_rate: int | None, encoding: str | None, role: str | None, channels: int | None,
+            channel_map: str | None) -> ChunkFormat:
+    return ChunkFormat(encoding=encoding, sample_rate=sample_rate, channels=channels,
+                       role=(role or "customer").lower(), channel_map=parse_channel_map(channel_map))
+
+
+def _check_call_id(call_id: str) -> None:
+    import re
+
+    if not re.match(CALL_ID, call_id):
+        raise InputError("call_id must be 1-128 characters of letters, digits, '_', '.', ':' or '-'", field="call_id")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ChunkTooLargeError(f"request body of {declared} bytes exceeds the {limit}-byte limit", field="body")
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > limit:
+            raise ChunkTooLargeError(f"request body exceeds the {limit}-byte limit", field="body")
+    return bytes(body)
+
+
+@router.post(
+    "/{call_id}/audio",
+    summary="Ingest one audio chunk of a live call",
+    description=(
+        "Body: one chunk as raw PCM s16le, G.711 µ-law/A-law or a WAV file. A call is created on its first chunk. "
+        "`seq` must increase by one per chunk: a repeated `seq` returns the stored result (idempotent), a gap is "
+        "recorded. Parameters may also be sent as headers X-Sample-Rate, X-Encoding, X-Role, X-Channel-Map, X-Seq, "
+        "X-Agent-Id. Response: per role `features`, `delta` (vs the speaker's opening baseline, null until ready), "
+        "`anger.acoustic` in [0,1], and the fused assessment/stage."
+    ),
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        "audio/wav": {"schema": {"type": "string", "format": "binary"}}}}},
+)
+async def post_audio(
+    call_id: str, request: Request, rt: RuntimeDep, who: PrincipalDep,
+    seq: Annotated[int | None, Query(ge=0, le=10**9, description="chunk sequence number, 0-based")] = None,
+    sample_rate: Annotated[int | None, Query(ge=1, le=10**6, description="Hz; required for raw PCM/G.711")] = None,
+    encoding: Annotated[str | None, Query(description="wav | pcm_s16le | mulaw | alaw (default: sniffed)")] = None,
+    role: Annotated[str | None, Query(description="customer | agent, for mono chunks")] = None,
+    channels: Annotated[int | None, Query(ge=1, le=8, description="raw audio channel count")] = None,
+    channel_map: Annotated[str | None, Query(description="stereo roles, e.g. 'agent,customer' (default)")] = None,
+    agent_id: Annotated[str | None, Query(max_length=128)] = None,
+    start: Annotated[float | None, Query(ge=0, le=86400, description="chunk start, seconds into the call")] = None,
+    x_sample_rate: Annotated[int | None, Header()] = None,
+    x_encoding: Annotated[str | None, Header()] = None,
+    x_role: Annotated[str | None, Header()] = None,
+    x_channel_map: Annotated[str | None, Header()] = None,
+    x_seq: Annotated[int | None, Header()] = None,
+    x_agent_id: Annotated[str | None, Header()] = None,
+) -> dict:
+    _check_call_id(call_id)
+    fmt = _format(sample_rate or x_sample_rate, encoding or x_encoding, role or x_role, channels,
+                  channel_map or x_channel_map)
+    seq = seq if seq is not None else x_seq
+    if seq is None:
+        raise InputError("seq is required (query ?seq= or header X-Seq): chunks are ordered by it", field="seq")
+    body = await _read_body(request, rt.settings.max_body_bytes)
+    return await svc.ingest_audio(rt, call_id, body, fmt, seq, tenant=who.tenant,
+                                  agent_id=agent_id or x_agent_id or who.agent_id, start_s=start)
+
+
+@router.post("/{call_id}", summary="Create a call or set its metadata (binds the agent)")
+async def put_meta(call_id: str, rt: RuntimeDep, who: PrincipalDep, meta: CallMeta = Body(...)) -> dict:
+    _check_call_id(call_id)
+    rec = await rt.run(svc.ensure_call, rt, call_id, who.tenant, meta.agent_id, meta.meta)
+    return {"call_id": rec.call_id, "agent_id": rec.agent_id, "status": rec.status, "meta": rec.meta}
+
+
+@router.get("/{call_id}", summary="Call state and per-chunk timeline")
+async def get_call(call_id: str, rt: RuntimeDep, who: PrincipalDep,
+                   timeline: Annotated[bool, Query(description="include the per-chunk timeline")] = True) -> dict:
+    return await rt.run(svc.call_view, rt, call_id, who.tenant, timeline)
+
+
+@router.post("/{call_id}/end", summary="End the call and return its summary")
+async def end_call(call_id: str, rt: RuntimeDep, who: PrincipalDep) -> dict:
+    return await rt.run(svc.end_call, rt, call_id, who.tenant)
+
+
+@router.websocket("/{call_id}/stream")
+async def stream(websocket: WebSocket, call_id: str,
+                 sample_rate: int | None = None, encoding: str | None = None, role: str | None = None,
+                 channels: int | None = None, channel_map: str | None = None, agent_id: str | None = None,
+                 seq: int | None = None) -> None:
+    """Binary frames are audio chunks (same formats as POST .../audio, seq auto-increments);
+    text frames are JSON transcript snippets ``{"type": "transcript", ...}`` or ``{"type": "end"}``.
+    Each frame is answered with the same JSON the HTTP endpoints return, or ``{"error": ...}``."""
+    rt = websocket.app.state.runtime
+    who = getattr(websocket.state, "principal", None)
+    tenant = who.tenant if who else "default"
+    await websocket.accept()
+    try:
+        _check_call_id(call_id)
+        fmt = _format(sample_rate, encoding, role, channels, channel_map)
+    except NuqiError as exc:
+        await websocket.send_json(error_body(exc.code, exc.message, **exc.detail))
+        await websocket.close(code=1008)
+        return
+    next_seq = seq
+    try:
+        while True:
+            msg = await websocket.receive()
+            if msg["type"] == "websocket.disconnect":
+                break
+            try:
+                if msg.get("bytes") is not None:
+                    if next_seq is None:
+                        rec = await rt.run(rt.store.get_call, call_id)
+                        next_seq = (rec.state.get("last_seq", -1) + 1) if rec else 0
+                    data = msg["bytes"]
+                    if len(data) > rt.settings.max_body_bytes:
+                        raise ChunkTooLargeError(f"frame of {len(data)} bytes exceeds the limit", field="frame")
+                    out = await svc.ingest_audio(rt, call_id, data, fmt, next_seq, tenant=tenant,
+                                                 agent_id=agent_id or (who.agent_id if who else None))
+                    next_seq += 1
+                else:
+                    out = await _text_frame(rt, call_id, tenant, msg.get("text") or "")
+                await websocket.send_json(out)
+            except NuqiError as exc:
+                await websocket.send_json({**error_body(exc.code, exc.message, **exc.detail),
+                                           "status": status_for(exc)})
+    except WebSocketDisconnect:
+        pass
+
+
+async def _text_frame(rt: Any, call_id: str, tenant: str, text: str) -> dict:
+    try:
+        frame = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"text frame is not JSON: {exc.msg}", field="frame") from None
+    if not isinstance(frame, dict):
+        raise InputError("text frame must be a JSON object", field="frame")
+    kind = frame.get("type", "transcript")
+    if kind == "end":
+        return await rt.run(svc.end_call, rt, call_id, tenant)
+    if kind == "transcript":
+        from app.routes.transcripts import TranscriptIn
+        from app.services.transcripts import ingest_transcript
+
+        try:
+            snippet = TranscriptIn.model_validate({k: v for k, v in frame.items() if k != "type"})
+        except ValueError as exc:
+            raise InputError(f"transcript frame is invalid: {exc}", field="frame") from None
+        return await ingest_transcript(rt, call_id, snippet, tenant=tenant)
+    raise InputError(f"unknown frame type {kind!r}; use 'transcript' or 'end'", field="type")

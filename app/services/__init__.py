@@ -1,0 +1,1 @@
+"""Service logic between routes and pipelines/store."""

@@ -1,0 +1,228 @@
+"""Embedded default store: one SQLite file (WAL mode), safe across threads and worker processes."""
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from app.store.base import AlertRecord, CallRecord, Store
+from pipelines.errors import StoreUnavailableError
+
+logger = logging.getLogger("nuqi.store.sqlite")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+    call_id TEXT PRIMARY KEY, tenant TEXT NOT NULL, agent_id TEXT, status TEXT NOT NULL,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL, version INTEGER NOT NULL,
+    state TEXT NOT NULL, summary TEXT, meta TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS calls_tenant_status ON calls(tenant, status);
+CREATE TABLE IF NOT EXISTS chunks (
+    call_id TEXT NOT NULL, seq INTEGER NOT NULL, entry TEXT NOT NULL, PRIMARY KEY (call_id, seq)
+);
+CREATE TABLE IF NOT EXISTS transcripts (
+    call_id TEXT NOT NULL, key TEXT NOT NULL, start REAL, entry TEXT NOT NULL, PRIMARY KEY (call_id, key)
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, call_id TEXT NOT NULL, tenant TEXT NOT NULL, agent_id TEXT,
+    level INTEGER NOT NULL, kind TEXT NOT NULL, created_at REAL NOT NULL, payload TEXT NOT NULL,
+    acked_at REAL, acked_by TEXT, dedup_key TEXT NOT NULL UNIQUE
+);
+CREATE INDEX IF NOT EXISTS alerts_agent ON alerts(agent_id, id);
+CREATE INDEX IF NOT EXISTS alerts_tenant ON alerts(tenant, id);
+"""
+
+
+class SQLiteStore(Store):
+    name = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailableError(f"cannot create the SQLite directory {self.path.parent}: {exc}") from exc
+        self._local = threading.local()
+        with self._tx() as db:
+            db.executescript(SCHEMA)
+        logger.info("SQLite store at %s", self.path)
+
+    # --- connections -------------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA busy_timeout=30000")
+            except sqlite3.Error as exc:
+                raise StoreUnavailableError(f"cannot open SQLite store {self.path}: {exc}") from exc
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        db = self._conn()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreUnavailableError(f"SQLite store error: {exc}") from exc
+
+    def _query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        try:
+            return self._conn().execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreUnavailableError(f"SQLite store error: {exc}") from exc
+
+    def ping(self) -> None:
+        self._query("SELECT 1")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # --- calls -------------------------------------------------------------------------------
+    @staticmethod
+    def _call(row: tuple) -> CallRecord:
+        call_id, tenant, agent_id, status, created, updated, version, state, summary, meta = row
+        return CallRecord(call_id, tenant, agent_id, status, created, updated, version, json.loads(state),
+                          json.loads(summary) if summary else None, json.loads(meta))
+
+    _CALL_COLS = "call_id, tenant, agent_id, status, created_at, updated_at, version, state, summary, meta"
+
+    def get_call(self, call_id: str) -> CallRecord | None:
+        rows = self._query(f"SELECT {self._CALL_COLS} FROM calls WHERE call_id=?", (call_id,))
+        return self._call(rows[0]) if rows else None
+
+    def create_call(self, record: CallRecord) -> bool:
+        with self._tx() as db:
+            cur = db.execute(
+                f"INSERT OR IGNORE INTO calls ({self._CALL_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (record.call_id, record.tenant, record.agent_id, record.status, record.created_at, record.updated_at,
+                 record.version, _dumps(record.state), _dumps(record.summary) if record.summary else None,
+                 _dumps(record.meta)),
+            )
+            return cur.rowcount == 1
+
+    def _cas(self, db: sqlite3.Connection, record: CallRecord, expected_version: int) -> bool:
+        now = time.time()
+        cur = db.execute(
+            "UPDATE calls SET tenant=?, agent_id=?, status=?, updated_at=?, version=?, state=?, summary=?, meta=? "
+            "WHERE call_id=? AND version=?",
+            (record.tenant, record.agent_id, record.status, now, expected_version + 1, _dumps(record.state),
+             _dumps(record.summary) if record.summary else None, _dumps(record.meta), record.call_id,
+             expected_version),
+        )
+        if cur.rowcount != 1:
+            return False
+        record.version, record.updated_at = expected_version + 1, now
+        return True
+
+    def save_call(self, record: CallRecord, expected_version: int) -> bool:
+        with self._tx() as db:
+            return self._cas(db, record, expected_version)
+
+    def list_calls(self, tenant: str | None = None, status: str | None = None, limit: int = 500) -> list[CallRecord]:
+        sql, args = f"SELECT {self._CALL_COLS} FROM calls WHERE 1=1", []
+        if tenant is not None:
+            sql += " AND tenant=?"
+            args.append(tenant)
+        if status is not None:
+            sql += " AND status=?"
+            args.append(status)
+        sql += " ORDER BY updated_at DESC LIMIT ?"
+        args.append(limit)
+        return [self._call(r) for r in self._query(sql, tuple(args))]
+
+    # --- chunks ------------------------------------------------------------------------------
+    def commit_chunk(self, record: CallRecord, expected_version: int, seq: int, entry: dict[str, Any]) -> bool:
+        with self._tx() as db:
+            if not self._cas(db, record, expected_version):
+                return False
+            db.execute("INSERT OR REPLACE INTO chunks (call_id, seq, entry) VALUES (?,?,?)",
+                       (record.call_id, seq, _dumps(entry)))
+            return True
+
+    def get_chunk(self, call_id: str, seq: int) -> dict[str, Any] | None:
+        rows = self._query("SELECT entry FROM chunks WHERE call_id=? AND seq=?", (call_id, seq))
+        return json.loads(rows[0][0]) if rows else None
+
+    def list_chunks(self, call_id: str) -> list[dict[str, Any]]:
+        return [json.loads(r[0]) for r in self._query("SELECT entry FROM chunks WHERE call_id=? ORDER BY seq", (call_id,))]
+
+    # --- transcripts -------------------------------------------------------------------------
+    def put_transcript(self, call_id: str, key: str, entry: dict[str, Any]) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO transcripts (call_id, key, start, entry) VALUES (?,?,?,?)",
+                       (call_id, key, entry.get("start"), _dumps(entry)))
+
+    def list_transcripts(self, call_id: str) -> list[dict[str, Any]]:
+        rows = self._query("SELECT entry FROM transcripts WHERE call_id=? ORDER BY start, rowid", (call_id,))
+        return [json.loads(r[0]) for r in rows]
+
+    # --- alerts ------------------------------------------------------------------------------
+    _ALERT_COLS = "id, call_id, tenant, agent_id, level, kind, created_at, payload, acked_at, acked_by"
+
+    @staticmethod
+    def _alert(row: tuple) -> AlertRecord:
+        id_, call_id, tenant, agent_id, level, kind, created, payload, acked_at, acked_by = row
+        return AlertRecord(id_, call_id, tenant, agent_id, level, kind, created, json.loads(payload), acked_at, acked_by)
+
+    def add_alert(self, call_id: str, tenant: str, agent_id: str | None, level: int, kind: str,
+                  payload: dict[str, Any], dedup_key: str) -> AlertRecord | None:
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO alerts (call_id, tenant, agent_id, level, kind, created_at, payload, dedup_key) "
+                "VALUES (?,?,?,?,?,?,?,?)",
+                (call_id, tenant, agent_id, level, kind, time.time(), _dumps(payload), dedup_key),
+            )
+            if cur.rowcount != 1:
+                return None
+            row = db.execute(f"SELECT {self._ALERT_COLS} FROM alerts WHERE id=?", (cur.lastrowid,)).fetchone()
+            return self._alert(row)
+
+    def list_alerts(self, *, tenant: str | None = None, agent_id: str | None = None, call_id: str | None = None,
+                    after: int = 0, limit: int = 100, include_acked: bool = True) -> list[AlertRecord]:
+        sql, args = f"SELECT {self._ALERT_COLS} FROM alerts WHERE id>?", [after]
+        for col, val in (("tenant", tenant), ("agent_id", agent_id), ("call_id", call_id)):
+            if val is not None:
+                sql += f" AND {col}=?"
+                args.append(val)
+        if not include_acked:
+            sql += " AND acked_at IS NULL"
+        sql += " ORDER BY id LIMIT ?"
+        args.append(limit)
+        return [self._alert(r) for r in self._query(sql, tuple(args))]
+
+    def get_alert(self, alert_id: int) -> AlertRecord | None:
+        rows = self._query(f"SELECT {self._ALERT_COLS} FROM alerts WHERE id=?", (alert_id,))
+        return self._alert(rows[0]) if rows else None
+
+    def ack_alert(self, alert_id: int, by: str | None) -> AlertRecord | None:
+        with self._tx() as db:
+            db.execute("UPDATE alerts SET acked_at=?, acked_by=? WHERE id=? AND acked_at IS NULL",
+                       (time.time(), by, alert_id))
+            row = db.execute(f"SELECT {self._ALERT_COLS} FROM alerts WHERE id=?", (alert_id,)).fetchone()
+            return self._alert(row) if row else None
+
+    def last_alert_id(self) -> int:
+        rows = self._query("SELECT COALESCE(MAX(id), 0) FROM alerts")
+        return int(rows[0][0])
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))

@@ -1,0 +1,155 @@
+"""Offline analysis of whole recordings with the live pipeline (same code path as the service).
+
+``process_file`` cuts a recording into the same 1 s chunks the call platform would
+send, feeds them (and, when given, transcript turns at their end times) through
+:mod:`pipelines.session`, and returns the timeline and summary.  ``analyze-audio``,
+``replay`` and QA batch scoring are built on it.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipelines.audio.decode import ROLES, DecodedChunk, analysis_rate, parse_channel_map
+from pipelines.audio.files import read_audio_file
+from pipelines.errors import InputError
+from pipelines.registry import ModelRegistry
+from pipelines.session import CallState, process_audio, process_transcript, summarize
+
+logger = logging.getLogger("nuqi.analyze")
+
+
+@dataclass(frozen=True)
+class Turn:
+    role: str
+    text: str
+    start: float
+    end: float
+
+
+@dataclass
+class FileAnalysis:
+    path: str
+    duration_s: float
+    sample_rate: int
+    input_rate: int
+    channels: dict[str, int]
+    timeline: list[dict[str, Any]]
+    utterances: list[dict[str, Any]]
+    summary: dict[str, Any]
+    state: CallState = field(repr=False, default_factory=CallState)
+
+    def overview(self) -> dict[str, Any]:
+        """One JSON object per file: duration, per-channel features and acoustic anger."""
+        per_role: dict[str, Any] = {}
+        for role in self.channels:
+            entries = [e["roles"][role] for e in self.timeline if role in e["roles"]]
+            feats = {k: _median([x["features"].get(k) for x in entries]) for k in
+                     ("speech_rate", "f0_median_hz", "f0_range_st", "loudness_db", "voiced_ratio")}
+            deltas = [x["delta"] for x in entries if x.get("delta")]
+            acoustic = [x["anger"]["acoustic"] for x in entries if x["anger"].get("acoustic") is not None]
+            per_role[role] = {
+                "channel": self.channels[role],
+                "speech_s": round(sum(x["features"].get("speech_s") or 0.0 for x in entries), 2),
+                "features": feats,
+                "delta_last": deltas[-1] if deltas else None,
+                "anger": {
+                    "acoustic": _round(float(np.mean(acoustic))) if acoustic else None,
+                    "acoustic_max": _round(float(np.max(acoustic))) if acoustic else None,
+                    "acoustic_timeline": acoustic,
+                },
+            }
+        return {"file": self.path, "duration_s": round(self.duration_s, 3), "sample_rate": self.input_rate,
+                "channels": per_role, "summary": self.summary}
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)
+
+
+def _median(values: list[Any]) -> float | None:
+    vals = [float(v) for v in values if v is not None]
+    return _round(float(np.median(vals))) if vals else None
+
+
+def default_roles(n_channels: int, channel_map: str | None = None) -> tuple[str, ...]:
+    if channel_map:
+        roles = parse_channel_map(channel_map) or ()
+        if len(roles) != n_channels:
+            raise InputError(f"channel_map names {len(roles)} channels but the file has {n_channels}",
+                             field="channel_map")
+        return roles
+    if n_channels == 1:
+        return ("customer",)
+    if n_channels == 2:
+        return ("agent", "customer")
+    raise InputError(f"{n_channels} channels: give a channel map for files with more than 2 channels",
+                     field="channel_map")
+
+
+def load_turns(path: Path) -> list[Turn]:
+    """Transcript turns from a sidecar: ``.json`` (``{"turns": [...]}`` or a list), ``.jsonl`` or ``.srt``."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".srt":
+        from pipelines.transcript_formats import parse_srt
+
+        return parse_srt(text)
+    if path.suffix == ".jsonl":
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    else:
+        data = json.loads(text)
+        rows = data.get("turns", []) if isinstance(data, dict) else data
+    turns = []
+    for i, r in enumerate(rows):
+        try:
+            turns.append(Turn(str(r.get("role", "customer")), str(r["text"]), float(r["start"]), float(r["end"])))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"{path}: turn {i} needs role, text, start, end ({exc})", field="transcript") from None
+    return sorted(turns, key=lambda t: t.end)
+
+
+def process_file(path: Path, models: ModelRegistry, *, channel_map: str | None = None,
+                 turns: list[Turn] | None = None, chunk_s: float = 1.0) -> FileAnalysis:
+    """Run a recording (and optional transcript turns) through the live pipeline."""
+    frames, rate = read_audio_file(Path(path))
+    roles = default_roles(frames.shape[1], channel_map)
+    sr = analysis_rate(rate)
+    if sr != rate:
+        import soxr
+
+        frames = soxr.resample(frames, rate, sr, quality="HQ").astype(np.float32)
+    state = CallState()
+    timeline: list[dict[str, Any]] = []
+    utterances: list[dict[str, Any]] = []
+    pending = list(turns or [])
+    hop = max(1, int(round(chunk_s * sr)))
+    seq = 0
+    for start in range(0, frames.shape[0], hop):
+        block = frames[start:start + hop]
+        while pending and pending[0].end <= start / sr:  # transcripts arrive when their turn is over
+            utterances.append(_turn(state, pending.pop(0), models))
+        audio = {role: np.ascontiguousarray(block[:, i]) for i, role in enumerate(roles) if role in ROLES}
+        chunk = DecodedChunk(sample_rate=sr, input_rate=rate, duration_s=block.shape[0] / sr, audio=audio,
+                             encoding="file")
+        entry = process_audio(state, chunk, seq, models, start / sr)
+        entry["alerts"] = entry.pop("_alerts", [])
+        timeline.append(entry)
+        seq += 1
+    for turn in pending:
+        utterances.append(_turn(state, turn, models))
+    summary = summarize(state, timeline, models.fusion)
+    return FileAnalysis(path=str(path), duration_s=frames.shape[0] / sr, sample_rate=sr, input_rate=rate,
+                        channels={r: i for i, r in enumerate(roles) if r in ROLES}, timeline=timeline,
+                        utterances=utterances, summary=summary, state=state)
+
+
+def _turn(state: CallState, turn: Turn, models: ModelRegistry) -> dict[str, Any]:
+    entry = process_transcript(state, turn.role, turn.text, turn.start, turn.end, True, models)
+    entry["alerts"] = entry.pop("_alerts", [])
+    return entry

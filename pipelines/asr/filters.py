@@ -1,0 +1,233 @@
+"""Hallucination filters for Whisper output on Mandarin call audio.
+
+Whisper invents text on silence, music and noise, and sometimes loops.  The strings
+below are the ones it is known to produce for Chinese (they come from subtitle
+credits in its training data).  Three independent checks, each a pure function:
+
+* :func:`known_hallucination` – the segment is (or is dominated by) a known phrase;
+* :func:`collapse_repetitions` / :func:`is_repetition_loop` – 谢谢谢谢谢谢…, 投诉投诉投诉投诉…;
+* :func:`decode_stats_reason` – decoder statistics: very low ``avg_logprob``, high
+  ``no_speech_prob``, ``compression_ratio`` > 2.4 (gzip-compressible = repetitive).
+
+:func:`filter_segment` combines them and returns the cleaned text or ``None`` (drop).
+"""
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+logger = logging.getLogger("nuqi.asr.filters")
+
+
+@lru_cache(maxsize=1)
+def _t2s():
+    from opencc import OpenCC
+
+    return OpenCC("t2s")
+
+
+def to_simplified(text: str) -> str:
+    """Traditional → Simplified Chinese (OpenCC ``t2s``); other characters unchanged."""
+    return _t2s().convert(text) if text else text
+
+
+def normalize_for_match(text: str) -> str:
+    """Simplified, NFKC, lower-case, without punctuation, symbols or whitespace.
+
+    Used for phrase matching here and for character error rate in the benchmark.
+    """
+    text = unicodedata.normalize("NFKC", to_simplified(text)).lower()
+    return "".join(ch for ch in text if unicodedata.category(ch)[0] in "LN")
+
+
+# --------------------------------------------------------------------------- known phrases
+# Matched anywhere in a segment: subtitle/channel credits that never occur in a call.
+SIGNATURE_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
+    re.compile(p)
+    for p in (
+        r"请不吝点赞",
+        r"订阅转发",
+        r"打赏支持",
+        r"明镜与点点",
+        r"点点栏目",
+        r"明镜需要您的支持",
+        r"字幕由.{0,30}提供",
+        r"由.{0,20}社区提供的字幕",
+        r"amara",
+        r"字幕志愿者",
+        r"中文字幕.{0,10}(?:志愿者|提供|校对|翻译)",
+        r"字幕组",
+        r"优优独播剧场",
+        r"yoyotelevision",
+        r"欢迎订阅",
+        r"订阅我的频道",
+        r"订阅频道",
+        r"点赞订阅",
+        r"关注我的频道",
+        r"ming ?pao",
+    )
+)
+
+# Dropped only when they make up (almost) the whole segment: these words can be real
+# speech inside a longer sentence, but alone they are Whisper's favourite silence fillers.
+WHOLE_SEGMENT_PHRASES: tuple[str, ...] = (
+    "谢谢观看",
+    "感谢观看",
+    "谢谢收看",
+    "感谢收看",
+    "谢谢大家观看",
+    "谢谢大家收看",
+    "感谢您的观看",
+    "多谢您的观看",
+    "谢谢您的观看",
+    "下期再见",
+    "我们下期再见",
+    "下次再见",
+    "本期视频就到这里",
+    "请订阅",
+    "字幕",
+    "中文字幕",
+    "词曲",
+    "作词",
+    "作曲",
+    "编曲",
+)
+_WHOLE_SEGMENT_SLACK = 2  # characters of other text tolerated around a whole-segment phrase
+
+
+def known_hallucination(text: str) -> str | None:
+    """Name of the matched known hallucination, or ``None`` if the text is clean."""
+    norm = normalize_for_match(text)
+    if not norm:
+        return None
+    for pattern in SIGNATURE_PATTERNS:
+        if pattern.search(norm):
+            return f"signature:{pattern.pattern}"
+    for phrase in WHOLE_SEGMENT_PHRASES:
+        if phrase in norm and len(norm) - len(phrase) <= _WHOLE_SEGMENT_SLACK:
+            return f"phrase:{phrase}"
+    return None
+
+
+# --------------------------------------------------------------------------- repetition loops
+MAX_UNIT = 12  # longest repeated unit (characters) searched for
+
+
+@dataclass(frozen=True)
+class Repetition:
+    start: int  # index of the run in the string
+    unit: str
+    count: int  # consecutive repeats of unit
+
+    @property
+    def span(self) -> int:
+        return len(self.unit) * self.count
+
+
+def _runs(text: str, max_unit: int = MAX_UNIT) -> list[Repetition]:
+    """Maximal consecutive repeats (count >= 2) of units up to ``max_unit`` chars, greedy left to right."""
+    runs: list[Repetition] = []
+    i, n = 0, len(text)
+    while i < n:
+        best: Repetition | None = None
+        for size in range(1, min(max_unit, (n - i) // 2) + 1):
+            unit = text[i : i + size]
+            count = 1
+            while text.startswith(unit, i + count * size):
+                count += 1
+            if count >= 2 and (best is None or count * size > best.span):
+                best = Repetition(i, unit, count)
+        if best is None:
+            i += 1
+        else:
+            runs.append(best)
+            i += best.span
+    return runs
+
+
+def _is_loop(rep: Repetition) -> bool:
+    """A run too long to be natural speech (对对对对 and 喂喂喂 are natural; 谢谢谢谢谢谢 is not)."""
+    if len(rep.unit) == 1:
+        return rep.count >= 6
+    return rep.count >= 4
+
+
+def collapse_repetitions(text: str, keep: int = 2) -> str:
+    """Shorten every looping run to ``keep`` repeats of its unit; natural repeats are kept."""
+    runs = [r for r in _runs(text) if _is_loop(r)]
+    if not runs:
+        return text
+    out, pos = [], 0
+    for r in runs:
+        out.append(text[pos : r.start])
+        out.append(r.unit * keep)
+        pos = r.start + r.span
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def is_repetition_loop(text: str, min_coverage: float = 0.8) -> bool:
+    """True when looping runs cover at least ``min_coverage`` of the (normalised) text."""
+    norm = normalize_for_match(text)
+    if not norm:
+        return False
+    looped = sum(r.span for r in _runs(norm) if _is_loop(r))
+    return looped / len(norm) >= min_coverage
+
+
+# --------------------------------------------------------------------------- decoder stats
+@dataclass(frozen=True)
+class FilterConfig:
+    min_avg_logprob: float = -1.5  # below: the decoder was guessing
+    max_no_speech_prob: float = 0.9  # above (with avg_logprob < no_speech_logprob): not speech
+    no_speech_logprob: float = -0.7
+    max_compression_ratio: float = 2.4  # Whisper's own threshold for repetitive output
+    loop_coverage: float = 0.8  # drop a segment that is (almost) all loop; shorter loops are collapsed
+
+
+DEFAULT_FILTER = FilterConfig()
+
+
+def decode_stats_reason(avg_logprob: float, no_speech_prob: float, compression_ratio: float,
+                        config: FilterConfig = DEFAULT_FILTER) -> str | None:
+    """Why the decoder statistics reject a segment, or ``None`` if they look like speech."""
+    if compression_ratio > config.max_compression_ratio:
+        return f"compression_ratio {compression_ratio:.2f} > {config.max_compression_ratio}"
+    if avg_logprob < config.min_avg_logprob:
+        return f"avg_logprob {avg_logprob:.2f} < {config.min_avg_logprob}"
+    if no_speech_prob > config.max_no_speech_prob and avg_logprob < config.no_speech_logprob:
+        return f"no_speech_prob {no_speech_prob:.2f} > {config.max_no_speech_prob}"
+    return None
+
+
+def prompt_echo(text: str, prompt: str | None, min_chars: int = 4) -> bool:
+    """True when the segment repeats the decoder's initial prompt (a known Whisper failure)."""
+    if not prompt:
+        return False
+    norm, norm_prompt = normalize_for_match(text), normalize_for_match(prompt)
+    return len(norm) >= min(min_chars, len(norm_prompt)) and (norm in norm_prompt or norm_prompt in norm)
+
+
+def filter_segment(text: str, avg_logprob: float = 0.0, no_speech_prob: float = 0.0,
+                   compression_ratio: float = 1.0, config: FilterConfig = DEFAULT_FILTER,
+                   prompt: str | None = None) -> str | None:
+    """Cleaned Simplified text of one decoded segment, or ``None`` when it should be dropped.
+
+    ``prompt``: the ``initial_prompt`` given to the decoder; a segment echoing it is dropped.
+    """
+    text = to_simplified(text).strip()
+    if not normalize_for_match(text):
+        return None
+    reason = (decode_stats_reason(avg_logprob, no_speech_prob, compression_ratio, config)
+              or known_hallucination(text))
+    if reason is None and prompt_echo(text, prompt):
+        reason = "echo of the initial prompt"
+    if reason is None and is_repetition_loop(text, config.loop_coverage):
+        reason = "repetition loop"
+    if reason is not None:
+        logger.debug("dropped ASR segment %r: %s", text, reason)
+        return None
+    return collapse_repetitions(text)

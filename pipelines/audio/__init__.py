@@ -1,0 +1,1 @@
+"""Audio analysis: decoded samples → per-speaker prosody features → acoustic anger score."""

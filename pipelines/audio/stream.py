@@ -1,0 +1,200 @@
+"""Streaming per-speaker prosody features (one :class:`SpeakerStream` per speaker/channel).
+
+Pipeline per chunk (all numpy-vectorised over the frames of the chunk):
+  16 kHz input → 63-tap FIR low-pass (3.6 kHz) + decimation to 8 kHz (the analysis rate for
+  both 8 and 16 kHz calls, so one model serves both) → DC blocker → frames every 10 ms
+  (48 ms for F0, centred 32 ms for level/spectrum) → energy VAD (:mod:`.vad`) → YIN F0 +
+  octave guard (:mod:`.pitch`) → level (:mod:`.loudness`) → band energies (:mod:`.spectral`)
+  → syllable nuclei + 3 s speaking-rate window (:mod:`.rate`).
+
+Streaming-correct: unconsumed samples, FIR tail, decimation phase, DC-filter memory, VAD
+floor/hangover, pitch reference, nucleus detector and rate window all live in the state,
+so any chunking of a signal yields the same frame sequence (features of a chunk cover the
+frames that *complete* inside it: a fixed 38 ms lag).  ``state_dict()`` is plain JSON
+(arrays as base64 float64), restoring it on another worker gives bit-identical output.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy.signal import firwin, lfilter
+
+from pipelines.audio import loudness, spectral
+from pipelines.audio.pitch import OctaveGuard, YinConfig, yin
+from pipelines.audio.rate import NucleusDetector, RateParams, RateWindow
+from pipelines.audio.vad import EnergyVad
+from pipelines.errors import UnsupportedAudioError
+
+logger = logging.getLogger("nuqi.audio.stream")
+
+SR = 8000  # analysis rate
+HOP = 80  # 10 ms
+HOP_S = HOP / SR
+FRAME = 384  # 48 ms (F0 window)
+CENTER_OFF = (FRAME - spectral.NFFT) // 2  # 32 ms level/spectrum window centred in the frame
+DC_POLE = 0.995
+_FIR = firwin(63, 3600.0, fs=16000.0)
+_FIR_REV = _FIR[::-1].copy()
+_YIN = YinConfig(sr=SR, frame_len=FRAME)
+# scale band power (one-sided |X|^2 of a Hann frame) to a mean-square level comparable with frame_db
+_BAND_NORM = 2.0 / (spectral.NFFT * float(np.sum(spectral._HANN**2)))
+STATE_VERSION = 1
+
+
+def _b64(a: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(a, dtype=np.float64).tobytes()).decode()
+
+
+def _unb64(s: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(s), dtype=np.float64).copy()
+
+
+@dataclass
+class ChunkFeatures:
+    """Features of one speaker over one chunk (frames completed in the chunk)."""
+
+    duration_s: float  # input duration of the chunk
+    speech_s: float  # VAD speech time among the chunk's frames
+    speech_rate: float | None  # syllables / s of speaking time, 3 s window ending here (None: < 0.5 s speech)
+    f0_median_hz: float | None
+    f0_range_st: float | None  # p90 - p10 of voiced-frame F0, semitones
+    loudness_db: float | None  # median speech-frame RMS level, dBFS (unweighted, 8 kHz telephone band)
+    voiced_ratio: float  # voiced frames / all frames of the chunk
+    spectral_tilt_db: float | None  # dB per octave over 125 Hz–3.8 kHz octave bands (LTAS of speech frames)
+    hf_ratio: float | None  # energy 1–3.8 kHz / 0.1–3.8 kHz of speech frames
+    syllables: int  # nuclei detected in this chunk
+    voiced_s: float = 0.0
+    loudness_range_db: float | None = None  # p90 - p10 of speech-frame level
+    rate_speech_s: float = 0.0  # speech time inside the rate window
+    n_frames: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ChunkFeatures":
+        return cls(**d)
+
+
+class SpeakerStream:
+    """Stateful feature extractor for one speaker's audio."""
+
+    def __init__(self, sample_rate: int) -> None:
+        if sample_rate not in (8000, 16000):
+            raise UnsupportedAudioError(
+                f"SpeakerStream analyses 8000 or 16000 Hz audio, got {sample_rate} Hz", sample_rate=sample_rate
+            )
+        self.sample_rate = sample_rate
+        self._buf = np.zeros(0)  # 8 kHz samples from the next frame start on
+        self._fir_tail = np.zeros(len(_FIR) - 1)  # 16 kHz history for the decimating FIR
+        self._phase = 0
+        self._dc_zi = np.zeros(1)
+        self._vad = EnergyVad()
+        self._guard = OctaveGuard()
+        self._rate_params = RateParams()
+        self._det = NucleusDetector(params=self._rate_params)
+        self._win = RateWindow(window_frames=self._rate_params.window_frames)
+        self.frames_done = 0
+
+    # ------------------------------------------------------------------ signal path
+    def _to_8k(self, x: np.ndarray) -> np.ndarray:
+        if self.sample_rate == SR:
+            return x
+        buf = np.concatenate([self._fir_tail, x])
+        self._fir_tail = buf[-(len(_FIR) - 1):].copy()
+        if len(buf) < len(_FIR):
+            return np.zeros(0)
+        win = np.lib.stride_tricks.sliding_window_view(buf, len(_FIR))[self._phase :: 2]
+        n_valid = len(buf) - len(_FIR) + 1
+        self._phase = (self._phase - n_valid) % 2
+        return win @ _FIR_REV
+
+    def process(self, samples: np.ndarray) -> ChunkFeatures:
+        x = np.asarray(samples, dtype=np.float64).reshape(-1)
+        duration = x.size / self.sample_rate
+        y = self._to_8k(x)
+        if y.size:
+            y, self._dc_zi = lfilter([1.0, -1.0], [1.0, -DC_POLE], y, zi=self._dc_zi)
+        buf = np.concatenate([self._buf, y])
+        n = (len(buf) - FRAME) // HOP + 1 if len(buf) >= FRAME else 0
+        if n <= 0:
+            self._buf = buf
+            return self._empty(duration)
+        frames = np.lib.stride_tricks.sliding_window_view(buf, FRAME)[: (n - 1) * HOP + 1 : HOP]
+        self._buf = buf[n * HOP :].copy()
+        self.frames_done += n
+        center = frames[:, CENTER_OFF : CENTER_OFF + spectral.NFFT]
+
+        db = loudness.frame_db(center)
+        bands = spectral.band_energies(center)
+        env = 10.0 * np.log10(np.maximum(bands[:, 2] * _BAND_NORM, 1e-10))
+        speech, floor = self._vad.process(db)
+        f0, ap, dp = yin(frames, _YIN)
+        voiced = speech & (ap < _YIN.voicing)
+        f0 = self._guard.apply(f0, ap, dp, voiced, _YIN)
+        nuclei = self._det.process(env, voiced, floor)
+        self._win.push(speech, nuclei)
+        rate, rate_sp = self._win.rate(HOP_S, self._rate_params.min_speech_frames)
+
+        fv = f0[voiced]
+        if fv.size >= 3:
+            p10, p50, p90 = np.percentile(fv, [10, 50, 90])
+            f0_med, f0_rng = float(p50), float(12.0 * math.log2(p90 / p10))
+        else:
+            f0_med = f0_rng = None
+        loud, loud_rng = loudness.chunk_loudness(db[speech])
+        tilt, hf = spectral.chunk_spectral(bands[speech])
+        return ChunkFeatures(
+            duration_s=duration,
+            speech_s=float(speech.sum()) * HOP_S,
+            speech_rate=rate,
+            f0_median_hz=f0_med,
+            f0_range_st=f0_rng,
+            loudness_db=loud,
+            voiced_ratio=float(voiced.sum()) / n,
+            spectral_tilt_db=tilt,
+            hf_ratio=hf,
+            syllables=int(nuclei.sum()),
+            voiced_s=float(voiced.sum()) * HOP_S,
+            loudness_range_db=loud_rng,
+            rate_speech_s=rate_sp,
+            n_frames=int(n),
+        )
+
+    def _empty(self, duration: float) -> ChunkFeatures:
+        rate, rate_sp = self._win.rate(HOP_S, self._rate_params.min_speech_frames)
+        return ChunkFeatures(duration, 0.0, rate, None, None, None, 0.0, None, None, 0, rate_speech_s=rate_sp)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        return {
+            "version": STATE_VERSION,
+            "sample_rate": self.sample_rate,
+            "buf": _b64(self._buf),
+            "fir_tail": _b64(self._fir_tail),
+            "phase": int(self._phase),
+            "dc_zi": float(self._dc_zi[0]),
+            "vad": self._vad.state_dict(),
+            "guard": self._guard.state_dict(),
+            "det": self._det.state_dict(),
+            "win": self._win.state_dict(),
+            "frames_done": self.frames_done,
+        }
+
+    @classmethod
+    def from_state(cls, d: dict) -> "SpeakerStream":
+        s = cls(int(d["sample_rate"]))
+        s._buf = _unb64(d["buf"])
+        s._fir_tail = _unb64(d["fir_tail"])
+        s._phase = int(d["phase"])
+        s._dc_zi = np.array([float(d["dc_zi"])])
+        s._vad = EnergyVad.from_state(d["vad"])
+        s._guard = OctaveGuard.from_state(d["guard"])
+        s._det = NucleusDetector.from_state(d["det"], s._rate_params)
+        s._win = RateWindow.from_state(d["win"], s._rate_params.window_frames)
+        s.frames_done = int(d["frames_done"])
+        return s

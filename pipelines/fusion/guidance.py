@@ -1,0 +1,101 @@
+"""De-escalation guidance for the agent: short Chinese lines per stage and per dominant cue.
+
+The lines live in ``guidance.yaml`` (human-editable).  Order of choice:
+1. the supervisor line when the stage is >= ``supervisor.min_level`` or the customer threatens to
+   escalate outside (keyword stage 6);
+2. lines for the dominant cues of the window (strongest first, e.g. repetition -> 「别让客户重复讲」);
+3. the stage's own lines.
+Duplicates are dropped; at most ``max_lines`` lines are returned.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from pipelines.errors import InputError
+
+log = logging.getLogger("nuqi.fusion.guidance")
+
+GUIDANCE_PATH = Path(__file__).with_name("guidance.yaml")
+
+
+@dataclass
+class Guidance:
+    stages: dict[int, list[str]]
+    cues: dict[str, list[str]]
+    supervisor_min_level: int
+    supervisor_line: str
+    apology: list[str]
+    agent_flags: dict[str, str]
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "Guidance":
+        path = Path(path) if path else GUIDANCE_PATH
+        try:
+            raw: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+            g = cls(
+                stages={int(k): [str(x) for x in v] for k, v in raw["stages"].items()},
+                cues={str(k): [str(x) for x in v] for k, v in raw.get("cues", {}).items()},
+                supervisor_min_level=int(raw["supervisor"]["min_level"]),
+                supervisor_line=str(raw["supervisor"]["line"]),
+                apology=[str(x) for x in raw.get("apology", [])],
+                agent_flags={str(k): str(v) for k, v in raw.get("agent_flags", {}).items()},
+            )
+        except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"guidance file {path} is unreadable or malformed: {exc!r}") from exc
+        missing = [lvl for lvl in range(7) if not g.stages.get(lvl)]
+        if missing:
+            raise InputError(f"guidance file {path} has no lines for stages {missing}")
+        return g
+
+    def choose(
+        self,
+        level: int,
+        cue_kinds: Iterable[str] = (),
+        keyword_level: int = 0,
+        max_lines: int = 3,
+    ) -> list[str]:
+        """Lines for an agent at stage ``level`` whose customer showed ``cue_kinds`` (strongest first).
+
+        ``keyword_level`` is the window's keyword stage hint: 6 = external escalation threat
+        (12315 / 媒体 / 律师), 5 = complaint intent, 4 = asks for a supervisor.
+        """
+        level = max(0, min(6, int(level)))
+        lines: list[str] = []
+
+        def add(items: Iterable[str]) -> None:
+            for x in items:
+                if x not in lines:
+                    lines.append(x)
+
+        if level >= self.supervisor_min_level or keyword_level >= 6:
+            add([self.supervisor_line])
+        if keyword_level >= 6:
+            add(self.cues.get("external", []))
+        elif keyword_level == 5:
+            add(self.cues.get("complaint", []))
+        elif keyword_level == 4:
+            add(self.cues.get("supervisor", []))
+        for kind in cue_kinds:
+            if kind == "keyword" and keyword_level >= 4:
+                continue
+            add(self.cues.get(kind, [])[:1])
+        add(self.stages[level])
+        return lines[:max_lines]
+
+    def agent_lines(self, flags: Iterable[str]) -> list[str]:
+        return [self.agent_flags[f] for f in flags if f in self.agent_flags]
+
+
+_DEFAULT: Guidance | None = None
+
+
+def default_guidance() -> Guidance:
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = Guidance.load()
+    return _DEFAULT

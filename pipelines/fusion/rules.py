@@ -1,0 +1,138 @@
+"""Loading and checking ``rules.yaml`` (thresholds of the stage tracker, alerts and complaint type)."""
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from pipelines.errors import InputError
+
+log = logging.getLogger("nuqi.fusion.rules")
+
+RULES_PATH = Path(__file__).with_name("rules.yaml")
+MAX_LEVEL = 6
+
+
+def _levels(d: Mapping[Any, Any] | None) -> dict[int, Any]:
+    return {int(k): v for k, v in (d or {}).items()}
+
+
+@dataclass
+class Rules:
+    """Typed view of ``rules.yaml``; ``raw`` keeps the full mapping for the modules that read it."""
+
+    raw: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        r = self.raw
+        self.stage_names: dict[int, str] = {int(k): str(v) for k, v in r["stages"].items()}
+        a = r["anger"]
+        self.rise: dict[int, float] = {k: float(v) for k, v in _levels(a["rise"]).items()}
+        self.fall: dict[int, float] = {k: float(v) for k, v in _levels(a["fall"]).items()}
+        self.anger_max_level = max(self.rise)
+        s4 = a.get("sustained_to_4") or {}
+        self.sustained4_threshold = float(s4.get("threshold", 1.01))
+        self.sustained4_seconds = float(s4.get("seconds", float("inf")))
+        p = r["persistence"]
+        self.horizon_s = float(p["horizon_s"])
+        self.persist_seconds = {k: float(v) for k, v in _levels(p["seconds"]).items()}
+        self.persist_windows = {k: int(v) for k, v in _levels(p["windows"]).items()}
+        k = r["keywords"]
+        self.immediate_min_hint = int(k["immediate_min_hint"])
+        self.external_categories = {str(c) for c in k.get("external_categories", [])}
+        self.complaint_categories = {str(c) for c in k.get("complaint_categories", [])}
+        self.supervisor_categories = {str(c) for c in k.get("supervisor_categories", [])}
+        self.major_categories = {str(c) for c in k.get("major_categories", [])}
+        self.non_demand_categories = {str(c) for c in k.get("non_demand_categories", [])}
+        rp = r["repetition"]
+        self.rep_horizon_s = float(rp["horizon_s"])
+        self.rep_min_chars = int(rp["min_chars"])
+        self.rep_similarity = float(rp["text_similarity"])
+        self.rep_floors = {k: int(v) for k, v in _levels(rp["floors"]).items()}
+        d = r["decay"]
+        self.decay_seconds = {k: float(v) for k, v in _levels(d["seconds"]).items()}
+        self.calming_boost = float(d.get("calming_boost", 1.0))
+        self.floor_after = {k: int(v) for k, v in _levels(d.get("floor_after")).items()}
+        al = r["alerts"]
+        self.alert_min_level = int(al["alert_min_level"])
+        self.severity = {k: str(v) for k, v in _levels(al["severity"]).items()}
+        self.alert_cooldown_s = float(al["cooldown_s"])
+        su = al["sustained"]
+        self.sustained_threshold = float(su["threshold"])
+        self.sustained_seconds = float(su["seconds"])
+        self.sustained_horizon_s = float(su["horizon_s"])
+        self.sustained_cooldown_s = float(su["cooldown_s"])
+        self.guidance_lines = int(al.get("guidance_lines", 3))
+        ag = r["agent"]
+        self.agent_rate_pct = float(ag["speech_rate_pct"])
+        self.agent_loudness_db = float(ag["loudness_db"])
+        self.agent_anger = float(ag["anger"])
+        self.agent_min_seconds = float(ag["min_seconds"])
+        c = r["complaint"]
+        self.complaint_min_level = int(c["min_level"])
+        self.difficult_repeats = int(c["difficult_repeats"])
+        self.difficult_seconds = float(c["difficult_seconds"])
+        self.unresolved_level = int(c["unresolved_level"])
+        self._check()
+
+    def _check(self) -> None:
+        if sorted(self.stage_names) != list(range(MAX_LEVEL + 1)):
+            raise InputError("rules.yaml: stages must name levels 0..6")
+        prev = 0.0
+        for lvl in sorted(self.rise):
+            if not 1 <= lvl <= 3:
+                raise InputError(f"rules.yaml: anger.rise may only name stages 1..3, got {lvl}")
+            if self.rise[lvl] < prev:
+                raise InputError("rules.yaml: anger.rise must not decrease with the stage")
+            prev = self.rise[lvl]
+            if lvl not in self.persist_seconds or lvl not in self.persist_windows:
+                raise InputError(f"rules.yaml: persistence lacks stage {lvl}")
+        for lvl in range(1, MAX_LEVEL + 1):
+            if lvl not in self.fall or lvl not in self.decay_seconds:
+                raise InputError(f"rules.yaml: anger.fall and decay.seconds need every stage 1..6 ({lvl})")
+            if lvl in self.rise and self.fall[lvl] >= self.rise[lvl]:
+                raise InputError(f"rules.yaml: hysteresis needs fall[{lvl}] < rise[{lvl}]")
+
+    def name(self, level: int) -> str:
+        return self.stage_names[int(level)]
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "Rules":
+        path = Path(path) if path else RULES_PATH
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise InputError(f"cannot read rules file {path}: {exc}") from exc
+        try:
+            return cls(raw)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"rules file {path} is incomplete or malformed: {exc!r}") from exc
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> "Rules":
+        """A copy with nested keys replaced, e.g. ``{"anger": {"rise": {3: 0.7}}}`` (for tuning)."""
+        raw = copy.deepcopy(self.raw)
+
+        def merge(dst: dict, src: Mapping) -> None:
+            for k, v in src.items():
+                if isinstance(v, Mapping) and isinstance(dst.get(k), dict):
+                    merge(dst[k], v)
+                else:
+                    dst[k] = v
+
+        merge(raw, overrides)
+        return Rules(raw)
+
+
+_DEFAULT: Rules | None = None
+
+
+def default_rules() -> Rules:
+    """The shipped ``rules.yaml`` (parsed once per process)."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = Rules.load()
+    return _DEFAULT

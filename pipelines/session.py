@@ -1,0 +1,243 @@
+"""One call's analysis state and the verbs that advance it.
+
+:class:`CallState` is plain, JSON-serialisable data (the store persists it between
+chunks, so any worker can take the next chunk).  The ``process_*`` functions take a
+state and an input, mutate the state and return the result to send back; they are
+pure with respect to I/O and are run in the analysis thread pool.
+
+chunk → decode (``pipelines.audio.decode``) → features (``pipelines.audio.stream``)
+→ cues (baseline deltas, acoustic anger, text emotion, keywords) → fusion/stage
+(``pipelines.fusion``) → alert decision.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pipelines.audio.decode import DecodedChunk
+from pipelines.registry import ModelRegistry
+
+logger = logging.getLogger("nuqi.session")
+
+TIMELINE_KEEP = 600  # recent assessments kept in the live state (the full timeline is in the store)
+
+
+@dataclass
+class RoleState:
+    sample_rate: int
+    stream: dict[str, Any]
+    baseline: dict[str, Any]
+    speech_s: float = 0.0
+    chunks: int = 0
+
+
+@dataclass
+class CallState:
+    last_seq: int = -1
+    clock_s: float = 0.0  # call time at the end of the last chunk
+    chunks: int = 0
+    gaps: list[list[int]] = field(default_factory=list)  # [first_missing_seq, last_missing_seq]
+    roles: dict[str, RoleState] = field(default_factory=dict)
+    fusion: dict[str, Any] = field(default_factory=dict)  # FusionEngine per-call state
+    utterances: int = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_state(cls, d: dict[str, Any] | None) -> "CallState":
+        if not d:
+            return cls()
+        roles = {k: RoleState(**v) for k, v in d.get("roles", {}).items()}
+        return cls(**{**d, "roles": roles})
+
+
+@dataclass(frozen=True)
+class RoleAnalysis:
+    role: str
+    features: dict[str, Any]
+    delta: dict[str, Any] | None
+    baseline: dict[str, Any]
+    acoustic: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "features": self.features,
+            "delta": self.delta,
+            "baseline": self.baseline,
+            "anger": {"acoustic": self.acoustic},
+        }
+
+
+def _resample(x: np.ndarray, src: int, dst: int) -> np.ndarray:
+    if src == dst:
+        return x
+    import soxr
+
+    return soxr.resample(x, src, dst, quality="HQ").astype(np.float32)
+
+
+def analyze_role(state: CallState, role: str, samples: np.ndarray, sample_rate: int,
+                 models: ModelRegistry) -> RoleAnalysis:
+    """Features → baseline delta → acoustic anger for one speaker's part of a chunk."""
+    from pipelines.audio.baseline import SpeakerBaseline
+    from pipelines.audio.stream import SpeakerStream
+
+    rs = state.roles.get(role)
+    if rs is None:
+        stream, baseline = SpeakerStream(sample_rate), SpeakerBaseline(models.settings.baseline_seconds)
+        rs = RoleState(sample_rate=sample_rate, stream={}, baseline={})
+        state.roles[role] = rs
+    else:
+        stream = SpeakerStream.from_state(rs.stream)
+        baseline = SpeakerBaseline.from_state(rs.baseline)
+        samples = _resample(samples, sample_rate, rs.sample_rate)  # a speaker keeps the rate it started with
+    feats = stream.process(samples)
+    baseline.update(feats)
+    delta = baseline.delta(feats)
+    acoustic = models.acoustic.score(feats, delta) if models.acoustic is not None else None
+    rs.stream, rs.baseline = stream.state_dict(), baseline.state_dict()
+    rs.speech_s += feats.speech_s
+    rs.chunks += 1
+    return RoleAnalysis(
+        role=role,
+        features=feats.to_dict(),
+        delta=delta.to_dict() if delta is not None else None,
+        baseline={"ready": baseline.ready, "progress_s": round(baseline.progress_s, 2)},
+        acoustic=None if acoustic is None else round(float(acoustic), 4),
+    )
+
+
+def process_audio(state: CallState, chunk: DecodedChunk, seq: int, models: ModelRegistry,
+                  start_s: float | None = None) -> dict[str, Any]:
+    """Advance ``state`` by one decoded chunk and return its timeline entry."""
+    if seq > state.last_seq + 1 and state.last_seq >= 0:
+        state.gaps.append([state.last_seq + 1, seq - 1])
+        logger.info("gap in chunk sequence: %d..%d missing", state.last_seq + 1, seq - 1)
+    t_start = state.clock_s if start_s is None else float(start_s)
+    t_end = t_start + chunk.duration_s
+    roles: dict[str, Any] = {}
+    for role, samples in chunk.audio.items():
+        analysis = analyze_role(state, role, samples, chunk.sample_rate, models)
+        entry = analysis.to_dict()
+        if models.fusion is not None:
+            entry.update(models.fusion.assess_audio(state.fusion, role, analysis, t_start, t_end))
+        roles[role] = entry
+    state.last_seq = seq
+    state.clock_s = max(state.clock_s, t_end)
+    state.chunks += 1
+    return {
+        "seq": seq,
+        "t_start": round(t_start, 3),
+        "t_end": round(t_end, 3),
+        "sample_rate": chunk.sample_rate,
+        "input_rate": chunk.input_rate,
+        "roles": roles,
+    }
+
+
+def public_view(state: CallState, fusion: Any = None) -> dict[str, Any]:
+    """The caller-facing part of a call's state (no stream internals)."""
+    roles = {}
+    for role, rs in state.roles.items():
+        base = rs.baseline or {}
+        roles[role] = {
+            "sample_rate": rs.sample_rate, "speech_s": round(rs.speech_s, 2), "chunks": rs.chunks,
+            "baseline": {"ready": bool(base.get("ready")), "progress_s": round(float(base.get("progress_s", 0.0)), 2)},
+        }
+    view: dict[str, Any] = {
+        "last_seq": state.last_seq, "clock_s": round(state.clock_s, 3), "chunks": state.chunks,
+        "gaps": state.gaps, "utterances": state.utterances, "roles": roles,
+    }
+    if fusion is not None:
+        view.update(fusion.view(state.fusion))
+    return view
+
+
+def _stats(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"mean": None, "max": None, "p90": None}
+    arr = np.asarray(values, dtype=float)
+    return {"mean": round(float(arr.mean()), 4), "max": round(float(arr.max()), 4),
+            "p90": round(float(np.percentile(arr, 90)), 4)}
+
+
+def summarize(state: CallState, timeline: list[dict[str, Any]], fusion: Any = None) -> dict[str, Any]:
+    """End-of-call summary from the state and the per-chunk timeline."""
+    per_role: dict[str, Any] = {}
+    for role, rs in state.roles.items():
+        entries = [e["roles"][role] for e in timeline if role in e.get("roles", {})]
+        anger = [x["anger"]["acoustic"] for x in entries if x.get("anger", {}).get("acoustic") is not None]
+        rate = [x["features"]["speech_rate"] for x in entries if x["features"].get("speech_rate")]
+        per_role[role] = {
+            "speech_s": round(rs.speech_s, 2),
+            "chunks": rs.chunks,
+            "acoustic_anger": _stats(anger),
+            "speech_rate": _stats(rate),
+        }
+    summary: dict[str, Any] = {
+        "duration_s": round(state.clock_s, 3), "chunks": state.chunks, "gaps": state.gaps,
+        "utterances": state.utterances, "roles": per_role,
+    }
+    if fusion is not None:
+        summary.update(fusion.summary(state.fusion))
+    return summary
+
+
+@dataclass(frozen=True)
+class TextAnalysis:
+    text: str
+    label: str | None
+    probs: dict[str, float] | None
+    anger: float | None
+    truncated: bool
+    keywords: list[dict[str, Any]]
+    keyword_score: float
+    keyword_stage_hint: int
+    calming: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label, "probs": self.probs, "anger": self.anger, "truncated": self.truncated,
+            "keywords": self.keywords, "keyword_score": self.keyword_score,
+            "keyword_stage_hint": self.keyword_stage_hint, "calming": self.calming,
+        }
+
+
+def analyze_texts(texts: list[str], models: ModelRegistry) -> list[TextAnalysis]:
+    """Text emotion (batched) + keyword lexicon for each text."""
+    emotions = models.text.predict(texts) if models.text is not None else [None] * len(texts)
+    out = []
+    for text, emo in zip(texts, emotions):
+        lex = models.lexicon.match(text) if models.lexicon is not None else None
+        hits = [asdict(h) for h in lex.hits] if lex is not None else []
+        out.append(TextAnalysis(
+            text=text,
+            label=emo.label if emo else None,
+            probs={k: round(float(v), 4) for k, v in emo.probs.items()} if emo else None,
+            anger=round(float(emo.anger), 4) if emo else None,
+            truncated=bool(emo.truncated) if emo else False,
+            keywords=hits,
+            keyword_score=round(float(lex.score), 4) if lex else 0.0,
+            keyword_stage_hint=int(lex.stage_hint) if lex else 0,
+            calming=bool(lex.calming) if lex else False,
+        ))
+    return out
+
+
+def process_transcript(state: CallState, role: str, text: str, start: float | None, end: float | None,
+                       final: bool, models: ModelRegistry) -> dict[str, Any]:
+    """Analyse one transcript snippet; only final snippets advance the call's escalation state."""
+    analysis = analyze_texts([text], models)[0]
+    entry: dict[str, Any] = {"role": role, "text": text, "start": start, "end": end, "final": final,
+                             **analysis.to_dict()}
+    if final:
+        state.utterances += 1
+        t_end = end if end is not None else state.clock_s
+        t_start = start if start is not None else t_end
+        if models.fusion is not None:
+            entry.update(models.fusion.assess_text(state.fusion, role, analysis, t_start, t_end))
+    return entry

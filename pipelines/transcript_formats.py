@@ -1,0 +1,38 @@
+"""Transcript sidecar formats (SRT) → turns.  A speaker prefix ``客户:``/``坐席:``/``customer:``/``agent:`` sets the role."""
+from __future__ import annotations
+
+import re
+
+from pipelines.errors import InputError
+
+_TIME = re.compile(r"(\d+):(\d+):(\d+)[,.](\d+)\s*-->\s*(\d+):(\d+):(\d+)[,.](\d+)")
+_ROLE = {"客户": "customer", "顾客": "customer", "customer": "customer", "坐席": "agent", "客服": "agent",
+         "agent": "agent"}
+
+
+def _secs(h: str, m: str, s: str, ms: str) -> float:
+    return int(h) * 3600 + int(m) * 60 + int(s) + int(ms) / (10 ** len(ms))
+
+
+def parse_srt(text: str, default_role: str = "customer"):  # -> list[Turn]
+    from pipelines.analyze import Turn
+
+    turns = []
+    for block in re.split(r"\n\s*\n", text.replace("\r\n", "\n").strip()):
+        lines = [ln.strip() for ln in block.split("\n") if ln.strip()]
+        idx = next((i for i, ln in enumerate(lines) if _TIME.search(ln)), None)
+        if idx is None:
+            continue
+        m = _TIME.search(lines[idx])
+        assert m is not None
+        start, end = _secs(*m.groups()[:4]), _secs(*m.groups()[4:])
+        body = " ".join(lines[idx + 1:])
+        role = default_role
+        pm = re.match(r"^\s*(\S+?)\s*[:：]\s*(.*)$", body)
+        if pm and pm.group(1).lower() in _ROLE:
+            role, body = _ROLE[pm.group(1).lower()], pm.group(2)
+        if body:
+            turns.append(Turn(role, body, start, end))
+    if not turns and text.strip():
+        raise InputError("SRT sidecar has no cues with timings", field="transcript")
+    return sorted(turns, key=lambda t: t.end)
