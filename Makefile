@@ -5,6 +5,11 @@ PY     := $(VENV)/bin/python
 PORT   ?= 8000
 WORKERS ?= 1
 export PORT WORKERS
+# Prometheus multi-process samples (emptied at each start; every worker's /metrics sums them)
+PROM_DIR ?= $(CURDIR)/data/prometheus
+# second test pass: the store-dependent API modules again against Redis (db is flushed per test; never db 0)
+REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
+REDIS_TESTS ?= tests/app/test_calls_api.py tests/app/test_text_and_alerts_api.py tests/app/test_security.py
 
 .PHONY: serve test install install-dev bench sample-audio lint clean
 
@@ -23,10 +28,15 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 serve: install  ## start the service on $$PORT with the embedded SQLite store
-	$(VENV)/bin/nuqi serve --host 0.0.0.0 --port $(PORT) --workers $(WORKERS)
+	@rm -rf $(PROM_DIR) && mkdir -p $(PROM_DIR)
+	PROMETHEUS_MULTIPROC_DIR=$(PROM_DIR) $(VENV)/bin/nuqi serve --host 0.0.0.0 --port $(PORT) --workers $(WORKERS)
 
 test: install-dev  ## install dev extras and run the test suite
 	$(PY) -m pytest -q
+	@if $(PY) -c "import redis; redis.Redis.from_url('$(REDIS_TEST_URL)', socket_connect_timeout=1).ping()" 2>/dev/null; \
+	then echo "== Redis-store pass: NUQI_TEST_STORE=$(REDIS_TEST_URL)"; \
+	  NUQI_TEST_STORE=$(REDIS_TEST_URL) $(PY) -m pytest -q -p tests.redis_isolation $(REDIS_TESTS); \
+	else echo "!! no Redis at $(REDIS_TEST_URL): the Redis-store pass was SKIPPED"; fi
 
 bench: install-dev  ## run the benchmark scripts (slow; results go to bench/RESULTS_*.md)
 	$(PY) bench/bench_acoustic.py

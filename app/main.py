@@ -8,8 +8,11 @@ from typing import AsyncIterator
 from fastapi import FastAPI
 
 from app import errors
-from app.routes import calls, health, transcripts
+from app.routes import alerts, calls, health, transcripts
 from app.runtime import Runtime
+from app import observability, security
+from app.routes import admin
+from app.security import SecurityRuntime
 from pipelines.registry import ModelRegistry
 from pipelines.settings import Settings, get_settings
 
@@ -24,8 +27,11 @@ def create_app(settings: Settings | None = None, models: ModelRegistry | None = 
         runtime = Runtime.start(settings, models)
         app.state.runtime = runtime
         try:
+            app.state.security = SecurityRuntime.start(settings, runtime.store)
             yield
         finally:
+            if getattr(app.state, "security", None) is not None:
+                await app.state.security.close()
             runtime.close()
 
     app = FastAPI(
@@ -35,6 +41,9 @@ def create_app(settings: Settings | None = None, models: ModelRegistry | None = 
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (health, calls, transcripts):
+    security.install(app, settings)  # auth, roles, rate limit, body cap
+    observability.install(app, settings)  # /metrics, JSON logs (outermost middleware)
+    app.include_router(admin.router)
+    for module in (health, calls, transcripts, alerts):
         app.include_router(module.router)
     return app

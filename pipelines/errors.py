@@ -71,6 +71,12 @@ class ModelNotAvailableError(NuqiError):
     code = "model_unavailable"
 
 
+class LexiconError(ModelNotAvailableError):
+    """A keyword lexicon file is missing or malformed (bad YAML, weight/stage out of range, bad regex)."""
+
+    code = "lexicon_invalid"
+
+
 class StoreUnavailableError(NuqiError):
     """The state store (SQLite/Redis) cannot be reached (maps to 503)."""
 

@@ -34,7 +34,7 @@ class ModelRegistry:
     acoustic: Any = None  # pipelines.audio.anger_model.AcousticAngerModel
     text: Any = None  # pipelines.text.emotion.TextEmotionModel
     lexicon: Any = None  # pipelines.text.lexicon.KeywordLexicon
-    fusion: Any = None  # pipelines.fusion.FusionEngine
+    fusion: Any = None  # pipelines.escalation.FusionEngine
     status: dict[str, ComponentStatus] = field(default_factory=dict)
 
     REQUIRED = ("acoustic", "text", "lexicon", "fusion")
@@ -78,6 +78,6 @@ class ModelRegistry:
         return KeywordLexicon.load()
 
     def _load_fusion(self) -> Any:
-        from pipelines.fusion import FusionEngine
+        from pipelines.escalation import FusionEngine
 
         return FusionEngine.load(self.settings.models_dir / "fusion")

@@ -120,11 +120,13 @@ def process_audio(state: CallState, chunk: DecodedChunk, seq: int, models: Model
     t_start = state.clock_s if start_s is None else float(start_s)
     t_end = t_start + chunk.duration_s
     roles: dict[str, Any] = {}
+    alerts: list[dict[str, Any]] = []
     for role, samples in chunk.audio.items():
         analysis = analyze_role(state, role, samples, chunk.sample_rate, models)
         entry = analysis.to_dict()
         if models.fusion is not None:
-            entry.update(models.fusion.assess_audio(state.fusion, role, analysis, t_start, t_end))
+            _merge_assessment(entry, models.fusion.assess_audio(state.fusion, role, analysis, t_start, t_end),
+                              alerts)
         roles[role] = entry
     state.last_seq = seq
     state.clock_s = max(state.clock_s, t_end)
@@ -136,7 +138,21 @@ def process_audio(state: CallState, chunk: DecodedChunk, seq: int, models: Model
         "sample_rate": chunk.sample_rate,
         "input_rate": chunk.input_rate,
         "roles": roles,
+        "_alerts": alerts,
     }
+
+
+def _merge_assessment(entry: dict[str, Any], assessment: dict[str, Any], alerts: list[dict[str, Any]]) -> None:
+    """Fold a FusionEngine assessment into a role/utterance entry (``anger.fused``, ``stage``, ...)."""
+    alerts.extend(assessment.pop("_alerts", []))
+    fused = assessment.pop("fused", None)
+    if fused is not None:
+        if isinstance(entry.get("anger"), dict):  # audio window: anger = {"acoustic": ..., "fused": ...}
+            entry["anger"]["fused"] = fused["fused"]
+        else:  # utterance: "anger" is the text model's probability
+            entry["anger_fused"] = fused["fused"]
+        entry["fusion"] = fused
+    entry.update(assessment)
 
 
 def public_view(state: CallState, fusion: Any = None) -> dict[str, Any]:
@@ -239,5 +255,8 @@ def process_transcript(state: CallState, role: str, text: str, start: float | No
         t_end = end if end is not None else state.clock_s
         t_start = start if start is not None else t_end
         if models.fusion is not None:
-            entry.update(models.fusion.assess_text(state.fusion, role, analysis, t_start, t_end))
+            alerts: list[dict[str, Any]] = []
+            _merge_assessment(entry, models.fusion.assess_text(state.fusion, role, analysis, t_start, t_end),
+                              alerts)
+            entry["_alerts"] = alerts
     return entry

@@ -28,9 +28,32 @@ class Settings(BaseSettings):
     # assembled faster-whisper base model dir for QA batch ASR; None = state_dir / "models" / "whisper-base"
     asr_model_dir: Path | None = None
 
+    # --- QA batch scoring (nuqi score, POST /v1/batch) -----------------------
+    # Ray cluster for batch scoring ("ray://host:10001", "auto" or "local"); None = local process pool, no Ray import
+    ray_address: str | None = None
+    batch_workers: int = 1  # worker processes of a POST /v1/batch job (1 = the service's own models, in a thread)
+    # server-side folders POST /v1/batch may read; paths outside them are refused (uploads are always allowed)
+    batch_input_roots: tuple[Path, ...] = (REPO_ROOT / "sample_audio",)
+    batch_max_upload_bytes: int = 2 * 1024**3  # total bytes of the files uploaded to one POST /v1/batch
+
     # --- store -------------------------------------------------------------
     # "sqlite" (embedded default, file under state_dir) or "sqlite:///path.db" or "redis://host:port/db"
     store: str = "sqlite"
+    redis_prefix: str = "nuqi"  # key prefix in Redis (several deployments may share one Redis db)
+    redis_connect_timeout_s: float = 1.0  # fail fast (503) when Redis cannot be reached
+    redis_socket_timeout_s: float = 2.0  # per-command timeout
+    redis_max_connections: int = 64  # connection pool size per worker process
+
+    # --- security (app/security) ---------------------------------------------
+    # False = open API (every request acts as admin of tenant "default"; `nuqi serve` warns loudly)
+    auth_enabled: bool = False
+    # optional admin key created at start-up (env NUQI_BOOTSTRAP_ADMIN_KEY); use it to create the other keys
+    bootstrap_admin_key: str | None = None
+    bootstrap_tenant: str = "default"  # tenant of the bootstrap admin key
+    rate_limit_per_s: float = 50.0  # default token-bucket refill per API key (a key may carry its own)
+    rate_limit_burst: int = 100  # default bucket size per API key
+    key_cache_s: float = 2.0  # how long a worker caches a key lookup (revocation reaches other workers within it)
+    log_json: bool = True  # structured JSON logs (call id, no raw PII) from the nuqi.* loggers
 
     # --- audio ingest --------------------------------------------------------
     max_chunk_seconds: float = 30.0  # longer chunks are refused with 413

@@ -11,10 +11,12 @@ import logging
 import time
 from typing import Any
 
+from app import observability as obs
 from app.runtime import Runtime
 from app.store import CallRecord
 from pipelines.audio.decode import ChunkFormat, decode_chunk
 from pipelines.errors import ConflictError, NotFoundError
+from pipelines.pii import redact_obj
 from pipelines.session import CallState, process_audio
 
 logger = logging.getLogger("nuqi.calls")
@@ -63,47 +65,93 @@ def _attempt(rt: Runtime, call_id: str, tenant: str, agent_id: str | None, seq: 
     if rec.status == "ended":
         raise ConflictError(f"call {call_id!r} has ended; no more audio is accepted", call_id=call_id)
     stored = rt.store.get_chunk(call_id, seq)
-    if stored is not None:
-        return "done", {**stored, "duplicate": True}
+    if stored is not None:  # a retry: re-deliver the chunk's alerts (dedup keys keep this idempotent), so an
+        # alert is never lost when a worker died between committing the chunk and storing its alerts
+        redelivered = [a for a in (store_alert(rt, rec, a) for a in stored.pop("_alerts", [])) if a is not None]
+        return "done", {**stored, "duplicate": True, "alerts": redelivered}
     state = CallState.from_state(rec.state)
     if seq <= state.last_seq:
         raise ConflictError(
             f"chunk seq {seq} arrived after seq {state.last_seq} was processed; it was recorded as a gap",
             call_id=call_id, seq=seq, last_seq=state.last_seq,
         )
-    if state.last_seq >= 0 and seq > state.last_seq + 1 and waited < GAP_WAIT_S:
+    if seq > state.last_seq + 1 and waited < GAP_WAIT_S:  # also a new call's seq 1 waits for its seq 0
         return "wait", None
     expected = rec.version
-    entry = process_audio(state, chunk, seq, rt.models, start_s)
+    level_before = obs.stage_level(rec.state)
+    with obs.inference("audio"):
+        entry = process_audio(state, chunk, seq, rt.models, start_s)
     alerts = entry.pop("_alerts", [])
     rec.state = state.state_dict()
-    if not rt.store.commit_chunk(rec, expected, seq, entry):
+    if not rt.store.commit_chunk(rec, expected, seq, {**entry, "_alerts": redact_obj(alerts)} if alerts else entry):
         return "retry", None
+    obs.stage_change(level_before, rec.state)
     stored_alerts = [a for a in (store_alert(rt, rec, a) for a in alerts) if a is not None]
     return "done", {**entry, "duplicate": False, "alerts": stored_alerts, "gaps": state.gaps}
 
 
 def store_alert(rt: Runtime, rec: CallRecord, alert: dict[str, Any]) -> dict[str, Any] | None:
-    payload = {k: v for k, v in alert.items() if k not in ("level", "kind", "dedup_key")}
+    payload = redact_obj({k: v for k, v in alert.items() if k not in ("level", "kind", "dedup_key")})
     stored = rt.store.add_alert(rec.call_id, rec.tenant, rec.agent_id, int(alert["level"]), str(alert["kind"]),
                                 payload, f"{rec.call_id}:{alert['dedup_key']}")
+    obs.alert_raised(alert if stored else None)
     return stored.to_dict() if stored else None
+
+
+class _Progress:
+    """This worker's chunks in flight for one call, and an event set whenever one of them commits."""
+
+    def __init__(self) -> None:
+        self.inflight: set[int] = set()
+        self.event = asyncio.Event()
+
+    def committed(self) -> None:
+        self.event.set()
+        self.event = asyncio.Event()
+
+
+_PROGRESS: dict[tuple[int, str], _Progress] = {}  # (id(runtime), call_id): one event loop per runtime
 
 
 async def ingest_audio(rt: Runtime, call_id: str, body: bytes, fmt: ChunkFormat, seq: int, *,
                        tenant: str, agent_id: str | None = None, start_s: float | None = None) -> dict[str, Any]:
-    chunk = await rt.run(lambda: decode_chunk(body, fmt, max_seconds=rt.settings.max_chunk_seconds))
+    t_request = time.perf_counter()
+    decoded: list[Any] = []
+
+    def attempt(waited: float) -> tuple[str, dict[str, Any] | None]:
+        if not decoded:  # decoded in the same thread hop as the first attempt (a bad chunk never touches state)
+            decoded.append(decode_chunk(body, fmt, max_seconds=rt.settings.max_chunk_seconds))
+        return _attempt(rt, call_id, tenant, agent_id, seq, decoded[0], start_s, waited)
+
+    key = (id(rt), call_id)
+    progress = _PROGRESS.setdefault(key, _Progress())
+    progress.inflight.add(seq)
     t0 = time.monotonic()
-    while True:
-        waited = time.monotonic() - t0
-        async with rt.lock_for(call_id):  # held per attempt only, so a predecessor can get in
-            outcome, result = await rt.run(_attempt, rt, call_id, tenant, agent_id, seq, chunk, start_s, waited)
-        if outcome == "done":
-            assert result is not None
-            if result.get("alerts"):
-                await rt.alerts.notify()
-            return {"call_id": call_id, **result}
-        await asyncio.sleep(RETRY_SLEEP_S * (5 if outcome == "wait" else 1))
+    try:
+        while True:
+            # a predecessor in flight in this worker will come (however loaded we are): never record it as a gap
+            local_predecessor = seq - 1 in progress.inflight
+            waited = 0.0 if local_predecessor else time.monotonic() - t0
+            async with rt.lock_for(call_id):  # held per attempt only, so a predecessor can get in
+                outcome, result = await rt.run(attempt, waited)
+            if outcome == "done":
+                assert result is not None
+                progress.committed()
+                if result.get("alerts"):
+                    await rt.alerts.notify()
+                obs.observe_chunk(time.perf_counter() - t_request)
+                return {"call_id": call_id, **result}
+            if outcome == "wait":  # woken by a commit here, or poll for one on another worker
+                try:
+                    await asyncio.wait_for(progress.event.wait(), 2.0 if local_predecessor else RETRY_SLEEP_S * 5)
+                except asyncio.TimeoutError:
+                    pass
+            else:
+                await asyncio.sleep(RETRY_SLEEP_S)
+    finally:
+        progress.inflight.discard(seq)
+        if not progress.inflight and _PROGRESS.get(key) is progress:
+            del _PROGRESS[key]
 
 
 def call_view(rt: Runtime, call_id: str, tenant: str, timeline: bool = True) -> dict[str, Any]:
@@ -117,7 +165,7 @@ def call_view(rt: Runtime, call_id: str, tenant: str, timeline: bool = True) -> 
         "state": public_view(state, rt.models.fusion), "summary": rec.summary,
     }
     if timeline:
-        view["timeline"] = rt.store.list_chunks(call_id)
+        view["timeline"] = [{k: v for k, v in e.items() if k != "_alerts"} for e in rt.store.list_chunks(call_id)]
         view["transcripts"] = rt.store.list_transcripts(call_id)
     return view
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 import time
 from typing import Any, Protocol
 
+from app import observability as obs
 from app.runtime import Runtime
 from app.services.calls import RETRY_SLEEP_S, ensure_call, store_alert
 from pipelines.errors import ConflictError
+from pipelines.pii import redact_call_state, redact_obj
 from pipelines.session import CallState, process_transcript
 
 
@@ -27,13 +29,18 @@ def _apply(rt: Runtime, call_id: str, tenant: str, s: Snippet) -> dict[str, Any]
             raise ConflictError(f"call {call_id!r} has ended; no more transcripts are accepted", call_id=call_id)
         state = CallState.from_state(rec.state)
         expected = rec.version
-        entry = process_transcript(state, s.role, s.text, s.start, s.end, s.final, rt.models)
+        level_before = obs.stage_level(rec.state)
+        with obs.inference("transcript"):  # keywords/emotion see the original text, in memory only
+            entry = process_transcript(state, s.role, s.text, s.start, s.end, s.final, rt.models)
         alerts = entry.pop("_alerts", [])
+        entry = redact_obj(entry)  # nothing personal is stored, returned or logged
         entry["key"] = key
-        rec.state = state.state_dict()
+        rec.state = redact_call_state(state.state_dict())
         if s.final and not rt.store.save_call(rec, expected):
             time.sleep(RETRY_SLEEP_S)
             continue
+        if s.final:
+            obs.stage_change(level_before, rec.state)
         rt.store.put_transcript(call_id, key, entry)
         stored = [a for a in (store_alert(rt, rec, a) for a in alerts) if a is not None]
         from pipelines.session import public_view

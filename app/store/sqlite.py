@@ -48,8 +48,9 @@ class SQLiteStore(Store):
         except OSError as exc:
             raise StoreUnavailableError(f"cannot create the SQLite directory {self.path.parent}: {exc}") from exc
         self._local = threading.local()
-        with self._tx() as db:
-            db.executescript(SCHEMA)
+        with self._tx() as db:  # executescript() would COMMIT the open transaction itself
+            for statement in filter(str.strip, SCHEMA.split(";")):
+                db.execute(statement)
         logger.info("SQLite store at %s", self.path)
 
     # --- connections -------------------------------------------------------------------------

@@ -41,21 +41,25 @@ def _voiced_frac(f: ChunkFeatures) -> float | None:
 ABS_FEATURES: dict[str, object] = {
     "speech_rate": lambda f, d: f.speech_rate,
     "f0_range_st": lambda f, d: f.f0_range_st,
+    "f0_mad_st": lambda f, d: f.f0_mad_st,
     "loudness_range_db": lambda f, d: f.loudness_range_db,
     "voiced_frac": lambda f, d: _voiced_frac(f),
     "spectral_tilt_db": lambda f, d: f.spectral_tilt_db,
     "hf_logit": lambda f, d: _hf_logit(f.hf_ratio),
 }
+# Once the baseline is ready only speaker-relative cues are used (愤怒感知法: compare the caller with
+# their own opening).  Absolute voice-quality features made the model fire on voices unlike EmoDB's
+# actors (synthetic or telephone voices scored ~0.8 "anger" when calm), so they stay in the
+# pre-baseline model only.
 REL_FEATURES: dict[str, object] = {
-    **ABS_FEATURES,
-    "d_speech_rate_pct": lambda f, d: d.speech_rate_pct,
-    "d_f0_st": lambda f, d: d.f0_st,
-    "d_f0_range_st": lambda f, d: d.f0_range_st,
-    "d_loudness_db": lambda f, d: d.loudness_db,
-    "d_hf_ratio_db": lambda f, d: d.hf_ratio_db,
-    "d_spectral_tilt_db": lambda f, d: d.spectral_tilt_db,
+    "d_speech_rate_pct": lambda f, d: None if d is None else d.speech_rate_pct,
+    "d_f0_st": lambda f, d: None if d is None else d.f0_st,
+    "d_f0_range_st": lambda f, d: None if d is None else d.f0_range_st,
+    "d_loudness_db": lambda f, d: None if d is None else d.loudness_db,
+    "d_hf_ratio_db": lambda f, d: None if d is None else d.hf_ratio_db,
+    "d_spectral_tilt_db": lambda f, d: None if d is None else d.spectral_tilt_db,
 }
-EXTRACTORS = {**REL_FEATURES}
+EXTRACTORS = {**ABS_FEATURES, **REL_FEATURES}
 
 
 def feature_vector(names: list[str], f: ChunkFeatures, delta: FeatureDelta | None) -> np.ndarray:
@@ -81,10 +85,12 @@ class _Logistic:
         if unknown:
             raise ModelNotAvailableError(f"acoustic anger model uses unknown features {unknown}")
 
-    def prob(self, x: np.ndarray) -> float:
+    def z(self, x: np.ndarray) -> np.ndarray:
         z = (x - self.mean) / self.scale
-        z = np.where(np.isfinite(z), np.clip(z, -5.0, 5.0), 0.0)  # missing -> training mean
-        s = float(z @ self.coef + self.intercept)
+        return np.where(np.isfinite(z), np.clip(z, -5.0, 5.0), 0.0)  # missing -> training mean
+
+    def prob(self, x: np.ndarray) -> float:
+        s = float(self.z(x) @ self.coef + self.intercept)
         return 1.0 / (1.0 + math.exp(-s))
 
 
@@ -122,3 +128,14 @@ class AcousticAngerModel:
             return None
         m = self.relative if delta is not None else self.absolute
         return m.prob(feature_vector(m.features, f, delta))
+
+    def explain(self, f: ChunkFeatures, delta: FeatureDelta | None) -> dict[str, float]:
+        """Per-feature contribution to the logit (coef * standardised value), largest first.
+
+        Positive = pushes towards anger.  Empty when the chunk had no speech.
+        """
+        if f.speech_s < self.min_speech_s:
+            return {}
+        m = self.relative if delta is not None else self.absolute
+        c = m.z(feature_vector(m.features, f, delta)) * m.coef
+        return dict(sorted(((n, float(v)) for n, v in zip(m.features, c)), key=lambda kv: -abs(kv[1])))

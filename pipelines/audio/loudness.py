@@ -21,5 +21,7 @@ def chunk_loudness(db_speech: np.ndarray, min_frames: int = 3) -> tuple[float | 
     """(median dBFS, p90-p10 dB range) over speech frames; None when too few frames."""
     if db_speech.size < min_frames:
         return None, None
-    p10, p50, p90 = np.percentile(db_speech, [10, 50, 90])
+    from pipelines.audio.stream import _percentiles
+
+    p10, p50, p90 = _percentiles(db_speech)
     return float(p50), float(p90 - p10)

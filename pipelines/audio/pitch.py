@@ -27,8 +27,8 @@ class YinConfig:
     frame_len: int = 384  # 48 ms analysis frame = integration window + max lag
     fmin: float = FMIN_HZ
     fmax: float = FMAX_HZ
-    threshold: float = 0.2  # absolute CMNDF threshold of the YIN step 4
-    voicing: float = 0.3  # frames whose best CMNDF exceeds this are unvoiced
+    threshold: float = 0.15  # absolute CMNDF threshold of the YIN step 4
+    voicing: float = 0.35  # frames whose best CMNDF exceeds this are unvoiced
 
     @property
     def tau_min(self) -> int:
@@ -43,35 +43,45 @@ class YinConfig:
         return self.frame_len - self.tau_max - 2
 
 
-def cmndf(frames: np.ndarray, cfg: YinConfig) -> np.ndarray:
-    """CMNDF d'(tau) for tau = 0..tau_max+1, shape (n_frames, tau_max + 2)."""
+def cmndf(frames: np.ndarray, cfg: YinConfig) -> tuple[np.ndarray, np.ndarray]:
+    """CMNDF d'(tau) for tau = 0..tau_max+1, shape (n_frames, tau_max + 2), and rfft(frames).
+
+    r(tau) = sum_{j<W} x_j x_{j+tau} is a cross-correlation of the first W samples with the
+    whole frame; since j + tau < frame_len, an FFT of size frame_len has no wrap-around, and the
+    frame's own spectrum is returned for reuse by the spectral features.
+    """
     n_frames, n = frames.shape
     w = cfg.win
     tmax = cfg.tau_max + 1
-    nfft = 1 << int(math.ceil(math.log2(n + w)))
-    fx = np.fft.rfft(frames, nfft, axis=1)
-    fw = np.fft.rfft(frames[:, :w], nfft, axis=1)
-    r = np.fft.irfft(fx * np.conj(fw), nfft, axis=1)[:, : tmax + 1]
-    cs = np.concatenate([np.zeros((n_frames, 1)), np.cumsum(frames * frames, axis=1)], axis=1)
-    e0 = cs[:, w][:, None]
-    taus = np.arange(tmax + 1)
-    et = cs[:, taus + w] - cs[:, taus]
-    d = np.maximum(e0 + et - 2.0 * r, 0.0)
+    fx = np.fft.rfft(frames, n, axis=1)
+    fw = np.fft.rfft(frames[:, :w], n, axis=1)
+    r = np.fft.irfft(fx * np.conj(fw), n, axis=1)[:, : tmax + 1]
+    cs = np.empty((n_frames, n + 1))
+    cs[:, 0] = 0.0
+    np.cumsum(frames * frames, axis=1, out=cs[:, 1:])
+    e0 = cs[:, w : w + 1]
+    et = cs[:, w : w + tmax + 1] - cs[:, : tmax + 1]
+    d = e0 + et
+    d -= 2.0 * r
+    np.maximum(d, 0.0, out=d)
     d[:, 0] = 0.0
     cum = np.cumsum(d[:, 1:], axis=1)
     dn = np.ones_like(d)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dn[:, 1:] = np.where(cum > 1e-12, d[:, 1:] * taus[1:] / cum, 1.0)
-    return dn
+    np.maximum(cum, 1e-12, out=cum)
+    dn[:, 1:] = d[:, 1:] * _TAUS[: tmax] / cum
+    return dn, fx
 
 
-def yin(frames: np.ndarray, cfg: YinConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return (f0_hz, cmndf_at_pick, dprime) per frame; f0 is defined for every frame."""
+_TAUS = np.arange(1, 4096, dtype=float)
+
+
+def yin(frames: np.ndarray, cfg: YinConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return (f0_hz, cmndf_at_pick, dprime, rfft of frames) per frame; f0 is defined for every frame."""
     n_frames = frames.shape[0]
     if n_frames == 0:
         z = np.zeros(0)
-        return z, z, np.zeros((0, cfg.tau_max + 2))
-    dp = cmndf(frames, cfg)
+        return z, z, np.zeros((0, cfg.tau_max + 2)), np.zeros((0, frames.shape[1] // 2 + 1), dtype=complex)
+    dp, fx = cmndf(frames, cfg)
     lo, hi = cfg.tau_min, cfg.tau_max
     seg = dp[:, lo : hi + 1]
     left = dp[:, lo - 1 : hi]
@@ -92,7 +102,7 @@ def yin(frames: np.ndarray, cfg: YinConfig) -> tuple[np.ndarray, np.ndarray, np.
         shift = np.where(np.abs(den) > 1e-12, 0.5 * (y0 - y2) / den, 0.0)
     shift = np.clip(shift, -1.0, 1.0)
     f0 = cfg.sr / (tau + shift)
-    return f0, y1, dp
+    return f0, y1, dp, fx
 
 
 def _best_near(dp_row: np.ndarray, tau: float, lo: int, hi: int) -> tuple[float, float]:
@@ -125,24 +135,32 @@ class OctaveGuard:
     def apply(self, f0: np.ndarray, ap: np.ndarray, dp: np.ndarray, voiced: np.ndarray, cfg: YinConfig) -> np.ndarray:
         out = f0.copy()
         lo, hi = cfg.tau_min, cfg.tau_max
-        for i in np.flatnonzero(voiced):
-            lf = math.log2(out[i])
-            if self.ref is not None and self.n >= 10:
-                dist = lf - self.ref
-                if abs(dist) > self.jump:
+        idx = np.flatnonzero(voiced)
+        if idx.size == 0:
+            return out
+        lfs = np.log2(f0[idx]).tolist()
+        aps = ap[idx].tolist()
+        ref, n, jump, alpha = self.ref, self.n, self.jump, self.alpha
+        log2 = math.log2
+        for j, i in enumerate(idx.tolist()):
+            lf = lfs[j]
+            if ref is not None and n >= 10:
+                dist = lf - ref
+                if dist > jump or dist < -jump:
                     tau = cfg.sr / out[i]
                     alt_tau = tau * 2.0 if dist > 0 else tau / 2.0
                     k, v = _best_near(dp[i], alt_tau, lo, hi)
-                    if not math.isnan(k) and v < ap[i] + self.slack and v < cfg.voicing:
+                    if not math.isnan(k) and v < aps[j] + self.slack and v < cfg.voicing:
                         out[i] = cfg.sr / k
-                        lf = math.log2(out[i])
-            if ap[i] < 0.15:
-                if self.ref is None:
-                    self.ref = lf
+                        lf = log2(out[i])
+            if aps[j] < 0.15:
+                if ref is None:
+                    ref = lf
                 else:
-                    a = max(self.alpha, 1.0 / (self.n + 1))
-                    self.ref += a * (lf - self.ref)
-                self.n += 1
+                    a = max(alpha, 1.0 / (n + 1))
+                    ref += a * (lf - ref)
+                n += 1
+        self.ref, self.n = ref, n
         return out
 
     def state_dict(self) -> dict:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-NFFT = 256  # 32 ms Hann at 8 kHz, 31.25 Hz bins
+NFFT = 384  # 48 ms frame at 8 kHz, 20.8 Hz bins (the F0 frame; its FFT is shared with YIN)
 SR = 8000
 OCTAVE_EDGES = [(125, 250), (250, 500), (500, 1000), (1000, 2000), (2000, 3800)]
 _FREQS = np.fft.rfftfreq(NFFT, 1.0 / SR)
-_HANN = np.hanning(NFFT + 2)[1:-1]
+_HANN = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(NFFT) / NFFT)  # periodic Hann
 
 
 def _band(lo: float, hi: float) -> np.ndarray:
@@ -29,10 +29,18 @@ _OCT_X = np.arange(len(OCTAVE_EDGES), dtype=float)
 _OCT_X -= _OCT_X.mean()
 
 
-def band_energies(frames256: np.ndarray) -> np.ndarray:
-    """Hann-windowed power summed into BANDS, shape (n_frames, 8)."""
-    spec = np.fft.rfft(frames256 * _HANN, axis=1)
-    p = spec.real**2 + spec.imag**2
+def band_energies(rect_spec: np.ndarray) -> np.ndarray:
+    """Hann-windowed power summed into BANDS, shape (n_frames, 8).
+
+    ``rect_spec`` is rfft(frame, NFFT) of the un-windowed frame; a periodic Hann window is
+    applied in the frequency domain (H_k = X_k/2 - (X_{k-1} + X_{k+1})/4), saving an FFT.
+    """
+    x = rect_spec
+    h = 0.5 * x
+    h[:, 1:-1] -= 0.25 * (x[:, :-2] + x[:, 2:])
+    h[:, 0] -= 0.5 * x[:, 1].real
+    h[:, -1] -= 0.5 * x[:, -2].real
+    p = h.real**2 + h.imag**2
     return p @ BANDS
 
 

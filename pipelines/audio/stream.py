@@ -3,14 +3,16 @@
 Pipeline per chunk (all numpy-vectorised over the frames of the chunk):
   16 kHz input → 63-tap FIR low-pass (3.6 kHz) + decimation to 8 kHz (the analysis rate for
   both 8 and 16 kHz calls, so one model serves both) → DC blocker → frames every 10 ms
-  (48 ms for F0, centred 32 ms for level/spectrum) → energy VAD (:mod:`.vad`) → YIN F0 +
+  (48 ms frames: YIN F0 and, from the same FFT, the Hann band spectrum; level = RMS of the
+  centred 32 ms) → energy VAD (:mod:`.vad`) → YIN F0 +
   octave guard (:mod:`.pitch`) → level (:mod:`.loudness`) → band energies (:mod:`.spectral`)
   → syllable nuclei + 3 s speaking-rate window (:mod:`.rate`).
 
 Streaming-correct: unconsumed samples, FIR tail, decimation phase, DC-filter memory, VAD
 floor/hangover, pitch reference, nucleus detector and rate window all live in the state,
 so any chunking of a signal yields the same frame sequence (features of a chunk cover the
-frames that *complete* inside it: a fixed 38 ms lag).  ``state_dict()`` is plain JSON
+frames that *complete* inside it, so they lag the chunk end by up to 48 ms; a syllable nucleus
+is counted one frame after its peak).  ``state_dict()`` is plain JSON
 (arrays as base64 float64), restoring it on another worker gives bit-identical output.
 """
 from __future__ import annotations
@@ -35,14 +37,29 @@ SR = 8000  # analysis rate
 HOP = 80  # 10 ms
 HOP_S = HOP / SR
 FRAME = 384  # 48 ms (F0 window)
-CENTER_OFF = (FRAME - spectral.NFFT) // 2  # 32 ms level/spectrum window centred in the frame
+LEVEL_LEN = 256  # 32 ms level window centred in the frame
+CENTER_OFF = (FRAME - LEVEL_LEN) // 2
 DC_POLE = 0.995
 _FIR = firwin(63, 3600.0, fs=16000.0)
 _FIR_REV = _FIR[::-1].copy()
 _YIN = YinConfig(sr=SR, frame_len=FRAME)
 # scale band power (one-sided |X|^2 of a Hann frame) to a mean-square level comparable with frame_db
 _BAND_NORM = 2.0 / (spectral.NFFT * float(np.sum(spectral._HANN**2)))
+F0_STATS_APERIODICITY = 0.25  # voiced frames entering the F0 statistics need CMNDF below this
 STATE_VERSION = 1
+
+
+def _percentiles(v: np.ndarray) -> tuple[float, float, float]:
+    """p10, p50, p90 with linear interpolation (= np.percentile), without its overhead."""
+    v = np.sort(v)
+    n = v.size - 1
+    out = []
+    for q in (0.1, 0.5, 0.9):
+        pos = q * n
+        lo = int(pos)
+        hi = min(lo + 1, n)
+        out.append(float(v[lo] + (v[hi] - v[lo]) * (pos - lo)))
+    return out[0], out[1], out[2]
 
 
 def _b64(a: np.ndarray) -> str:
@@ -69,6 +86,7 @@ class ChunkFeatures:
     syllables: int  # nuclei detected in this chunk
     voiced_s: float = 0.0
     loudness_range_db: float | None = None  # p90 - p10 of speech-frame level
+    f0_mad_st: float | None = None  # robust F0 spread: 1.4826 * median |12 log2(f0 / median)|, semitones
     rate_speech_s: float = 0.0  # speech time inside the rate window
     n_frames: int = 0
 
@@ -127,25 +145,26 @@ class SpeakerStream:
         frames = np.lib.stride_tricks.sliding_window_view(buf, FRAME)[: (n - 1) * HOP + 1 : HOP]
         self._buf = buf[n * HOP :].copy()
         self.frames_done += n
-        center = frames[:, CENTER_OFF : CENTER_OFF + spectral.NFFT]
+        center = frames[:, CENTER_OFF : CENTER_OFF + LEVEL_LEN]
 
         db = loudness.frame_db(center)
-        bands = spectral.band_energies(center)
+        f0, ap, dp, fx = yin(frames, _YIN)
+        bands = spectral.band_energies(fx)
         env = 10.0 * np.log10(np.maximum(bands[:, 2] * _BAND_NORM, 1e-10))
         speech, floor = self._vad.process(db)
-        f0, ap, dp = yin(frames, _YIN)
         voiced = speech & (ap < _YIN.voicing)
         f0 = self._guard.apply(f0, ap, dp, voiced, _YIN)
-        nuclei = self._det.process(env, voiced, floor)
+        nuclei = self._det.process(env, speech & (ap < self._rate_params.nucleus_aperiodicity), floor)
         self._win.push(speech, nuclei)
         rate, rate_sp = self._win.rate(HOP_S, self._rate_params.min_speech_frames)
 
-        fv = f0[voiced]
+        fv = f0[voiced & (ap < F0_STATS_APERIODICITY)]
         if fv.size >= 3:
-            p10, p50, p90 = np.percentile(fv, [10, 50, 90])
+            p10, p50, p90 = _percentiles(fv)
             f0_med, f0_rng = float(p50), float(12.0 * math.log2(p90 / p10))
+            f0_mad = float(1.4826 * np.median(np.abs(np.log2(fv / p50))) * 12.0)
         else:
-            f0_med = f0_rng = None
+            f0_med = f0_rng = f0_mad = None
         loud, loud_rng = loudness.chunk_loudness(db[speech])
         tilt, hf = spectral.chunk_spectral(bands[speech])
         return ChunkFeatures(
@@ -161,6 +180,7 @@ class SpeakerStream:
             syllables=int(nuclei.sum()),
             voiced_s=float(voiced.sum()) * HOP_S,
             loudness_range_db=loud_rng,
+            f0_mad_st=f0_mad,
             rate_speech_s=rate_sp,
             n_frames=int(n),
         )
@@ -187,6 +207,8 @@ class SpeakerStream:
 
     @classmethod
     def from_state(cls, d: dict) -> "SpeakerStream":
+        if d.get("version") != STATE_VERSION:
+            raise ValueError(f"SpeakerStream state version {d.get('version')!r} != {STATE_VERSION}; start a new stream")
         s = cls(int(d["sample_rate"]))
         s._buf = _unb64(d["buf"])
         s._fir_tail = _unb64(d["fir_tail"])

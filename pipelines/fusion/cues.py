@@ -62,7 +62,8 @@ class Hit:
     weight: float = 1.0
     stage_hint: int = 0
     negated: bool = False
-    killer: bool = False
+    killer: str = ""  # the course's four killers: "wait" | "annoy" | "think" | "repeat" ("" = none)
+    hypothetical: bool = False  # conditional threat (如果再不解决我就投诉); the lexicon already lowered its hint
     start: int | None = None
     end: int | None = None
     text: str | None = None
@@ -77,13 +78,17 @@ class Hit:
         if not term:
             raise InputError(f"keyword hit without a term: {obj!r}")
         hint = _get(obj, "stage_hint", 0) or 0
+        killer = _get(obj, "killer", "")
+        if killer is True:
+            killer = "yes"
         return cls(
             term=str(term),
             category=str(_get(obj, "category", "") or ""),
             weight=float(_get(obj, "weight", 1.0) if _get(obj, "weight") is not None else 1.0),
             stage_hint=int(max(0, min(6, int(hint)))),
             negated=bool(_get(obj, "negated", False)),
-            killer=bool(_get(obj, "killer", False)),
+            killer=str(killer) if killer else "",
+            hypothetical=bool(_get(obj, "hypothetical", False)),
             start=_get(obj, "start"),
             end=_get(obj, "end"),
             text=_get(obj, "text"),

@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines.fusion.cues import Cues
+from pipelines.fusion.cues import Cues, Hit
 from pipelines.fusion.fuse import FusedAnger
+from pipelines.fusion.rules import Rules, default_rules
 from pipelines.fusion.stage import StageUpdate, zh_ordinal
 
 TEXT_LABEL_ZH = {"angry": "愤怒", "happy": "高兴", "neutral": "中性", "sad": "悲伤", "fear": "恐惧",
@@ -26,7 +27,9 @@ MIN_PROB = 0.30
 
 @dataclass
 class CueExplanation:
-    kind: str  # speech_rate | pitch | pitch_range | loudness | acoustic | text_emotion | keyword | repetition | stage_rule | calming
+    # speech_rate | pitch | pitch_range | loudness | acoustic | text_emotion | repetition | calming |
+    # external | complaint | killer_wait | killer_repeat | killer_annoy | killer_think | insult | demand | keyword
+    kind: str
     value: float | str
     text_zh: str
     weight: float
@@ -56,15 +59,34 @@ def _feature_weight(fused: FusedAnger, group: str, feature: str) -> float:
     if g is None:
         return 0.0
     part = g.parts.get(feature, 0.0)
-    total = sum(g.parts.values())
-    if abs(total) < 1e-9:
+    contribution = g.contribution
+    if group == "prosody" and group not in fused.available and "acoustic" in fused.groups:
+        # prosody is an input of the acoustic model: it shares the acoustic model's contribution
+        contribution = fused.groups["acoustic"].contribution
+    pos = sum(v for v in g.parts.values() if v > 0)
+    if pos <= 1e-9 or part <= 0 or contribution <= 0:
         return 0.0
-    # the group's pooled contribution is shared among its features in proportion to their parts
-    return g.contribution * part / total if g.contribution * total > 0 else 0.0
+    # the contribution is shared among the features that pushed up, in proportion to their parts
+    return contribution * part / pos
+
+
+def hit_kind(h: Hit, rules: Rules) -> str:
+    """Cue kind of a keyword hit (drives the guidance): external / complaint / killer_* / insult / demand."""
+    if h.category in rules.external_categories:
+        return "external"
+    if h.category in rules.complaint_categories:
+        return "complaint"
+    if h.killer:
+        return f"killer_{h.killer}"
+    if h.category in rules.agent_bad_categories:
+        return "insult"
+    if h.category in rules.major_categories:
+        return "demand"
+    return "keyword"
 
 
 def cue_list(cues: Cues, fused: FusedAnger, update: StageUpdate | None = None,
-             who: str = "customer") -> list[CueExplanation]:
+             rules: Rules | None = None) -> list[CueExplanation]:
     """All nameable cues of one window, strongest first."""
     out: list[CueExplanation] = []
     pros = cues.prosody or {}
@@ -104,15 +126,13 @@ def cue_list(cues: Cues, fused: FusedAnger, update: StageUpdate | None = None,
     hits = cues.active_hits
     wsum = sum(max(h.weight, 0.0) for h in hits) or 1.0
     seen: set[str] = set()
+    r = rules or default_rules()
     for h in sorted(hits, key=lambda h: (-h.stage_hint, -h.weight)):
-        if h.term in seen:
+        if h.term in seen or h.weight < 0:  # calming hits are reported once below
             continue
         seen.add(h.term)
         w = kw_total * max(h.weight, 0.0) / wsum + 0.5 * h.stage_hint
-        label = f"提到“{h.term}”"
-        if who == "agent" and h.killer:
-            label = f"坐席说了“{h.term}”"
-        out.append(CueExplanation("keyword", h.term, label, w))
+        out.append(CueExplanation(hit_kind(h, r), h.term, f"提到“{h.term}”", w))
     if update is not None and update.repetition >= 2:
         out.append(CueExplanation("repetition", float(update.repetition),
                                   f"{zh_ordinal(update.repetition)}重复同一诉求", 0.8 * update.repetition))
@@ -123,9 +143,9 @@ def cue_list(cues: Cues, fused: FusedAnger, update: StageUpdate | None = None,
 
 
 def explain(cues: Cues, fused: FusedAnger, update: StageUpdate | None = None,
-            top_k: int = 4) -> Explanation:
+            top_k: int = 4, rules: Rules | None = None) -> Explanation:
     """Explanation of one customer window: top cues and one Chinese sentence."""
-    allc = cue_list(cues, fused, update)
+    allc = cue_list(cues, fused, update, rules)
     top = [c for c in allc if c.weight > 0][:top_k]
     if cues.calming and not any(c.kind == "calming" for c in top):
         top += [c for c in allc if c.kind == "calming"]

@@ -114,12 +114,23 @@ class FusionParams:
     prior_rate: float
     groups: dict[str, GroupParams]
     agreement: dict[int, float]
+    # weight multipliers of a group when another group is present, e.g. {"prosody": {"acoustic": 0.0}}:
+    # the acoustic model already takes the baseline deltas as inputs, so prosody must not count twice
+    discount: dict[str, dict[str, float]] = field(default_factory=dict)
     source: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def prior_logit(self) -> float:
         return logit(self.prior_rate)
+
+    def weight(self, group: str, present: Any) -> float:
+        """Pooling weight of ``group`` given the set of groups ``present``."""
+        w = self.groups[group].weight
+        for other, factor in self.discount.get(group, {}).items():
+            if other in present and other != group:
+                w *= factor
+        return w
 
     def k(self, n: int) -> float:
         if n <= 1:
@@ -137,6 +148,7 @@ class FusionParams:
                 for g, p in self.groups.items()
             },
             "agreement": {str(n): v for n, v in sorted(self.agreement.items())},
+            "discount": {g: dict(d) for g, d in self.discount.items()},
             "meta": self.meta,
         }
 
@@ -154,6 +166,8 @@ class FusionParams:
             prior_rate=float(d["prior_rate"]),
             groups=groups,
             agreement={int(n): float(v) for n, v in d.get("agreement", {}).items()},
+            discount={str(g): {str(h): float(x) for h, x in dd.items()}
+                      for g, dd in d.get("discount", {}).items()},
             source=str(d.get("source", "")),
             meta=dict(d.get("meta", {})),
         )
@@ -233,12 +247,14 @@ class Fuser:
         scored: dict[str, tuple[float, dict[str, float]]] = {
             g: p.groups[g].logit(f) for g, f in feats.items()
         }
-        wsum = sum(p.groups[g].weight for g in scored) or 1.0
-        k = p.k(len(scored))
+        weights = {g: p.weight(g, scored) for g in scored}
+        pooled = [g for g, w in weights.items() if w > 0]
+        wsum = sum(weights.values()) or 1.0
+        k = p.k(len(pooled))
         groups: dict[str, GroupScore] = {}
         total = l0
         for g, (lg, parts) in scored.items():
-            contrib = k * p.groups[g].weight / wsum * (lg - l0)
+            contrib = k * weights[g] / wsum * (lg - l0)
             total += contrib
             groups[g] = GroupScore(prob=sigmoid(lg), logit=lg, contribution=contrib, parts=parts)
-        return FusedAnger(fused=sigmoid(total), logit=total, groups=groups, available=sorted(scored))
+        return FusedAnger(fused=sigmoid(total), logit=total, groups=groups, available=sorted(pooled))

@@ -2,8 +2,9 @@
 
 The lines live in ``guidance.yaml`` (human-editable).  Order of choice:
 1. the supervisor line when the stage is >= ``supervisor.min_level`` or the customer threatens to
-   escalate outside (keyword stage 6);
-2. lines for the dominant cues of the window (strongest first, e.g. repetition -> 「别让客户重复讲」);
+   escalate outside (a cue of kind ``external``: 12315 / 媒体 / 律师);
+2. a line for the dominant cue of the window (strongest first, e.g. repetition -> 「别让客户重复讲」;
+   ``max_cue_lines`` of them);
 3. the stage's own lines.
 Duplicates are dropped; at most ``max_lines`` lines are returned.
 """
@@ -56,15 +57,13 @@ class Guidance:
         self,
         level: int,
         cue_kinds: Iterable[str] = (),
-        keyword_level: int = 0,
         max_lines: int = 3,
+        max_cue_lines: int = 1,
     ) -> list[str]:
-        """Lines for an agent at stage ``level`` whose customer showed ``cue_kinds`` (strongest first).
-
-        ``keyword_level`` is the window's keyword stage hint: 6 = external escalation threat
-        (12315 / 媒体 / 律师), 5 = complaint intent, 4 = asks for a supervisor.
-        """
+        """Lines for an agent at stage ``level`` whose customer showed ``cue_kinds`` (strongest first;
+        kinds of :class:`~pipelines.fusion.explain.CueExplanation`, e.g. ``external`` for 12315/媒体/律师)."""
         level = max(0, min(6, int(level)))
+        kinds = list(cue_kinds)
         lines: list[str] = []
 
         def add(items: Iterable[str]) -> None:
@@ -72,18 +71,15 @@ class Guidance:
                 if x not in lines:
                     lines.append(x)
 
-        if level >= self.supervisor_min_level or keyword_level >= 6:
+        if level >= self.supervisor_min_level or "external" in kinds:
             add([self.supervisor_line])
-        if keyword_level >= 6:
-            add(self.cues.get("external", []))
-        elif keyword_level == 5:
-            add(self.cues.get("complaint", []))
-        elif keyword_level == 4:
-            add(self.cues.get("supervisor", []))
-        for kind in cue_kinds:
-            if kind == "keyword" and keyword_level >= 4:
-                continue
+        n_cue = 0
+        for kind in kinds:
+            if n_cue >= max_cue_lines:
+                break
+            before = len(lines)
             add(self.cues.get(kind, [])[:1])
+            n_cue += len(lines) > before
         add(self.stages[level])
         return lines[:max_lines]
 

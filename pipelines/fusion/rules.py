@@ -43,11 +43,16 @@ class Rules:
         self.persist_windows = {k: int(v) for k, v in _levels(p["windows"]).items()}
         k = r["keywords"]
         self.immediate_min_hint = int(k["immediate_min_hint"])
+        self.immediate_min_weight = float(k.get("immediate_min_weight", 0.0))
+        self.ambiguous_min_anger = float(k.get("ambiguous_min_anger", 0.0))
+        self.hypothetical_factor = float(k.get("hypothetical_factor", 1.0)) or 1.0
+        self.weak_max_lift = int(k.get("weak_max_lift", 6))
+        self.weak_min_anger = float(k.get("weak_min_anger", 0.0))
         self.external_categories = {str(c) for c in k.get("external_categories", [])}
         self.complaint_categories = {str(c) for c in k.get("complaint_categories", [])}
-        self.supervisor_categories = {str(c) for c in k.get("supervisor_categories", [])}
         self.major_categories = {str(c) for c in k.get("major_categories", [])}
-        self.non_demand_categories = {str(c) for c in k.get("non_demand_categories", [])}
+        self.major_min_hint = int(k.get("major_min_hint", 0))
+        self.demand_categories = {str(c) for c in k.get("demand_categories", [])}
         rp = r["repetition"]
         self.rep_horizon_s = float(rp["horizon_s"])
         self.rep_min_chars = int(rp["min_chars"])
@@ -72,6 +77,7 @@ class Rules:
         self.agent_loudness_db = float(ag["loudness_db"])
         self.agent_anger = float(ag["anger"])
         self.agent_min_seconds = float(ag["min_seconds"])
+        self.agent_bad_categories = {str(c) for c in ag.get("bad_categories", [])}
         c = r["complaint"]
         self.complaint_min_level = int(c["min_level"])
         self.difficult_repeats = int(c["difficult_repeats"])

@@ -8,8 +8,9 @@ Per customer window the tracker receives the :class:`~pipelines.fusion.cues.Cues
 * rise by anger: the newest window must support the stage (anger >= rise[L]) and the windows of the
   last ``horizon_s`` seconds must add up to ``seconds[L]`` of supporting speech in ``windows[L]``
   windows (no alert on one loud second); anger alone reaches at most stage 3, sustained fury stage 4;
-* rise by words at once: keyword stage hints >= ``immediate_min_hint`` (投诉 intent -> 5,
-  12315/媒体/律师 -> 6); weaker hints count as support like anger;
+* rise by words at once: strong keyword hits with a stage hint >= ``immediate_min_hint`` (投诉 intent -> 5,
+  12315/媒体/律师 -> 6; weak/ambiguous ones only in an angry window); lower hints count as support like
+  anger, at most ``weak_max_lift`` stages above the anger's own level;
 * rise by repetition: the n-th time the customer voices the same demand lifts the stage to
   ``repetition.floors[n]``;
 * decay: after ``decay.seconds[L]`` of calm customer speech (anger < fall[L] < rise[L]: hysteresis;
@@ -27,8 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from pipelines.errors import InputError
-from pipelines.fusion.cues import Cues, Hit
-from pipelines.fusion.fuse import FusedAnger, keyword_hint
+from pipelines.fusion.cues import Cues
+from pipelines.fusion.fuse import FusedAnger
 from pipelines.fusion.rules import Rules, default_rules
 
 log = logging.getLogger("nuqi.fusion.stage")
@@ -113,6 +114,7 @@ class StageUpdate:
     support_level: int  # stage this window alone supports (anger / weak keyword hints)
     keyword_level: int  # effective keyword stage hint of this window (0 if none)
     keyword_terms: list[str]  # active (non-negated) keyword terms of this window
+    keyword_categories: list[str]  # their lexicon categories
     repetition: int  # how many times the demand of this window has now been voiced (0/1: no repeat)
     repetition_key: str | None
     calm_seconds: float  # calm customer speech accumulated toward the next step down
@@ -187,23 +189,33 @@ class StageTracker:
         return tr
 
     # ------------------------------------------------------------------ keywords
-    def effective_hint(self, hits: list[Hit], lexicon_hint: int = 0) -> tuple[int, list[str]]:
-        """Keyword stage hint of a window after the category rules; and the terms behind it."""
+    def keyword_levels(self, cues: Cues, anger: float) -> tuple[int, int, list[str]]:
+        """(immediate level, weak support level, terms behind the immediate level) of a window.
+
+        Hits with a stage hint >= ``immediate_min_hint`` move the stage at once when they are strong
+        (weight >= ``immediate_min_weight``) or the window is angry (>= ``ambiguous_min_anger``);
+        otherwise they do not move the stage.  Lower hints are weak support that needs persistence.
+        """
         r = self.rules
-        best, terms = int(lexicon_hint), []
+        immediate, weak, terms = 0, 0, []
+        hits = cues.active_hits
         for h in hits:
             hint = h.stage_hint
-            if h.category in r.external_categories:
-                hint = max(hint, 6)
-            elif h.category in r.complaint_categories:
-                hint = max(hint, 5)
-            elif h.category in r.supervisor_categories:
-                hint = max(hint, 4)
-            if hint > best:
-                best, terms = hint, [h.term]
-            elif hint == best and hint > 0:
-                terms.append(h.term)
-        return best, terms
+            if hint >= r.immediate_min_hint:
+                strength = h.weight / r.hypothetical_factor if h.hypothetical else h.weight
+                if strength >= r.immediate_min_weight - 1e-9 or anger >= r.ambiguous_min_anger:
+                    if hint > immediate:
+                        immediate, terms = hint, [h.term]
+                    elif hint == immediate and h.term not in terms:
+                        terms.append(h.term)
+            else:
+                weak = max(weak, hint)
+        if not hits and cues.keyword_stage_hint:  # a lexicon result without hit details
+            if cues.keyword_stage_hint >= r.immediate_min_hint:
+                immediate = cues.keyword_stage_hint
+            else:
+                weak = max(weak, cues.keyword_stage_hint)
+        return immediate, weak, terms
 
     # ------------------------------------------------------------------ repetition
     def _repetition(self, cues: Cues) -> tuple[int, str | None]:
@@ -214,8 +226,7 @@ class StageTracker:
         if self._turns and self._turns[-1]["t_start"] == cues.t_start and self._turns[-1]["norm"] == norm:
             return 0, None  # the same turn sent again
         keys: list[str] = sorted({
-            f"cat:{h.category}" for h in cues.active_hits
-            if h.category and h.category not in r.non_demand_categories and not h.killer
+            f"cat:{h.category}" for h in cues.active_hits if h.category in r.demand_categories
         })
         if len(norm) >= r.rep_min_chars:
             match = None
@@ -269,16 +280,24 @@ class StageTracker:
         st["customer_speech_s"] = st.get("customer_speech_s", 0.0) + dur
         st["peak_anger"] = max(st.get("peak_anger", 0.0), f)
         st["last_t"] = max(st.get("last_t", 0.0), t)
+        cat_hint = st.setdefault("category_max_hint", {})
+        cat_terms = st.setdefault("category_terms", {})
         for h in cues.active_hits:
             if h.category:
                 st["categories"][h.category] = st["categories"].get(h.category, 0) + 1
+                cat_hint[h.category] = max(cat_hint.get(h.category, 0), h.stage_hint)
+                terms = cat_terms.setdefault(h.category, [])
+                if h.term not in terms and len(terms) < 5:
+                    terms.append(h.term)
             st["terms"][h.term] = st["terms"].get(h.term, 0) + 1
 
         # --- this window's evidence
-        kw_level, kw_terms = self.effective_hint(cues.active_hits, keyword_hint(cues))
+        kw_level, weak_kw, kw_terms = self.keyword_levels(cues, f)
         anger_level = max([lvl for lvl, thr in r.rise.items() if f >= thr], default=0)
-        weak_kw = kw_level if kw_level < r.immediate_min_hint else 0
-        support = max(anger_level, min(weak_kw, r.anger_max_level))
+        weak_support = min(weak_kw, r.anger_max_level, anger_level + r.weak_max_lift)
+        if f < r.weak_min_anger:
+            weak_support = 0
+        support = max(anger_level, weak_support)
         self._evidence.append([cues.t_start, t, float(support), f, 1.0 if cues.calming else 0.0])
         keep = max(r.horizon_s, r.sustained_horizon_s)
         self._evidence = [e for e in self._evidence if e[1] >= t - keep]
@@ -294,9 +313,10 @@ class StageTracker:
             secs = sum(e[1] - e[0] for e in recent if e[2] >= lvl)
             n = sum(1 for e in recent if e[2] >= lvl)
             if secs >= r.persist_seconds[lvl] and n >= r.persist_windows[lvl]:
-                why = f"怒气 {f:.2f}，{secs:.0f} 秒内持续（≥{r.rise[lvl]:.2f}）"
-                if weak_kw >= lvl and anger_level < lvl:
-                    why = f"不满用语（{'、'.join(kw_terms[:2])}）持续 {secs:.0f} 秒"
+                why = f"怒气 {f:.2f}，≥{r.rise[lvl]:.2f} 已持续 {secs:.0f} 秒"
+                if weak_support >= lvl and anger_level < lvl:
+                    weak_terms = [h.term for h in cues.active_hits if h.stage_hint == weak_kw]
+                    why = f"不满用语（{'、'.join(weak_terms[:2])}）持续 {secs:.0f} 秒"
                 cands.append((lvl, why))
         if f >= r.sustained4_threshold:
             secs = sum(e[1] - e[0] for e in recent if e[3] >= r.sustained4_threshold)
@@ -305,7 +325,8 @@ class StageTracker:
         if kw_level >= r.immediate_min_hint:
             terms = "、".join(f"“{x}”" for x in kw_terms[:3]) or "投诉用语"
             cands.append((kw_level, f"提到{terms}"))
-        if rep_n >= 2:
+        # a repeated demand word lifts the stage only with some displeasure; a near-identical sentence always
+        if rep_n >= 2 and rep_key and (rep_key.startswith("txt:") or f >= r.weak_min_anger):
             floors = [lvl for n, lvl in r.rep_floors.items() if rep_n >= n]
             if floors:
                 cands.append((max(floors), f"{zh_ordinal(rep_n)}重复同一诉求"))
@@ -337,8 +358,9 @@ class StageTracker:
             changed=self.state.level != prev,
             reason=reason if self.state.level != prev else None,
             support_level=support,
-            keyword_level=kw_level,
+            keyword_level=max(kw_level, weak_kw),
             keyword_terms=[h.term for h in cues.active_hits],
+            keyword_categories=sorted({h.category for h in cues.active_hits if h.category}),
             repetition=rep_n,
             repetition_key=rep_key,
             calm_seconds=self._calm_s,

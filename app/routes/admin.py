@@ -1,0 +1,86 @@
+"""API-key management (role ``admin``): create, list, show, revoke.
+
+An admin manages the keys of its own tenant.  The operator's bootstrap key
+(``NUQI_BOOTSTRAP_ADMIN_KEY``) may also create and manage keys of other tenants, which is how a
+new tenant gets its first admin key.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from app.deps import Principal, PrincipalDep
+from app.errors import ForbiddenError
+from app.security.keys import BOOTSTRAP_ID, ROLES
+from pipelines.errors import NotFoundError
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"])
+
+TENANT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+KEY_ID = r"^[A-Za-z0-9_-]{1,64}$"
+Role = Literal["ingest", "agent", "supervisor", "qa", "admin"]
+assert set(Role.__args__) == set(ROLES)  # type: ignore[attr-defined]
+
+
+class KeyIn(BaseModel):
+    role: Role
+    tenant: Annotated[str | None, Field(pattern=TENANT, description="default: the caller's tenant")] = None
+    agent_id: Annotated[str | None, Field(max_length=128, description="required for role 'agent'")] = None
+    name: Annotated[str, Field(max_length=128, description="what the key is for")] = ""
+    rate_per_s: Annotated[float | None, Field(gt=0, le=100_000, description="token-bucket refill per second")] = None
+    burst: Annotated[int | None, Field(ge=1, le=1_000_000, description="token-bucket size")] = None
+
+
+def _root(who: Principal) -> bool:
+    """The bootstrap key (or the open API of auth-disabled mode) acts across tenants."""
+    return who.key_id in (None, BOOTSTRAP_ID)
+
+
+def _sec(request: Request):  # type: ignore[no-untyped-def]
+    return request.app.state.security
+
+
+@router.post("/keys", status_code=201, summary="Create an API key (the raw key is returned once)")
+async def create_key(body: KeyIn, request: Request, who: PrincipalDep) -> JSONResponse:
+    tenant = body.tenant or who.tenant
+    if tenant != who.tenant and not _root(who):
+        raise ForbiddenError("an admin key may only create keys for its own tenant", tenant=tenant)
+    key, raw = await asyncio.to_thread(_sec(request).keys.create, tenant, body.role, agent_id=body.agent_id,
+                                       name=body.name, rate_per_s=body.rate_per_s, burst=body.burst)
+    return JSONResponse({**key.public(), "key": raw}, status_code=201)
+
+
+@router.get("/keys", summary="List API keys (no secrets)")
+async def list_keys(request: Request, who: PrincipalDep,
+                    tenant: Annotated[str | None, Query(pattern=TENANT)] = None) -> dict:
+    if tenant is None:
+        tenant = None if _root(who) else who.tenant
+    elif tenant != who.tenant and not _root(who):
+        return {"keys": []}
+    keys = await asyncio.to_thread(_sec(request).keys.list, tenant)
+    return {"keys": [k.public() for k in keys]}
+
+
+async def _own_key(request: Request, who: Principal, key_id: str):  # type: ignore[no-untyped-def]
+    key = await asyncio.to_thread(_sec(request).keys.get, key_id)
+    if key is None or (key.tenant != who.tenant and not _root(who)):
+        raise NotFoundError(f"API key {key_id!r} not found", key_id=key_id)
+    return key
+
+
+@router.get("/keys/{key_id}", summary="One API key (no secret)")
+async def get_key(request: Request, who: PrincipalDep,
+                  key_id: Annotated[str, Path(pattern=KEY_ID)]) -> dict:
+    return (await _own_key(request, who, key_id)).public()
+
+
+@router.delete("/keys/{key_id}", summary="Revoke an API key (idempotent; effective within NUQI_KEY_CACHE_S)")
+async def revoke_key(request: Request, who: PrincipalDep,
+                     key_id: Annotated[str, Path(pattern=KEY_ID)]) -> dict:
+    await _own_key(request, who, key_id)
+    key = await asyncio.to_thread(_sec(request).keys.revoke, key_id)
+    return key.public()

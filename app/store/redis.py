@@ -1,0 +1,368 @@
+"""Redis store: the same semantics as :class:`app.store.sqlite.SQLiteStore`, shared by many workers/hosts.
+
+Layout (``{p}`` = key prefix, ``NUQI_REDIS_PREFIX``, default ``nuqi``)::
+
+    {p}:call:{id}              hash  v (version), rec (JSON), tenant, status
+    {p}:calls:all              zset  call ids scored by updated_at      (+ :t:{tenant}, :s:{status},
+                                                                          :ts:{tenant}:{status})
+    {p}:chunks:{id}            hash  seq -> timeline entry (JSON)
+    {p}:tr:{id} / {p}:trn:{id} hash  key -> "n|entry JSON";  counter n (insertion order, like SQLite's rowid)
+    {p}:alerts:seq             INCR counter: alert ids, monotonically increasing
+    {p}:alert:{n}              hash  rec (JSON), tenant, acked_at / acked_by (JSON, absent until acked)
+    {p}:alerts:dedup           hash  dedup_key -> alert id (uniqueness)
+    {p}:alerts:all             zset  alert ids scored by id (+ :t:{tenant}, :a:{agent}, :c:{call},
+                                                              unacked :u and :u:{tenant})
+
+Every write that must be atomic (compare-and-set of a call with its chunk entry, alert insert with
+its dedup check, first-ack-wins) is one Lua script, so it is atomic without WATCH retries.  The
+scripts build index key names from the prefix, so this store needs a single Redis (or a Sentinel
+primary), not Redis Cluster.  Any Redis failure is raised as ``StoreUnavailableError`` (HTTP 503)
+after at most one quick reconnect, so requests fail fast while Redis is down and recover by
+themselves when it is back.  Run Redis with persistence (AOF) if alerts must survive its restart.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+from typing import Any, Callable, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from app.store.base import AlertRecord, CallRecord, Store
+from pipelines.errors import StoreUnavailableError
+
+logger = logging.getLogger("nuqi.store.redis")
+F = TypeVar("F", bound=Callable[..., Any])
+
+_CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local p, id, t, s, score = ARGV[1], ARGV[2], ARGV[4], ARGV[5], ARGV[6]
+redis.call('HSET', KEYS[1], 'v', ARGV[3], 'rec', ARGV[7], 'tenant', t, 'status', s)
+redis.call('ZADD', p..':calls:all', score, id)
+redis.call('ZADD', p..':calls:t:'..t, score, id)
+redis.call('ZADD', p..':calls:s:'..s, score, id)
+redis.call('ZADD', p..':calls:ts:'..t..':'..s, score, id)
+return 1
+"""
+
+# KEYS[1] call hash, KEYS[2] chunk hash; ARGV: prefix, id, expected, rec, tenant, status, updated_at [, seq, entry]
+_CAS = """
+local cur = redis.call('HGET', KEYS[1], 'v')
+if (not cur) or tonumber(cur) ~= tonumber(ARGV[3]) then return 0 end
+local p, id, t, s, score = ARGV[1], ARGV[2], ARGV[5], ARGV[6], ARGV[7]
+local ot = redis.call('HGET', KEYS[1], 'tenant')
+local os = redis.call('HGET', KEYS[1], 'status')
+redis.call('HSET', KEYS[1], 'v', tonumber(ARGV[3]) + 1, 'rec', ARGV[4], 'tenant', t, 'status', s)
+if ot ~= t then redis.call('ZREM', p..':calls:t:'..ot, id) end
+if os ~= s then redis.call('ZREM', p..':calls:s:'..os, id) end
+if ot ~= t or os ~= s then redis.call('ZREM', p..':calls:ts:'..ot..':'..os, id) end
+redis.call('ZADD', p..':calls:all', score, id)
+redis.call('ZADD', p..':calls:t:'..t, score, id)
+redis.call('ZADD', p..':calls:s:'..s, score, id)
+redis.call('ZADD', p..':calls:ts:'..t..':'..s, score, id)
+if #ARGV >= 9 then redis.call('HSET', KEYS[2], ARGV[8], ARGV[9]) end
+return 1
+"""
+
+# KEYS[1] transcript hash, KEYS[2] its insertion counter; ARGV: key, entry JSON
+_PUT_TRANSCRIPT = """
+local n = redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[1], ARGV[1], n..'|'..ARGV[2])
+return n
+"""
+
+# ARGV: prefix, dedup_key, call_id, tenant, agent_id ('' = none), rec JSON
+_ADD_ALERT = """
+local p = ARGV[1]
+if redis.call('HEXISTS', p..':alerts:dedup', ARGV[2]) == 1 then return 0 end
+local id = redis.call('INCR', p..':alerts:seq')
+redis.call('HSET', p..':alerts:dedup', ARGV[2], id)
+redis.call('HSET', p..':alert:'..id, 'rec', ARGV[6], 'tenant', ARGV[4])
+redis.call('ZADD', p..':alerts:all', id, id)
+redis.call('ZADD', p..':alerts:t:'..ARGV[4], id, id)
+redis.call('ZADD', p..':alerts:c:'..ARGV[3], id, id)
+if ARGV[5] ~= '' then redis.call('ZADD', p..':alerts:a:'..ARGV[5], id, id) end
+redis.call('ZADD', p..':alerts:u', id, id)
+redis.call('ZADD', p..':alerts:u:'..ARGV[4], id, id)
+return id
+"""
+
+# ARGV: prefix, id, acked_at JSON, acked_by JSON.  First ack wins; returns the stored fields.
+_ACK = """
+local p, id = ARGV[1], ARGV[2]
+local k = p..':alert:'..id
+if redis.call('EXISTS', k) == 0 then return false end
+if redis.call('HSETNX', k, 'acked_at', ARGV[3]) == 1 then
+  redis.call('HSET', k, 'acked_by', ARGV[4])
+  local t = redis.call('HGET', k, 'tenant')
+  redis.call('ZREM', p..':alerts:u', id)
+  redis.call('ZREM', p..':alerts:u:'..t, id)
+end
+return redis.call('HMGET', k, 'rec', 'acked_at', 'acked_by')
+"""
+
+
+def _guard(fn: F) -> F:
+    """Turn every Redis failure into StoreUnavailableError (HTTP 503 with a clear message)."""
+
+    @functools.wraps(fn)
+    def wrapper(self: "RedisStore", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(self, *args, **kwargs)
+        except redis.exceptions.RedisError as exc:
+            raise StoreUnavailableError(f"Redis store at {self.safe_url} unavailable: "
+                                        f"{type(exc).__name__}: {exc}") from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def split_url(url: str) -> tuple[str, dict[str, str]]:
+    """Remove nuqi's own query options (``prefix``) from a Redis URL; return (url, options)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    ours = {k: v for k, v in query if k in ("prefix",)}
+    rest = [(k, v) for k, v in query if k not in ours]
+    return urlunsplit(parts._replace(query=urlencode(rest))), ours
+
+
+class RedisStore(Store):
+    name = "redis"
+
+    def __init__(self, url: str, *, prefix: str | None = None, connect_timeout_s: float | None = None,
+                 socket_timeout_s: float | None = None, max_connections: int | None = None) -> None:
+        from pipelines.settings import get_settings
+
+        s = get_settings()
+        url, opts = split_url(url)
+        self.url = url
+        parts = urlsplit(url)
+        self.safe_url = urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")
+                                                  if parts.hostname else parts.netloc, query=""))
+        self.prefix = prefix or opts.get("prefix") or s.redis_prefix
+        self.connect_timeout_s = connect_timeout_s if connect_timeout_s is not None else s.redis_connect_timeout_s
+        self.socket_timeout_s = socket_timeout_s if socket_timeout_s is not None else s.redis_socket_timeout_s
+        try:
+            self.client = redis.Redis.from_url(
+                url, decode_responses=True,
+                socket_connect_timeout=self.connect_timeout_s, socket_timeout=self.socket_timeout_s,
+                # one quick reconnect covers a pooled connection that died with a Redis restart;
+                # beyond that, fail fast (503) instead of stalling the request
+                retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
+                max_connections=max_connections or s.redis_max_connections,
+                health_check_interval=30, client_name="nuqi",
+            )
+        except ValueError as exc:
+            raise StoreUnavailableError(f"bad Redis URL {self.safe_url}: {exc}") from exc
+        self._create = self.client.register_script(_CREATE)
+        self._cas_script = self.client.register_script(_CAS)
+        self._put_tr = self.client.register_script(_PUT_TRANSCRIPT)
+        self._add_alert = self.client.register_script(_ADD_ALERT)
+        self._ack = self.client.register_script(_ACK)
+        logger.info("Redis store at %s (prefix %s)", self.safe_url, self.prefix)
+
+    def k(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    @_guard
+    def ping(self) -> None:
+        self.client.ping()
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        except redis.exceptions.RedisError:  # pragma: no cover - closing a dead connection
+            pass
+
+    # --- calls -------------------------------------------------------------------------------
+    @staticmethod
+    def _rec_json(record: CallRecord, updated_at: float) -> str:
+        return _dumps({"tenant": record.tenant, "agent_id": record.agent_id, "status": record.status,
+                       "created_at": record.created_at, "updated_at": updated_at, "state": record.state,
+                       "summary": record.summary, "meta": record.meta})
+
+    @staticmethod
+    def _call(call_id: str, version: str, rec: str) -> CallRecord:
+        d = json.loads(rec)
+        return CallRecord(call_id, d["tenant"], d["agent_id"], d["status"], d["created_at"], d["updated_at"],
+                          int(version), d["state"], d["summary"] or None, d["meta"])
+
+    @_guard
+    def get_call(self, call_id: str) -> CallRecord | None:
+        version, rec = self.client.hmget(self.k("call", call_id), "v", "rec")
+        return self._call(call_id, version, rec) if rec is not None else None
+
+    @_guard
+    def create_call(self, record: CallRecord) -> bool:
+        return bool(self._create(
+            keys=[self.k("call", record.call_id)],
+            args=[self.prefix, record.call_id, record.version, record.tenant, record.status, record.updated_at,
+                  self._rec_json(record, record.updated_at)]))
+
+    def _cas(self, record: CallRecord, expected_version: int, chunk: tuple[int, str] | None) -> bool:
+        now = time.time()
+        args: list[Any] = [self.prefix, record.call_id, expected_version, self._rec_json(record, now),
+                           record.tenant, record.status, now]
+        if chunk is not None:
+            args += [chunk[0], chunk[1]]
+        ok = self._cas_script(keys=[self.k("call", record.call_id), self.k("chunks", record.call_id)], args=args)
+        if not ok:
+            return False
+        record.version, record.updated_at = expected_version + 1, now
+        return True
+
+    @_guard
+    def save_call(self, record: CallRecord, expected_version: int) -> bool:
+        return self._cas(record, expected_version, None)
+
+    @_guard
+    def list_calls(self, tenant: str | None = None, status: str | None = None, limit: int = 500) -> list[CallRecord]:
+        if tenant is not None and status is not None:
+            index = self.k("calls", "ts", tenant, status)
+        elif tenant is not None:
+            index = self.k("calls", "t", tenant)
+        elif status is not None:
+            index = self.k("calls", "s", status)
+        else:
+            index = self.k("calls", "all")
+        ids = self.client.zrevrange(index, 0, max(limit, 1) - 1)
+        if not ids:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for call_id in ids:
+            pipe.hmget(self.k("call", call_id), "v", "rec")
+        out = []
+        for call_id, (version, rec) in zip(ids, pipe.execute()):
+            if rec is None:
+                continue
+            r = self._call(call_id, version, rec)
+            if (tenant is None or r.tenant == tenant) and (status is None or r.status == status):
+                out.append(r)
+        out.sort(key=lambda r: r.updated_at, reverse=True)
+        return out[:limit]
+
+    @_guard
+    def count_calls(self, tenant: str | None = None, status: str | None = None) -> int:
+        """Cheap count from the indexes (the active-calls gauge uses it)."""
+        if tenant is not None and status is not None:
+            return int(self.client.zcard(self.k("calls", "ts", tenant, status)))
+        if tenant is not None:
+            return int(self.client.zcard(self.k("calls", "t", tenant)))
+        if status is not None:
+            return int(self.client.zcard(self.k("calls", "s", status)))
+        return int(self.client.zcard(self.k("calls", "all")))
+
+    # --- chunks ------------------------------------------------------------------------------
+    @_guard
+    def commit_chunk(self, record: CallRecord, expected_version: int, seq: int, entry: dict[str, Any]) -> bool:
+        return self._cas(record, expected_version, (int(seq), _dumps(entry)))
+
+    @_guard
+    def get_chunk(self, call_id: str, seq: int) -> dict[str, Any] | None:
+        raw = self.client.hget(self.k("chunks", call_id), str(int(seq)))
+        return json.loads(raw) if raw is not None else None
+
+    @_guard
+    def list_chunks(self, call_id: str) -> list[dict[str, Any]]:
+        raw = self.client.hgetall(self.k("chunks", call_id))
+        return [json.loads(raw[s]) for s in sorted(raw, key=int)]
+
+    # --- transcripts -------------------------------------------------------------------------
+    @_guard
+    def put_transcript(self, call_id: str, key: str, entry: dict[str, Any]) -> None:
+        self._put_tr(keys=[self.k("tr", call_id), self.k("trn", call_id)], args=[key, _dumps(entry)])
+
+    @_guard
+    def list_transcripts(self, call_id: str) -> list[dict[str, Any]]:
+        rows = []
+        for value in self.client.hgetall(self.k("tr", call_id)).values():
+            n, _, raw = value.partition("|")
+            entry = json.loads(raw)
+            start = entry.get("start")
+            rows.append(((start is not None, start if start is not None else 0.0, int(n)), entry))
+        rows.sort(key=lambda r: r[0])  # SQLite: ORDER BY start (NULL first), rowid
+        return [e for _, e in rows]
+
+    # --- alerts ------------------------------------------------------------------------------
+    @staticmethod
+    def _alert(alert_id: int, rec: str, acked_at: str | None, acked_by: str | None) -> AlertRecord:
+        d = json.loads(rec)
+        return AlertRecord(alert_id, d["call_id"], d["tenant"], d["agent_id"], d["level"], d["kind"],
+                           d["created_at"], d["payload"],
+                           json.loads(acked_at) if acked_at is not None else None,
+                           json.loads(acked_by) if acked_by is not None else None)
+
+    @_guard
+    def add_alert(self, call_id: str, tenant: str, agent_id: str | None, level: int, kind: str,
+                  payload: dict[str, Any], dedup_key: str) -> AlertRecord | None:
+        created = time.time()
+        rec = _dumps({"call_id": call_id, "tenant": tenant, "agent_id": agent_id, "level": int(level),
+                      "kind": kind, "created_at": created, "payload": payload})
+        alert_id = int(self._add_alert(args=[self.prefix, dedup_key, call_id, tenant, agent_id or "", rec]))
+        if alert_id == 0:
+            return None
+        return self._alert(alert_id, rec, None, None)
+
+    def _index_for(self, tenant: str | None, agent_id: str | None, call_id: str | None, include_acked: bool) -> str:
+        if call_id is not None:
+            return self.k("alerts", "c", call_id)
+        if agent_id is not None:
+            return self.k("alerts", "a", agent_id)
+        if tenant is not None:
+            return self.k("alerts", "t" if include_acked else "u", tenant)
+        return self.k("alerts", "all" if include_acked else "u")
+
+    @_guard
+    def list_alerts(self, *, tenant: str | None = None, agent_id: str | None = None, call_id: str | None = None,
+                    after: int = 0, limit: int = 100, include_acked: bool = True) -> list[AlertRecord]:
+        index = self._index_for(tenant, agent_id, call_id, include_acked)
+        out: list[AlertRecord] = []
+        page = max(limit, 100)
+        cursor = f"({int(after)}"
+        while len(out) < limit:
+            ids = self.client.zrangebyscore(index, cursor, "+inf", start=0, num=page)
+            if not ids:
+                break
+            pipe = self.client.pipeline(transaction=False)
+            for alert_id in ids:
+                pipe.hmget(self.k("alert", alert_id), "rec", "acked_at", "acked_by")
+            for alert_id, (rec, acked_at, acked_by) in zip(ids, pipe.execute()):
+                if rec is None:
+                    continue
+                a = self._alert(int(alert_id), rec, acked_at, acked_by)
+                if ((tenant is None or a.tenant == tenant) and (agent_id is None or a.agent_id == agent_id)
+                        and (call_id is None or a.call_id == call_id)
+                        and (include_acked or a.acked_at is None)):
+                    out.append(a)
+                    if len(out) >= limit:
+                        break
+            if len(ids) < page:
+                break
+            cursor = f"({int(ids[-1])}"
+        return out
+
+    @_guard
+    def get_alert(self, alert_id: int) -> AlertRecord | None:
+        rec, acked_at, acked_by = self.client.hmget(self.k("alert", str(int(alert_id))), "rec", "acked_at", "acked_by")
+        return self._alert(int(alert_id), rec, acked_at, acked_by) if rec is not None else None
+
+    @_guard
+    def ack_alert(self, alert_id: int, by: str | None) -> AlertRecord | None:
+        row = self._ack(args=[self.prefix, int(alert_id), _dumps(time.time()), _dumps(by)])
+        if not row:
+            return None
+        rec, acked_at, acked_by = row
+        return self._alert(int(alert_id), rec, acked_at, acked_by)
+
+    @_guard
+    def last_alert_id(self) -> int:
+        return int(self.client.get(self.k("alerts", "seq")) or 0)

@@ -1,0 +1,10 @@
+"""QA batch scoring of recorded calls: ``nuqi score`` and ``POST /v1/batch``.
+
+* :mod:`pipelines.batch.metrics` - conversation metrics (talk ratio, silence, overtalk, speech rate)
+  from a call's per-chunk timeline;
+* :mod:`pipelines.batch.score` - one call → one record + timeline JSON + HTML page, and the batch
+  runner (resume, ``--force``, process pool, progress with ETA);
+* :mod:`pipelines.batch.report` - per-call HTML pages, ``index.html`` and ``summary.csv``;
+* :mod:`pipelines.batch.ray_runner` - the same work as Ray actor tasks (imported only for ``--ray``);
+* :mod:`pipelines.batch.cli` - the ``nuqi score`` sub-command.
+"""

@@ -1,0 +1,131 @@
+"""Chinese text emotion (6 SMP2020 classes) at serve time: onnxruntime + ``tokenizers``, no torch.
+
+The artifact (``models/text-emotion/``: ``model.onnx`` int8, ``tokenizer.json``, ``config.json``) is built by
+``python -m pipelines.text.train_emotion``; see its MODEL_CARD.md.  Probabilities are temperature-calibrated
+(temperature fitted on a held-out slice of the training data, stored in ``config.json``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.errors import ModelNotAvailableError
+from pipelines.settings import get_settings
+
+log = logging.getLogger("nuqi.text.emotion")
+
+LABELS = ("angry", "happy", "neutral", "sad", "fear", "surprise")
+DISPLAY_ZH = {
+    "angry": "愤怒",
+    "happy": "积极/高兴",
+    "neutral": "无情绪",
+    "sad": "悲伤",
+    "fear": "恐惧",
+    "surprise": "惊奇",
+}
+_FILES = ("model.onnx", "tokenizer.json", "config.json")
+
+
+@dataclass(frozen=True)
+class EmotionResult:
+    label: str  # argmax key
+    probs: dict[str, float]  # calibrated, sums to 1
+    anger: float  # == probs["angry"]
+    truncated: bool  # True if the text was longer than the model's max_len and was cut
+
+
+class TextEmotionModel:
+    """Load once with :meth:`load`, then call :meth:`predict` (thread-safe: onnxruntime sessions are)."""
+
+    def __init__(self, session, tokenizer, *, labels: Sequence[str], temperature: float, max_len: int,
+                 prefix: str, pad_id: int) -> None:
+        if tuple(labels) != LABELS:
+            raise ModelNotAvailableError(f"text-emotion artifact has labels {list(labels)}, expected {list(LABELS)}")
+        self._sess = session
+        self._tok = tokenizer
+        self.temperature = float(temperature)
+        self.max_len = int(max_len)
+        self._prefix = prefix
+        self._pad = int(pad_id)
+        self._eos = tokenizer.token_to_id("</s>")
+
+    @classmethod
+    def load(cls, model_dir: Path | None = None, threads: int = 1) -> "TextEmotionModel":
+        model_dir = Path(model_dir) if model_dir is not None else get_settings().models_dir / "text-emotion"
+        missing = [f for f in _FILES if not (model_dir / f).is_file()]
+        if missing:
+            raise ModelNotAvailableError(
+                f"text-emotion model not found in {model_dir} (missing {', '.join(missing)}); build it with "
+                "`python -m pipelines.text.train_emotion --out models/text-emotion`",
+                model_dir=str(model_dir), missing=missing,
+            )
+        try:
+            import onnxruntime as ort
+            from tokenizers import Tokenizer
+
+            cfg = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+            tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = max(1, int(threads))
+            so.inter_op_num_threads = 1
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            sess = ort.InferenceSession(str(model_dir / cfg.get("onnx", "model.onnx")), so,
+                                        providers=["CPUExecutionProvider"])
+        except Exception as exc:  # corrupt file, wrong format
+            raise ModelNotAvailableError(f"text-emotion model in {model_dir} failed to load: {exc}",
+                                         model_dir=str(model_dir)) from exc
+        log.info("loaded text-emotion model from %s (T=%.3f, max_len=%d)", model_dir, cfg["temperature"],
+                 cfg["max_len"])
+        return cls(sess, tok, labels=cfg["labels"], temperature=cfg["temperature"], max_len=cfg["max_len"],
+                   prefix=cfg.get("prefix", "query: "), pad_id=cfg.get("pad_id", 1))
+
+    def _encode(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
+        encs = self._tok.encode_batch([self._prefix + " ".join(str(t).split()) for t in texts])
+        seqs, cut = [], []
+        for e in encs:
+            ids = e.ids
+            if len(ids) > self.max_len:
+                ids = ids[: self.max_len - 1] + [self._eos]
+                cut.append(True)
+            else:
+                cut.append(False)
+            seqs.append(ids)
+        return seqs, cut
+
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        """Raw (uncalibrated) logits [n, 6]."""
+        seqs, _ = self._encode(texts)
+        return self._run(seqs)
+
+    def _run(self, seqs: list[list[int]]) -> np.ndarray:
+        # One sequence per run: int8 dynamic quantisation scales activations per tensor, so padding and
+        # batch neighbours would shift a text's scores; single runs keep every result deterministic and
+        # cost nothing extra at the service's batch sizes (no padding work either).
+        out = np.zeros((len(seqs), len(LABELS)), dtype=np.float32)
+        for i, s in enumerate(seqs):
+            ids = np.asarray([s], dtype=np.int64)
+            out[i] = self._sess.run(["logits"], {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0][0]
+        return out
+
+    def predict(self, texts: Sequence[str]) -> list[EmotionResult]:
+        if isinstance(texts, str):
+            texts = [texts]
+        texts = list(texts)
+        if not texts:
+            return []
+        seqs, cut = self._encode(texts)
+        z = self._run(seqs).astype(np.float64) / self.temperature
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        results = []
+        for row, truncated in zip(p, cut):
+            probs = {k: float(v) for k, v in zip(LABELS, row)}
+            results.append(EmotionResult(label=LABELS[int(row.argmax())], probs=probs, anger=probs["angry"],
+                                         truncated=truncated))
+        return results

@@ -1,0 +1,304 @@
+"""The agent widget (/widget) and supervisor board (/board) in a real headless Chromium.
+
+The real service (real models, real store) runs under uvicorn on a loopback port; the sample
+escalating call is posted chunk by chunk (1 s stereo WAV chunks + its transcript turns) while
+the pages are open, exactly as a telephony connector would.  Screenshots are written to
+``$TMPDIR/nuqi-pages/``.  Needs Debian's /usr/bin/chromium (never downloads a browser).
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from pipelines.settings import Settings
+from tests.conftest import SAMPLE_AUDIO, read_wav, wav_bytes
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"]
+STAGES = ["平静", "潜在不满", "即将转化为抱怨", "显化抱怨", "潜在投诉", "投诉", "投诉升级"]
+SHOTS = Path(tempfile.gettempdir()) / "nuqi-pages"
+CALL_ID, AGENT = "pw-escalating", "a1"
+EVIL_AGENT = "<b>a2</b><img src=x onerror=alert(1)>"
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason="Debian chromium not installed at /usr/bin/chromium (apt-get install chromium)")
+
+
+# ------------------------------------------------------------------------------------------ fixtures
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _with_pages(app):
+    """The app as create_app() builds it, plus the pages router if app/main.py does not include it yet
+    (test_app_routes_pages below fails in that case, so a missing include is never hidden)."""
+    if not any(getattr(r, "path", None) == "/widget" for r in app.routes):
+        from app.routes import pages
+
+        app.include_router(pages.router)
+    return app
+
+
+@pytest.fixture(scope="module")
+def server(models, tmp_path_factory):
+    import uvicorn
+
+    from app.main import create_app
+
+    settings = Settings(state_dir=tmp_path_factory.mktemp("pages") / "state",
+                        store=os.environ.get("NUQI_TEST_STORE", "sqlite"))
+    app = _with_pages(create_app(settings, models=models))
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
+                                        lifespan="on", timeout_graceful_shutdown=2))
+    th = threading.Thread(target=srv.run, name="uvicorn-pages", daemon=True)
+    th.start()
+    deadline = time.monotonic() + 60
+    while not srv.started:
+        assert th.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    th.join(15)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+class CallFeeder:
+    """Posts a stereo sample call chunk by chunk (1 s WAV) and each transcript turn once the audio passed
+    its end, in a background thread, as fast as the service answers."""
+
+    def __init__(self, base: str, call_id: str, agent_id: str, name: str = "call_escalating_8k",
+                 max_chunks: int | None = None) -> None:
+        self.base, self.call_id, self.agent_id = base, call_id, agent_id
+        self.x, self.sr = read_wav(SAMPLE_AUDIO / f"{name}.wav")
+        self.turns = sorted(json.loads((SAMPLE_AUDIO / f"{name}.json").read_text())["turns"], key=lambda t: t["end"])
+        self.max_chunks = max_chunks
+        self.errors: list[str] = []
+        self.posted = 0
+        self.seconds: float | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> "CallFeeder":
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=f"feed-{self.call_id}", daemon=True)
+            self._thread.start()
+        return self
+
+    def join(self, timeout: float = 120) -> "CallFeeder":
+        self.start()
+        assert self._thread is not None
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), f"feeding {self.call_id} took over {timeout} s"
+        assert not self.errors, self.errors
+        return self
+
+    def _run(self) -> None:
+        t0 = time.monotonic()
+        pending = list(self.turns)
+        try:
+            with httpx.Client(base_url=self.base, timeout=60) as c:
+                for seq, i in enumerate(range(0, len(self.x), self.sr)):
+                    if self.max_chunks is not None and seq >= self.max_chunks:
+                        break
+                    r = c.post(f"/v1/calls/{self.call_id}/audio", params={"seq": seq, "agent_id": self.agent_id},
+                               content=wav_bytes(self.x[i:i + self.sr], self.sr, 2),
+                               headers={"Content-Type": "audio/wav"})
+                    if r.status_code != 200:
+                        self.errors.append(f"audio seq {seq}: {r.status_code} {r.text[:300]}")
+                        return
+                    self.posted += 1
+                    t_audio = (i + self.sr) / self.sr
+                    while pending and pending[0]["end"] <= t_audio:
+                        turn = pending.pop(0)
+                        r = c.post(f"/v1/calls/{self.call_id}/transcript",
+                                   json={**{k: turn[k] for k in ("role", "text", "start", "end")}, "final": True})
+                        if r.status_code != 200:
+                            self.errors.append(f"transcript {turn['text']}: {r.status_code} {r.text[:300]}")
+                            return
+        except Exception as exc:  # noqa: BLE001 - reported by join()
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            self.seconds = time.monotonic() - t0
+
+
+@pytest.fixture(scope="module")
+def feeder(server) -> CallFeeder:
+    return CallFeeder(server, CALL_ID, AGENT)
+
+
+def _api(base: str, path: str, **params) -> dict:
+    r = httpx.get(base + path, params=params, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _track_errors(page) -> list[str]:
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+    page.on("console", lambda msg: errors.append(f"console.{msg.type}: {msg.text}") if msg.type == "error" else None)
+    return errors
+
+
+def _check_screenshot(path: Path, size: tuple[int, int], ink: str) -> None:
+    """A real rendering: the right size, many colours (text, gauge, badges), and the stage colour painted."""
+    from PIL import Image
+
+    img = Image.open(path).convert("RGB")
+    assert img.size == size
+    colours = img.getcolors(maxcolors=1 << 20)
+    assert colours is not None and len(colours) > 150, f"{path} looks blank ({len(colours or [])} colours)"
+    rgb = tuple(int(v) for v in ink[ink.index("(") + 1:ink.index(")")].split(",")[:3])
+    px = np.asarray(img).reshape(-1, 3)
+    painted = int((np.abs(px.astype(int) - np.array(rgb)).sum(axis=1) <= 6).sum())
+    assert painted > 40, f"stage colour {rgb} barely visible in {path} ({painted} px)"
+
+
+# ------------------------------------------------------------------------------------------ tests
+def test_app_routes_pages(settings):
+    """app/main.py serves the pages (fails until it includes app.routes.pages.router)."""
+    from app.main import create_app
+
+    paths = {getattr(r, "path", None) for r in create_app(settings).routes}  # routes only: no lifespan run
+    assert {"/widget", "/board", "/static/{name}"} <= paths
+
+
+def test_pages_and_static_files(server):
+    for path, kind in (("/widget?agent_id=a1", "text/html"), ("/board", "text/html"),
+                       ("/static/nuqi.css", "text/css"), ("/static/nuqi.js", "text/javascript")):
+        r = httpx.get(server + path, timeout=10)
+        assert r.status_code == 200 and r.headers["content-type"].startswith(kind), (path, r.status_code)
+    for bad in ("/static/..%2Fmain.py", "/static/.env", "/static/nope.js", "/static/pages.py"):
+        assert httpx.get(server + bad, timeout=10).status_code == 404, bad
+    html = httpx.get(server + "/widget", timeout=10).text + httpx.get(server + "/board", timeout=10).text
+    assert "http://" not in html and "https://" not in html  # no CDN: works offline
+
+
+def test_widget_follows_live_call_and_acks(server, browser, feeder):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    ctx = browser.new_context(viewport={"width": 360, "height": 520}, locale="zh-CN")
+    sse, poll = ctx.new_page(), ctx.new_page()
+    errors_sse, errors_poll = _track_errors(sse), _track_errors(poll)
+    sse.goto(f"{server}/widget?agent_id={AGENT}")
+    poll.goto(f"{server}/widget?agent_id={AGENT}&transport=poll")
+    sse.wait_for_function("document.body.dataset.conn === 'sse'", timeout=10_000)
+    poll.wait_for_function("document.body.dataset.conn === 'poll'", timeout=10_000)
+    assert sse.text_content("#stage-name") == "等待通话"
+    assert sse.is_visible("#empty") and not sse.is_visible("#ack")
+
+    t0 = time.monotonic()
+    feeder.start()
+    # while the call is still being posted, the widget reaches 显化抱怨 or higher with guidance
+    shown = ("() => Number(document.body.dataset.level) >= 3 && document.body.dataset.alertId !== ''"
+             " && document.querySelectorAll('#guidance li').length > 0")
+    sse.wait_for_function(shown, timeout=90_000)
+    t_shown = time.monotonic() - t0
+    name = sse.text_content("#stage-name")
+    assert name in STAGES[3:], name
+    lines = [t.strip() for t in sse.locator("#guidance li").all_text_contents()]
+    assert lines and all(lines), lines
+    poll.wait_for_function(shown, timeout=30_000)  # the long-poll fallback delivers too
+
+    feeder.join(120)
+    alerts = _api(server, "/v1/alerts", agent_id=AGENT)["alerts"]
+    assert alerts and all(a["call_id"] == CALL_ID for a in alerts)
+    latest = alerts[-1]
+    for page in (sse, poll):
+        page.wait_for_function(f"document.body.dataset.alertId === '{latest['id']}'", timeout=20_000)
+    state = _api(server, f"/v1/calls/{CALL_ID}", timeline="false")["state"]
+    sse.wait_for_function(f"document.body.dataset.level === '{state['stage']['level']}' && "
+                          f"document.getElementById('gNum').textContent === '{state['anger']['fused']:.2f}'",
+                          timeout=10_000)
+    # safe rendering: the server's strings appear verbatim as text
+    assert sse.text_content("#explanation") == latest["explanation"]
+    assert sse.locator("#guidance li").all_text_contents() == latest["guidance"]
+    assert sse.text_content("#stage-name") == state["stage"]["name"]
+    assert sse.evaluate("window.__nuqiWidget.beeps") >= 1 and sse.evaluate("window.__nuqiWidget.flashes") >= 1
+    sse.wait_for_timeout(1600)  # let the escalation flash fade before the screenshot
+    shot = SHOTS / "widget.png"
+    sse.screenshot(path=str(shot))
+    _check_screenshot(shot, (360, 520), sse.evaluate("getComputedStyle(document.getElementById('stage-name')).color"))
+
+    # ack: the alert is acked (by the agent) on the server and cleared in both widgets
+    sse.click("#ack")
+    sse.wait_for_function("document.body.dataset.alertId === ''", timeout=10_000)
+    assert sse.is_visible("#empty") and sse.text_content("#empty-t1") == "提醒已确认"
+    after = {a["id"]: a for a in _api(server, "/v1/alerts", agent_id=AGENT)["alerts"]}
+    assert after[latest["id"]]["acked"] is True and after[latest["id"]]["acked_by"] == AGENT
+    assert all(a["acked"] for a in after.values()), "older alerts of the same call stay unacked"
+    poll.wait_for_function("document.body.dataset.alertId === ''", timeout=10_000)
+    sse.screenshot(path=str(SHOTS / "widget_acked.png"))
+
+    # a reload resumes after the last seen alert id and does not bring the acked alert back
+    sse.reload()
+    sse.wait_for_function("document.body.dataset.conn === 'sse'", timeout=10_000)
+    sse.wait_for_timeout(1500)
+    assert sse.evaluate("document.body.dataset.alertId") == ""
+    assert not errors_sse and not errors_poll, errors_sse + errors_poll
+    print(f"\nwidget showed stage >= 3 after {t_shown:.1f} s; call posted in {feeder.seconds:.1f} s; "
+          f"screenshots in {SHOTS}")
+    ctx.close()
+
+
+def test_board_lists_calls_by_stage(server, browser, feeder):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    feeder.join(120)
+    CallFeeder(server, "pw-calm", EVIL_AGENT, name="call_calm_8k", max_chunks=4).join(60)
+    board = _api(server, "/v1/board")["calls"]
+    row = {c["call_id"]: c for c in board}
+    assert {CALL_ID, "pw-calm"} <= set(row)
+
+    page = browser.new_page(viewport={"width": 1280, "height": 760}, locale="zh-CN")
+    errors = _track_errors(page)
+    page.goto(f"{server}/board")
+    page.wait_for_selector(f'tr[data-call-id="{CALL_ID}"]', timeout=10_000)
+    order = page.eval_on_selector_all("#rows tr", "rs => rs.map(r => r.dataset.callId)")
+    assert order.index(CALL_ID) < order.index("pw-calm")
+    esc = page.locator(f'tr[data-call-id="{CALL_ID}"]')
+    level = row[CALL_ID]["stage"]["level"]
+    assert level >= 3 and esc.get_attribute("data-level") == str(level)
+    assert row[CALL_ID]["stage"]["name"] in esc.locator(".badge").text_content()
+    assert esc.locator("td").nth(5).text_content() == str(row[CALL_ID]["unacked_alerts"])
+    points = esc.locator("polyline.spark-line").get_attribute("points").split()
+    assert len(points) == len(row[CALL_ID]["trend"]) > 3
+    calm = page.locator('tr[data-call-id="pw-calm"]')
+    assert calm.locator("td").nth(2).text_content() == EVIL_AGENT  # rendered as text, not markup
+    assert page.locator("#rows b, #rows img").count() == 0
+
+    esc.click()
+    page.wait_for_selector("#d-body:not(.hidden)")
+    history = row[CALL_ID]["stage"]["history"]
+    assert page.locator("#d-history li").count() == len(history) + 1 >= 2  # + the call's start (平静)
+    assert row[CALL_ID]["stage"]["name"] in page.text_content("#d-history li:first-child")
+    latest = _api(server, "/v1/alerts", call_id=CALL_ID)["alerts"][-1]
+    page.wait_for_function("document.querySelector('#d-alert .d-expl') !== null", timeout=10_000)
+    assert page.text_content("#d-alert .d-expl") == latest["explanation"]
+    page.wait_for_timeout(300)
+    shot = SHOTS / "board.png"
+    page.screenshot(path=str(shot))
+    _check_screenshot(shot, (1280, 760), page.evaluate(
+        "getComputedStyle(document.querySelector('#rows tr .badge')).color"))
+    assert not errors, errors
+    page.close()

@@ -1,0 +1,371 @@
+"""API keys, roles, tenant isolation, rate limits, body cap and PII on the real app (either store)."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+
+import pytest
+from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from tests.conftest import SAMPLE_AUDIO, read_wav, wav_bytes
+
+ROOT_KEY = "root-key-for-tests-" + "x" * 16
+
+
+@pytest.fixture(scope="module")
+def call8k():
+    x, sr = read_wav(SAMPLE_AUDIO / "call_escalating_8k.wav")
+    return x
+
+
+@pytest.fixture()
+def secure_settings(settings):
+    store = settings.store
+    if store.startswith("redis"):  # a key prefix of its own: tests never see each other's calls/keys
+        store += ("&" if "?" in store else "?") + f"prefix=sec-{uuid.uuid4().hex[:10]}"
+    yield settings.model_copy(update={"auth_enabled": True, "bootstrap_admin_key": ROOT_KEY, "store": store,
+                                      "bootstrap_tenant": "ops", "rate_limit_per_s": 1000.0,
+                                      "rate_limit_burst": 1000})
+    if store.startswith("redis"):
+        from app.store.redis import RedisStore
+
+        r = RedisStore(store)
+        for batch in _chunks(list(r.client.scan_iter(f"{r.prefix}:*", count=1000)), 500):
+            r.client.delete(*batch)
+        r.close()
+
+
+def _chunks(items, n):
+    for i in range(0, len(items), n):
+        yield items[i:i + n]
+
+
+@pytest.fixture()
+def app_client(secure_settings, models):
+    from app.main import create_app
+
+    with TestClient(create_app(secure_settings, models=models)) as c:
+        yield c
+
+
+def H(key: str) -> dict:
+    return {"X-API-Key": key}
+
+
+def make_key(c: TestClient, role: str, tenant: str = "acme", agent_id: str | None = None, **extra) -> str:
+    r = c.post("/v1/admin/keys", headers=H(ROOT_KEY),
+               json={"role": role, "tenant": tenant, "agent_id": agent_id, "name": f"{role} test", **extra})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["role"] == role and body["tenant"] == tenant and body["key"].startswith("nq_")
+    assert "hash" not in body and "salt" not in body
+    return body["key"]
+
+
+@pytest.fixture()
+def keys(app_client):
+    return {
+        "ingest": make_key(app_client, "ingest"),
+        "agent": make_key(app_client, "agent", agent_id="a1"),
+        "agent2": make_key(app_client, "agent", agent_id="a2"),
+        "supervisor": make_key(app_client, "supervisor"),
+        "qa": make_key(app_client, "qa"),
+        "admin": make_key(app_client, "admin"),
+        "other_supervisor": make_key(app_client, "supervisor", tenant="globex"),
+        "other_ingest": make_key(app_client, "ingest", tenant="globex"),
+    }
+
+
+def _ingest(c, key, call_id, call8k, seq=0, agent_id="a1"):
+    return c.post(f"/v1/calls/{call_id}/audio", params={"seq": seq, "agent_id": agent_id},
+                  content=wav_bytes(call8k[seq * 8000:(seq + 1) * 8000], 8000, 2), headers=H(key))
+
+
+# --------------------------------------------------------------------------- 401
+def test_missing_invalid_and_revoked_keys_are_401(app_client, keys):
+    c = app_client
+    for headers in ({}, H("nope"), H("nq_0123456789ab_" + "A" * 43)):
+        r = c.get("/v1/board", headers=headers)
+        assert r.status_code == 401, r.text
+        assert r.json()["error"]["code"] == "unauthorized" and "www-authenticate" in r.headers
+    assert c.get("/v1/board", headers=H(keys["supervisor"])).status_code == 200
+    # a key with the right id but a wrong secret
+    kid = keys["supervisor"].split("_")[1]
+    assert c.get("/v1/board", headers=H(f"nq_{kid}_{'B' * 43}")).status_code == 401
+    # revoke (as the tenant's own admin) → 401 at once on this worker; revoking again is idempotent
+    r = c.delete(f"/v1/admin/keys/{kid}", headers=H(keys["admin"]))
+    assert r.status_code == 200 and r.json()["active"] is False
+    assert c.delete(f"/v1/admin/keys/{kid}", headers=H(keys["admin"])).json()["revoked_at"] == r.json()["revoked_at"]
+    assert c.get("/v1/board", headers=H(keys["supervisor"])).status_code == 401
+
+
+def test_public_endpoints_need_no_key(app_client):
+    assert app_client.get("/healthz").status_code == 200
+    assert app_client.get("/readyz").status_code in (200, 503)
+    assert app_client.get("/metrics").status_code == 200
+    schema = app_client.get("/openapi.json").json()
+    assert {"ApiKeyHeader", "ApiKeyQuery"} <= set(schema["components"]["securitySchemes"])
+    assert schema["paths"]["/v1/board"]["get"]["security"]
+
+
+# --------------------------------------------------------------------------- access matrix
+def test_role_matrix(app_client, keys, call8k):
+    c = app_client
+    assert _ingest(c, keys["ingest"], "m1", call8k).status_code == 200
+    c.app.state.runtime.store.add_alert("m1", "acme", "a1", 2, "stage", {"why": "test"}, "m1:x")
+    alert_id = c.app.state.runtime.store.last_alert_id()
+
+    def status(role, method, path, **kw):
+        return c.request(method, path, headers=H(keys[role]), **kw).status_code
+
+    audio = {"params": {"seq": 1}, "content": wav_bytes(call8k[8000:16000], 8000, 2)}
+    tr = {"json": {"role": "customer", "text": "你好", "start": 1.0, "end": 2.0}}
+    cases = [
+        # ingest: only writes
+        ("ingest", "POST", "/v1/calls/m1/audio", audio, 200),
+        ("ingest", "POST", "/v1/calls/m1/transcript", tr, 200),
+        ("ingest", "POST", "/v1/calls/m2", {"json": {"agent_id": "a2"}}, 200),
+        ("ingest", "GET", "/v1/calls/m1", {}, 403),
+        ("ingest", "GET", "/v1/alerts", {}, 403),
+        ("ingest", "GET", "/v1/board", {}, 403),
+        ("ingest", "GET", "/v1/admin/keys", {}, 403),
+        # agent: own calls and alerts only
+        ("agent", "GET", "/v1/calls/m1", {}, 200),
+        ("agent2", "GET", "/v1/calls/m1", {}, 404),  # someone else's call: not found, not forbidden
+        ("agent", "GET", "/v1/alerts", {}, 200),
+        ("agent", "POST", "/v1/calls/m1/audio", {"params": {"seq": 9}, "content": b"x"}, 403),
+        ("agent", "GET", "/v1/board", {}, 403),
+        ("agent", "POST", "/v1/batch", {"json": {}}, 403),
+        ("agent2", "POST", f"/v1/alerts/{alert_id}/ack", {"json": {}}, 404),
+        ("agent", "POST", f"/v1/alerts/{alert_id}/ack", {"json": {}}, 200),
+        # supervisor: board, alerts, calls of its tenant
+        ("supervisor", "GET", "/v1/board", {}, 200),
+        ("supervisor", "GET", "/v1/alerts", {}, 200),
+        ("supervisor", "GET", "/v1/calls/m1", {}, 200),
+        ("supervisor", "POST", "/v1/calls/m1/end", {}, 403),
+        ("supervisor", "POST", "/v1/admin/keys", {"json": {"role": "qa"}}, 403),
+        # qa: batch + GET calls
+        ("qa", "GET", "/v1/calls/m1", {}, 200),
+        ("qa", "GET", "/v1/alerts", {}, 403),
+        ("qa", "GET", "/v1/board", {}, 403),
+        ("qa", "POST", "/v1/calls/m1/transcript", tr, 403),
+        # admin: everything
+        ("admin", "GET", "/v1/calls/m1", {}, 200),
+        ("admin", "GET", "/v1/board", {}, 200),
+        ("admin", "GET", "/v1/admin/keys", {}, 200),
+        ("admin", "POST", "/v1/calls/m1/end", {}, 200),
+    ]
+    failures = [(role, method, path, want, got) for role, method, path, kw, want in cases
+                if (got := status(role, method, path, **kw)) != want]
+    assert not failures, failures
+    # qa reaches the batch endpoints (whatever the body validation says, it is not 401/403)
+    assert status("qa", "GET", "/v1/batch/does-not-exist") not in (401, 403)
+    # the agent's alert listing is pinned to its own agent id even when it asks for another's
+    r = c.get("/v1/alerts", params={"agent_id": "a2"}, headers=H(keys["agent"]))
+    assert [a["agent_id"] for a in r.json()["alerts"]] == ["a1"]
+    assert c.get("/v1/alerts", headers=H(keys["agent2"])).json()["alerts"] == []
+
+
+def test_every_route_is_classified():
+    """No route silently falls through to the admin-only default (add it to the matrix)."""
+    from fastapi.routing import APIRoute, APIWebSocketRoute
+
+    from app.main import create_app
+    from app.security.auth import RULES, is_public
+
+    app = create_app()
+    missing = []
+    for route in app.routes:
+        if isinstance(route, APIRoute):
+            pairs = [(m, route.path) for m in route.methods]
+        elif isinstance(route, APIWebSocketRoute):
+            pairs = [("WS", route.path)]
+        else:
+            continue
+        for method, path in pairs:
+            concrete = path.replace("{path:path}", "a/b").replace("{", "").replace("}", "")
+            if is_public(method, concrete):
+                continue
+            if not any((ms is None or method in ms) and rx.match(concrete) for ms, rx, _, _ in RULES):
+                missing.append((method, path))
+    assert not missing, missing
+
+
+# --------------------------------------------------------------------------- tenants
+def test_tenant_isolation(app_client, keys, call8k):
+    c = app_client
+    assert _ingest(c, keys["ingest"], "iso1", call8k).status_code == 200
+    store = c.app.state.runtime.store
+    a = store.add_alert("iso1", "acme", "a1", 3, "stage", {}, "iso1:k")
+    sup_b = H(keys["other_supervisor"])
+    # another tenant's supervisor: the call and alert do not exist for it
+    assert c.get("/v1/calls/iso1", headers=sup_b).status_code == 404
+    assert c.get("/v1/calls/nonexistent", headers=sup_b).status_code == 404  # same answer: no existence oracle
+    assert c.post(f"/v1/alerts/{a.id}/ack", headers=sup_b, json={}).status_code == 404
+    assert c.get("/v1/alerts", headers=sup_b).json()["alerts"] == []
+    assert c.get("/v1/board", headers=sup_b).json()["count"] == 0
+    # another tenant's ingest key cannot append to or end the call
+    assert _ingest(c, keys["other_ingest"], "iso1", call8k, seq=1).status_code == 404
+    assert c.post("/v1/calls/iso1/end", headers=H(keys["other_ingest"])).status_code == 404
+    # the own tenant sees everything
+    sup_a = H(keys["supervisor"])
+    assert c.get("/v1/calls/iso1", headers=sup_a).status_code == 200
+    assert [x["id"] for x in c.get("/v1/alerts", headers=sup_a).json()["alerts"]] == [a.id]
+    assert [x["call_id"] for x in c.get("/v1/board", headers=sup_a).json()["calls"]] == ["iso1"]
+    # tenant admins only manage their own tenant's keys
+    admin_a = H(keys["admin"])
+    r = c.post("/v1/admin/keys", headers=admin_a, json={"role": "qa", "tenant": "globex"})
+    assert r.status_code == 403
+    listed = c.get("/v1/admin/keys", headers=admin_a).json()["keys"]
+    assert listed and {k["tenant"] for k in listed} == {"acme"}
+    other_kid = keys["other_supervisor"].split("_")[1]
+    assert c.delete(f"/v1/admin/keys/{other_kid}", headers=admin_a).status_code == 404
+
+
+def test_key_validation(app_client):
+    c = app_client
+    r = c.post("/v1/admin/keys", headers=H(ROOT_KEY), json={"role": "agent", "tenant": "acme"})
+    assert r.status_code == 422 and "agent_id" in r.json()["error"]["message"]
+    assert c.post("/v1/admin/keys", headers=H(ROOT_KEY), json={"role": "god"}).status_code == 422
+    assert c.post("/v1/admin/keys", headers=H(ROOT_KEY), json={"role": "qa", "tenant": "a b"}).status_code == 422
+
+
+# --------------------------------------------------------------------------- query-param key, websocket
+def test_api_key_query_param_for_eventsource(app_client, keys, call8k):
+    c = app_client
+    assert _ingest(c, keys["ingest"], "q1", call8k).status_code == 200
+    c.app.state.runtime.store.add_alert("q1", "acme", "a1", 1, "stage", {}, "q1:k")
+    r = c.get("/v1/alerts", params={"api_key": keys["agent"]})
+    assert r.status_code == 200 and len(r.json()["alerts"]) == 1
+    with c.stream("GET", "/v1/alerts/stream", params={"api_key": keys["agent"], "max_seconds": 1}) as s:
+        text = "".join(s.iter_text())
+    assert "event: alert" in text and '"call_id": "q1"' in text
+    assert c.get("/v1/alerts", params={"api_key": "wrong"}).status_code == 401
+
+
+def test_websocket_needs_an_ingest_key(app_client, keys, call8k):
+    c = app_client
+    with pytest.raises(WebSocketDisconnect):
+        with c.websocket_connect("/v1/calls/ws1/stream") as ws:
+            ws.receive_json()
+    with pytest.raises(WebSocketDisconnect):
+        with c.websocket_connect(f"/v1/calls/ws1/stream?api_key={keys['supervisor']}") as ws:
+            ws.receive_json()
+    with c.websocket_connect(f"/v1/calls/ws1/stream?api_key={keys['ingest']}&agent_id=a1") as ws:
+        ws.send_bytes(wav_bytes(call8k[:8000], 8000, 2))
+        assert ws.receive_json()["seq"] == 0
+    view = c.get("/v1/calls/ws1", headers=H(keys["supervisor"])).json()
+    assert view["state"]["chunks"] == 1
+
+
+# --------------------------------------------------------------------------- rate limit, body cap
+def test_rate_limit_429_with_retry_after(app_client, call8k):
+    c = app_client
+    key = make_key(c, "supervisor", rate_per_s=1.0, burst=3)
+    codes = [c.get("/v1/board", headers=H(key)).status_code for _ in range(5)]
+    assert codes[:3] == [200, 200, 200] and codes[3:] == [429, 429]
+    r = c.get("/v1/board", headers=H(key))
+    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+    assert r.json()["error"]["code"] == "rate_limited"
+    time.sleep(1.1)
+    assert c.get("/v1/board", headers=H(key)).status_code == 200
+    # another key is not affected
+    assert c.get("/v1/board", headers=H(make_key(c, "supervisor"))).status_code == 200
+
+
+def test_rate_limit_is_shared_across_workers_in_redis_mode(secure_settings, models):
+    """Two app instances (as two workers) on one Redis share a key's bucket."""
+    from tests.app.test_redis_store import REDIS_UP, REDIS_URL
+
+    if not REDIS_UP:
+        pytest.skip("no Redis")
+    from app.main import create_app
+
+    s = secure_settings.model_copy(update={"store": f"{REDIS_URL}?prefix=rl-{uuid.uuid4().hex[:8]}"})
+    with TestClient(create_app(s, models=models)) as w1, TestClient(create_app(s, models=models)) as w2:
+        key = make_key(w1, "supervisor", rate_per_s=0.5, burst=4)
+        codes = [(w1 if i % 2 else w2).get("/v1/board", headers=H(key)).status_code for i in range(6)]
+        assert codes == [200] * 4 + [429] * 2, codes
+        store = w1.app.state.runtime.store
+        store.client.delete(*store.client.keys(f"{store.prefix}:*"))
+
+
+def test_invalid_key_flood_is_throttled(app_client):
+    codes = [app_client.get("/v1/board", headers=H(f"bad-{i}")).status_code for i in range(40)]
+    assert codes[0] == 401 and codes[-1] == 429
+
+
+def test_body_cap_applies_to_every_endpoint(secure_settings, models):
+    from app.main import create_app
+
+    s = secure_settings.model_copy(update={"max_body_bytes": 2000})
+    with TestClient(create_app(s, models=models)) as c:
+        r = c.post("/v1/calls/b1/transcript", headers=H(ROOT_KEY),
+                   content=json.dumps({"role": "customer", "text": "长" * 1500}).encode(),
+                   )
+        assert r.status_code == 413 and r.json()["error"]["code"] == "chunk_too_large"
+        r = c.post("/v1/admin/keys", headers=H(ROOT_KEY), content=b"{" + b" " * 5000 + b"}")
+        assert r.status_code == 413
+
+
+# --------------------------------------------------------------------------- open mode, PII end to end
+def test_auth_disabled_is_open_and_warns(settings, models, capfd):
+    from app.main import create_app
+
+    with TestClient(create_app(settings, models=models)) as c:
+        assert c.get("/v1/board").status_code == 200
+    assert "API is OPEN" in capfd.readouterr().err
+
+
+def test_transcript_pii_is_redacted_in_store_response_and_logs(app_client, keys, caplog):
+    c = app_client
+    text = "我的电话是13812345678，身份证11010519491231002X，你们再不处理我就投诉！"
+    with caplog.at_level(logging.INFO, logger="nuqi"):
+        r = c.post("/v1/calls/p1/transcript", headers=H(keys["ingest"]),
+                   json={"role": "customer", "text": text, "start": 1.0, "end": 5.0})
+    assert r.status_code == 200, r.text
+    utt = r.json()["utterance"]
+    assert "13812345678" not in json.dumps(r.json(), ensure_ascii=False)
+    assert "[手机号]" in utt["text"] and "[身份证]" in utt["text"]
+    store = c.app.state.runtime.store
+    stored = json.dumps([store.list_transcripts("p1"), store.get_call("p1").state,
+                         [a.to_dict() for a in store.list_alerts(call_id="p1")]], ensure_ascii=False)
+    assert "13812345678" not in stored and "11010519491231002X" not in stored.upper()
+    assert "投诉" in stored  # the rest of the text is kept
+    assert "13812345678" not in caplog.text
+
+
+def test_json_log_lines_carry_call_id_and_no_pii():
+    from app.observability import CALL_ID, JsonFormatter
+
+    fmt = JsonFormatter()
+    rec = logging.LogRecord("nuqi.test", logging.WARNING, __file__, 1, "customer said %s", ("13912345678",), None)
+    token = CALL_ID.set("call-42")
+    try:
+        line = json.loads(fmt.format(rec))
+    finally:
+        CALL_ID.reset(token)
+    assert line["call_id"] == "call-42" and line["level"] == "WARNING"
+    assert "13912345678" not in line["msg"] and "[手机号]" in line["msg"]
+
+
+def test_env_bootstrap_settings_names():
+    """The documented environment variables map to the settings fields."""
+    from pipelines.settings import Settings
+
+    env = {"NUQI_AUTH_ENABLED": "true", "NUQI_BOOTSTRAP_ADMIN_KEY": ROOT_KEY, "NUQI_RATE_LIMIT_PER_S": "7"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        s = Settings()
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    assert s.auth_enabled is True and s.bootstrap_admin_key == ROOT_KEY and s.rate_limit_per_s == 7.0

@@ -1,0 +1,118 @@
+"""Text endpoints, transcript snippets, and alert delivery (long-poll, SSE, ack) with the real models."""
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from tests.conftest import SAMPLE_AUDIO, read_wav, wav_bytes
+
+ANGRY = ["你们这什么破服务！我都等了三天了，说了多少遍了，再不解决我就打12315投诉你们！"]
+
+
+def test_text_emotion_batch(client):
+    texts = ["谢谢你，问题解决了，辛苦了", ANGRY[0], "", "😀😀", "！！！", "hello world", "我要投訴你們",
+             "我不是要投诉只是问一下"]
+    r = client.post("/v1/text/emotion", json={"texts": texts})
+    assert r.status_code == 200, r.text
+    res = r.json()["results"]
+    assert len(res) == len(texts)
+    for item in res:
+        assert set(item) >= {"label", "probs", "anger", "keywords"}
+        assert abs(sum(item["probs"].values()) - 1) < 1e-3
+    assert res[1]["anger"] > res[0]["anger"]
+    assert {k["category"] for k in res[1]["keywords"]} >= {"external_escalation"}
+    assert any(k["term"] in ("投诉", "投訴") or "投" in k["text"] for k in res[6]["keywords"])
+    assert all(k["negated"] for k in res[7]["keywords"] if k["category"] == "complaint_intent")
+
+
+@pytest.mark.parametrize("payload,word", [
+    ({"texts": []}, "texts"),
+    ({"texts": ["好"] * 257}, "256"),
+    ({"texts": ["长" * 513]}, "512"),
+    ({"texts": "不是列表"}, "texts"),
+])
+def test_text_emotion_limits(client, payload, word):
+    r = client.post("/v1/text/emotion", json=payload)
+    assert 400 <= r.status_code < 500 and word in r.json()["error"]["message"]
+
+
+def test_transcript_interim_superseded_and_state(client):
+    r = client.post("/v1/calls/t1/transcript",
+                    json={"role": "customer", "text": "我要", "start": 1.0, "end": 1.5, "final": False, "id": "u1"})
+    assert r.status_code == 200 and r.json()["state"]["utterances"] == 0
+    r = client.post("/v1/calls/t1/transcript",
+                    json={"role": "customer", "text": ANGRY[0], "start": 1.0, "end": 6.0, "final": True, "id": "u1"})
+    body = r.json()
+    assert body["utterance"]["anger"] > 0.5 and body["state"]["utterances"] == 1
+    assert body["state"]["stage"]["level"] >= 3
+    transcripts = client.get("/v1/calls/t1").json()["transcripts"]
+    assert len(transcripts) == 1 and transcripts[0]["final"] is True
+    bad = client.post("/v1/calls/t1/transcript", json={"role": "boss", "text": "x"})
+    assert bad.status_code == 422 and "role" in bad.json()["error"]["message"]
+
+
+def _post_call(client, call_id: str, agent_id: str) -> None:
+    x, sr = read_wav(SAMPLE_AUDIO / "call_escalating_8k.wav")
+    turns = json.loads((SAMPLE_AUDIO / "call_escalating_8k.json").read_text())["turns"]
+    pending = sorted(turns, key=lambda t: t["end"])
+    for seq, i in enumerate(range(0, len(x), sr)):
+        r = client.post(f"/v1/calls/{call_id}/audio", params={"seq": seq, "agent_id": agent_id},
+                        content=wav_bytes(x[i:i + sr], sr, 2))
+        assert r.status_code == 200, r.text
+        t = (i + sr) / sr
+        while pending and pending[0]["end"] <= t:
+            turn = pending.pop(0)
+            r = client.post(f"/v1/calls/{call_id}/transcript", json={**{k: turn[k] for k in
+                            ("role", "text", "start", "end")}, "final": True})
+            assert r.status_code == 200, r.text
+
+
+def test_escalating_call_end_to_end_alerts(client):
+    got: dict = {}
+
+    def long_poll():  # waits while the call is being posted
+        got["poll"] = client.get("/v1/alerts", params={"agent_id": "a9", "after": 0, "wait": 30}).json()
+
+    th = threading.Thread(target=long_poll)
+    th.start()
+    _post_call(client, "e2e", "a9")
+    th.join(35)
+    assert got["poll"]["alerts"], "long-poll returned no alert"
+    state = client.get("/v1/calls/e2e", params={"timeline": False}).json()["state"]
+    assert state["stage"]["level"] >= 3
+    alerts = client.get("/v1/alerts", params={"agent_id": "a9"}).json()["alerts"]
+    top = max(alerts, key=lambda a: a["level"])
+    assert top["explanation"] and top["guidance"] and top["call_id"] == "e2e"
+    # no alert for another agent
+    assert client.get("/v1/alerts", params={"agent_id": "other"}).json()["alerts"] == []
+    # SSE delivers the same alerts with ids
+    with client.stream("GET", "/v1/alerts/stream", params={"agent_id": "a9", "max_seconds": 2}) as s:
+        body = "".join(s.iter_text())
+    ids = [int(line[4:]) for line in body.splitlines() if line.startswith("id: ")]
+    assert ids == [a["id"] for a in alerts]
+    # ack is recorded and idempotent
+    acked = client.post(f"/v1/alerts/{top['id']}/ack", json={"by": "a9"}).json()
+    assert acked["acked"] is True and acked["acked_by"] == "a9"
+    again = client.post(f"/v1/alerts/{top['id']}/ack", json={"by": "someone"}).json()
+    assert again["acked_at"] == acked["acked_at"] and again["acked_by"] == "a9"
+    unacked = client.get("/v1/alerts", params={"agent_id": "a9", "include_acked": False}).json()["alerts"]
+    assert top["id"] not in [a["id"] for a in unacked]
+    summary = client.post("/v1/calls/e2e/end").json()["summary"]
+    assert summary["peak_stage"] >= 3 and summary["complaint"]["type"] != "无投诉"
+    board = client.get("/v1/board", params={"include_ended": True}).json()
+    assert board["calls"][0]["call_id"] == "e2e"
+
+
+def test_calm_call_raises_no_alert(client):
+    x, sr = read_wav(SAMPLE_AUDIO / "call_calm_8k.wav")
+    turns = json.loads((SAMPLE_AUDIO / "call_calm_8k.json").read_text())["turns"]
+    for seq, i in enumerate(range(0, len(x), sr)):
+        assert client.post("/v1/calls/calm/audio", params={"seq": seq, "agent_id": "a2"},
+                           content=wav_bytes(x[i:i + sr], sr, 2)).status_code == 200
+    for turn in turns:
+        client.post("/v1/calls/calm/transcript", json={k: turn[k] for k in ("role", "text", "start", "end")})
+    state = client.get("/v1/calls/calm", params={"timeline": False}).json()["state"]
+    assert state["stage"]["level"] <= 1
+    assert client.get("/v1/alerts", params={"agent_id": "a2"}).json()["alerts"] == []
