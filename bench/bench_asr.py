@@ -102,6 +102,28 @@ def run_corpus(engine: WhisperEngine, config_name: str, corpus_dir: Path, condit
     return results
 
 
+def run_call(engine: WhisperEngine, config_name: str, corpus_dir: Path, condition: str,
+             gap_s: float) -> ClipResult:
+    """All corpus clips back to back with ``gap_s`` of silence between them: one long 'call'."""
+    with open(corpus_dir / "manifest.csv", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    pieces, texts, rate = [], [], None
+    for row in rows:
+        audio, rate = sf.read(corpus_dir / row["file"], dtype="float32")
+        pieces += [audio, np.zeros(int(gap_s * rate), np.float32)]
+        texts.append(row["text"])
+    call = np.concatenate(pieces)
+    t0 = time.perf_counter()
+    segments = engine.transcribe(call, rate)
+    dt = time.perf_counter() - t0
+    ref = normalize_for_match("".join(texts))
+    hyp = normalize_for_match("".join(s.text for s in segments))
+    log.info("%s %s: %d segments, CER %.3f, RTF %.3f", config_name, condition, len(segments),
+             edit_distance(ref, hyp) / len(ref), dt / (call.size / rate))
+    return ClipResult(condition, config_name, f"{len(rows)} clips + {gap_s:g} s gaps", "call", ref, hyp,
+                      len(ref), edit_distance(ref, hyp), call.size / rate, dt)
+
+
 def non_speech_signals(rate: int, seconds: float, seed: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     n = int(rate * seconds)
@@ -131,8 +153,8 @@ def _rtf(rows: list[ClipResult]) -> float:
     return sum(r.decode_s for r in rows) / max(1e-9, sum(r.audio_s for r in rows))
 
 
-def render(results: list[ClipResult], nonspeech: list[dict], meta: dict) -> str:
-    lines = ["## Speech: CER and RTF (cpu_threads=1, int8)", ""]
+def render(results: list[ClipResult], calls: list[ClipResult], nonspeech: list[dict], meta: dict) -> str:
+    lines = ["## Speech, one clip at a time: CER and RTF (cpu_threads=1, int8)", ""]
     configs = list(dict.fromkeys(r.config for r in results))
     conditions = list(dict.fromkeys(r.condition for r in results))
     lines += ["| decode config | condition | clips | ref chars | CER | exact clips | RTF | audio s |",
@@ -149,6 +171,13 @@ def render(results: list[ClipResult], nonspeech: list[dict], meta: dict) -> str:
         lines.append(f"| {cfg} | **overall** | {len(rows)} | {sum(r.ref_chars for r in rows)} | "
                      f"**{_cer(rows):.3f}** | {sum(r.edits == 0 for r in rows)} | **{_rtf(rows):.3f}** | "
                      f"{sum(r.audio_s for r in rows):.0f} |")
+    if calls:
+        lines += ["", "## Speech as one long call (all clips back to back, silence between)", "",
+                  "| decode config | condition | clips | ref chars | CER | RTF | audio s |",
+                  "|---|---|---|---:|---:|---:|---:|"]
+        for r in calls:
+            lines.append(f"| {r.config} | {r.condition} | {r.file} | {r.ref_chars} | {r.edits / r.ref_chars:.3f} | "
+                         f"{r.decode_s / r.audio_s:.3f} | {r.audio_s:.0f} |")
     lines += ["", "### CER by speaking style (espeak settings of the synthetic corpus)", "",
               "| decode config | condition | " + " | ".join(["calm", "slow", "fast", "angry"]) + " |",
               "|---|---|---:|---:|---:|---:|"]
@@ -173,11 +202,13 @@ def render(results: list[ClipResult], nonspeech: list[dict], meta: dict) -> str:
     return "\n".join(lines)
 
 
+PROMPT = "以下是普通话客服电话的录音。"
 CONFIGS = {
-    "beam5+prompt": DecodeConfig(),
-    "beam5": replace(DecodeConfig(), initial_prompt=None),
-    "greedy+prompt": replace(DecodeConfig(), beam_size=1),
-    "greedy": replace(DecodeConfig(), beam_size=1, initial_prompt=None),
+    "beam5": DecodeConfig(),  # the engine default
+    "beam5+prompt": replace(DecodeConfig(), initial_prompt=PROMPT),
+    "beam5-3temps": replace(DecodeConfig(), temperature=(0.0, 0.4, 0.8)),
+    "greedy": replace(DecodeConfig(), beam_size=1),
+    "greedy+prompt": replace(DecodeConfig(), beam_size=1, initial_prompt=PROMPT),
 }
 
 
@@ -187,7 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model-dir", type=Path, default=None)
     ap.add_argument("--corpus-root", type=Path, default=REPO / "bench" / "out" / "asr_corpus")
-    ap.add_argument("--configs", default="beam5+prompt", help=f"comma list of {sorted(CONFIGS)}")
+    ap.add_argument("--configs", default="beam5", help=f"comma list of {sorted(CONFIGS)}")
+    ap.add_argument("--call-gap", type=float, default=0.8,
+                    help="also decode each corpus as one long call with this silence between clips; <0 to skip")
     ap.add_argument("--noisy-snr", type=float, default=20.0, help="also run 8 kHz + white noise at this SNR (dB); <0 to skip")
     ap.add_argument("--results", type=Path, default=None, help="write the markdown tables here")
     ap.add_argument("--json", type=Path, default=REPO / "bench" / "out" / "asr_clips.json")
@@ -205,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     model_dir = a.model_dir or default_model_dir()
     assemble_model(model_dir)
     results: list[ClipResult] = []
+    calls: list[ClipResult] = []
     nonspeech: list[dict] = []
     load_s = {}
     for name in a.configs.split(","):
@@ -216,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
         if a.noisy_snr >= 0:
             results += run_corpus(engine, name, corpora[8000], f"8 kHz + white noise {a.noisy_snr:g} dB SNR",
                                   a.noisy_snr, a.seed)
+        if a.call_gap >= 0:
+            calls.append(run_call(engine, name, corpora[16000], "16 kHz call", a.call_gap))
+            calls.append(run_call(engine, name, corpora[8000], "8 kHz call", a.call_gap))
         if not nonspeech:
             for rate in (8000, 16000):
                 for signal, audio in non_speech_signals(rate, 10.0, a.seed).items():
@@ -237,10 +274,11 @@ def main(argv: list[str] | None = None) -> int:
         "cpu": platform.processor() or platform.machine(),
         "note": "RTF measured on a 2-core machine shared with other jobs; treat as an upper bound",
     }
-    md = render(results, nonspeech, meta)
+    md = render(results, calls, nonspeech, meta)
     print(md)
     a.json.parent.mkdir(parents=True, exist_ok=True)
-    a.json.write_text(json.dumps([asdict(r) for r in results], ensure_ascii=False, indent=1), encoding="utf-8")
+    a.json.write_text(json.dumps([asdict(r) for r in results + calls], ensure_ascii=False, indent=1),
+                      encoding="utf-8")
     if a.results:
         a.results.write_text(md, encoding="utf-8")
     return 0

@@ -5,7 +5,7 @@ import json
 import time
 from typing import Annotated, AsyncIterator
 
-from fastapi import APIRouter, Body, Header, Query, Request
+from fastapi import APIRouter, Body, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -15,6 +15,7 @@ from pipelines.errors import NotFoundError
 
 router = APIRouter(prefix="/v1", tags=["alerts"])
 
+MAX_ID = 2**53  # alert ids/cursors above this are refused (422) instead of overflowing the store's integers
 POLL_S = 0.5  # store poll interval while waiting (finds alerts raised by other workers)
 HEARTBEAT_S = 15.0
 
@@ -39,7 +40,7 @@ async def list_alerts(
     rt: RuntimeDep, who: PrincipalDep,
     agent_id: Annotated[str | None, Query(max_length=128)] = None,
     call_id: Annotated[str | None, Query(max_length=128)] = None,
-    after: Annotated[int, Query(ge=0, description="cursor: return alerts with id > after")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_ID, description="cursor: return alerts with id > after")] = 0,
     wait: Annotated[float, Query(ge=0, le=60, description="seconds to wait for a new alert")] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     include_acked: bool = True,
@@ -60,12 +61,13 @@ async def list_alerts(
 async def stream_alerts(
     request: Request, rt: RuntimeDep, who: PrincipalDep,
     agent_id: Annotated[str | None, Query(max_length=128)] = None,
-    after: Annotated[int | None, Query(ge=0)] = None,
+    after: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
     last_event_id: Annotated[str | None, Header()] = None,
     max_seconds: Annotated[float, Query(gt=0, le=86400, description="close the stream after this long")] = 3600,
 ) -> StreamingResponse:
     tenant, agent = _scope(who, agent_id)
-    cursor = after if after is not None else int(last_event_id) if (last_event_id or "").isdigit() else 0
+    cursor = after if after is not None else min(int(last_event_id), MAX_ID) \
+        if (last_event_id or "").isdigit() and last_event_id.isascii() else 0
 
     async def events() -> AsyncIterator[str]:
         nonlocal cursor
@@ -88,7 +90,7 @@ async def stream_alerts(
 
 
 @router.post("/alerts/{alert_id}/ack", summary="Acknowledge an alert (idempotent)")
-async def ack_alert(alert_id: int, rt: RuntimeDep, who: PrincipalDep, ack: AckIn = Body(default_factory=AckIn)) -> dict:
+async def ack_alert(alert_id: Annotated[int, Path(ge=0, le=MAX_ID)], rt: RuntimeDep, who: PrincipalDep, ack: AckIn = Body(default_factory=AckIn)) -> dict:
     alert = await rt.run(rt.store.get_alert, alert_id)
     tenant, agent = _scope(who, None)
     if alert is None or alert.tenant != tenant or (agent is not None and alert.agent_id != agent):

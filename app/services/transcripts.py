@@ -6,7 +6,7 @@ from typing import Any, Protocol
 
 from app import observability as obs
 from app.runtime import Runtime
-from app.services.calls import RETRY_SLEEP_S, ensure_call, store_alert
+from app.services.calls import RETRY_SLEEP_S, ensure_call, state_dict, store_alert
 from pipelines.errors import ConflictError
 from pipelines.pii import redact_call_state, redact_obj
 from pipelines.session import CallState, process_transcript
@@ -35,7 +35,7 @@ def _apply(rt: Runtime, call_id: str, tenant: str, s: Snippet) -> dict[str, Any]
         alerts = entry.pop("_alerts", [])
         entry = redact_obj(entry)  # nothing personal is stored, returned or logged
         entry["key"] = key
-        rec.state = redact_call_state(state.state_dict())
+        rec.state = redact_call_state(state_dict(state))
         if s.final and not rt.store.save_call(rec, expected):
             time.sleep(RETRY_SLEEP_S)
             continue

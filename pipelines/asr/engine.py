@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import soxr
 
-from pipelines.asr.filters import DEFAULT_FILTER, FilterConfig, filter_segment
+from pipelines.asr.filters import DEFAULT_FILTER, FilterConfig, collapse_repeated_segments, filter_segment
 from pipelines.asr.model_assembly import default_model_dir
 from pipelines.errors import InputError, InvalidAudioContentError, ModelNotAvailableError
 
@@ -36,6 +36,7 @@ class Segment:
     start: float
     end: float
     text: str
+    avg_logprob: float | None = None  # decoder mean token log-probability (confidence); None if unknown
 
 
 @runtime_checkable
@@ -66,10 +67,12 @@ class VadConfig:
 @dataclass(frozen=True)
 class DecodeConfig:
     beam_size: int = 5
-    # a Simplified-Chinese prompt steers Whisper to Simplified output and call-centre vocabulary
-    initial_prompt: str | None = "以下是普通话客服电话的录音。"
+    # No prompt by default: a Simplified-Chinese prompt ("以下是普通话…") did not lower CER and
+    # Whisper base spliced it into its output on hard audio (bench/RESULTS_asr.md).
+    # Simplified output comes from OpenCC t2s instead.
+    initial_prompt: str | None = None
     condition_on_previous_text: bool = False  # avoids carrying a loop from one window to the next
-    temperature: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    temperature: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # fallback when a decode fails
 
 
 def to_float_mono(samples: np.ndarray) -> np.ndarray:
@@ -179,8 +182,10 @@ class WhisperEngine:
             decoded = list(raw)
         segments: list[Segment] = []
         for seg in decoded:
-            text = filter_segment(seg.text, seg.avg_logprob, seg.no_speech_prob,
-                                  seg.compression_ratio, self.filters, prompt=self.decode.initial_prompt)
+            text = filter_segment(seg.text, seg.avg_logprob, seg.no_speech_prob, seg.compression_ratio,
+                                  self.filters, prompt=self.decode.initial_prompt, language=self.language)
             if text:
-                segments.append(Segment(round(float(seg.start), 3), round(float(seg.end), 3), text))
-        return segments
+                segments.append(Segment(round(float(seg.start), 3), round(float(seg.end), 3), text,
+                                        round(float(seg.avg_logprob), 3)))
+        keep = collapse_repeated_segments([s.text for s in segments])
+        return [s for s, k in zip(segments, keep, strict=True) if k]

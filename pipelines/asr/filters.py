@@ -2,12 +2,15 @@
 
 Whisper invents text on silence, music and noise, and sometimes loops.  The strings
 below are the ones it is known to produce for Chinese (they come from subtitle
-credits in its training data).  Three independent checks, each a pure function:
+credits in its training data).  Independent checks, each a pure function:
 
 * :func:`known_hallucination` – the segment is (or is dominated by) a known phrase;
 * :func:`collapse_repetitions` / :func:`is_repetition_loop` – 谢谢谢谢谢谢…, 投诉投诉投诉投诉…;
 * :func:`decode_stats_reason` – decoder statistics: very low ``avg_logprob``, high
-  ``no_speech_prob``, ``compression_ratio`` > 2.4 (gzip-compressible = repetitive).
+  ``no_speech_prob``, ``compression_ratio`` > 2.4 (gzip-compressible = repetitive);
+* :func:`prompt_echo` – the segment parrots the decoder's initial prompt;
+* :func:`wrong_script` – a Mandarin segment without a single Han character ('Made the order here');
+* :func:`collapse_repeated_segments` – the same text emitted as many consecutive segments.
 
 :func:`filter_segment` combines them and returns the cleaned text or ``None`` (drop).
 """
@@ -67,6 +70,7 @@ SIGNATURE_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
         r"订阅频道",
         r"点赞订阅",
         r"关注我的频道",
+        r"小铃铛",  # "请按旁边的小铃铛" (YouTube subscribe bell), seen on 8 kHz synthetic speech
         r"ming ?pao",
     )
 )
@@ -203,20 +207,44 @@ def decode_stats_reason(avg_logprob: float, no_speech_prob: float, compression_r
     return None
 
 
-def prompt_echo(text: str, prompt: str | None, min_chars: int = 4) -> bool:
-    """True when the segment repeats the decoder's initial prompt (a known Whisper failure)."""
+def prompt_echo(text: str, prompt: str | None, min_overlap: int = 6) -> bool:
+    """True when the segment repeats (part of) the decoder's initial prompt, a known Whisper failure.
+
+    The segment is an echo when it lies inside the prompt, or shares a run of at least
+    ``min_overlap`` characters with it (Whisper often splices a prompt fragment into junk).
+    """
     if not prompt:
         return False
     norm, norm_prompt = normalize_for_match(text), normalize_for_match(prompt)
-    return len(norm) >= min(min_chars, len(norm_prompt)) and (norm in norm_prompt or norm_prompt in norm)
+    if not norm or not norm_prompt:
+        return False
+    if norm in norm_prompt:
+        return True
+    k = min(min_overlap, len(norm_prompt))
+    return any(norm_prompt[i : i + k] in norm for i in range(len(norm_prompt) - k + 1))
+
+
+_HAN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_LATIN_RE = re.compile(r"[A-Za-z]")
+
+
+def wrong_script(text: str, language: str | None, min_latin: int = 4) -> bool:
+    """For Mandarin: no Han character at all but several Latin letters ('Made the order here').
+
+    Short Latin tokens (OK, VIP, ID) and digits are kept; only ``zh`` is checked.
+    """
+    if language != "zh":
+        return False
+    return not _HAN_RE.search(text) and len(_LATIN_RE.findall(text)) >= min_latin
 
 
 def filter_segment(text: str, avg_logprob: float = 0.0, no_speech_prob: float = 0.0,
                    compression_ratio: float = 1.0, config: FilterConfig = DEFAULT_FILTER,
-                   prompt: str | None = None) -> str | None:
+                   prompt: str | None = None, language: str | None = "zh") -> str | None:
     """Cleaned Simplified text of one decoded segment, or ``None`` when it should be dropped.
 
     ``prompt``: the ``initial_prompt`` given to the decoder; a segment echoing it is dropped.
+    ``language``: the decoding language; for ``zh`` a segment without Han characters is dropped.
     """
     text = to_simplified(text).strip()
     if not normalize_for_match(text):
@@ -225,9 +253,25 @@ def filter_segment(text: str, avg_logprob: float = 0.0, no_speech_prob: float = 
               or known_hallucination(text))
     if reason is None and prompt_echo(text, prompt):
         reason = "echo of the initial prompt"
+    if reason is None and wrong_script(text, language):
+        reason = f"no Han characters in a {language} segment"
     if reason is None and is_repetition_loop(text, config.loop_coverage):
         reason = "repetition loop"
     if reason is not None:
         logger.debug("dropped ASR segment %r: %s", text, reason)
         return None
     return collapse_repetitions(text)
+
+
+def collapse_repeated_segments(texts: list[str], keep: int = 2) -> list[bool]:
+    """Keep-mask over consecutive segment texts: at most ``keep`` identical ones in a row.
+
+    Whisper sometimes emits the same short segment many times ('喂!' ×5 on one window).
+    """
+    mask, run, prev = [], 0, None
+    for text in texts:
+        norm = normalize_for_match(text)
+        run = run + 1 if norm == prev else 1
+        prev = norm
+        mask.append(run <= keep)
+    return mask

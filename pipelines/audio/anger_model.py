@@ -79,6 +79,9 @@ class _Logistic:
         self.scale = np.asarray(d["scale"], dtype=float)
         self.coef = np.asarray(d["coef"], dtype=float)
         self.intercept = float(d["intercept"])
+        # prior-shift correction from the training prevalence to the deployment prevalence of anger
+        # (Saerens et al. 2002); monotone, so AUCs are unchanged: see train_anger.deploy_shift
+        self.prior_shift = float(d.get("prior_shift", 0.0))
         if not (len(self.features) == self.mean.size == self.scale.size == self.coef.size):
             raise ModelNotAvailableError("acoustic anger model: inconsistent coefficient lengths")
         unknown = [n for n in self.features if n not in EXTRACTORS]
@@ -90,7 +93,7 @@ class _Logistic:
         return np.where(np.isfinite(z), np.clip(z, -5.0, 5.0), 0.0)  # missing -> training mean
 
     def prob(self, x: np.ndarray) -> float:
-        s = float(self.z(x) @ self.coef + self.intercept)
+        s = float(self.z(x) @ self.coef + self.intercept + self.prior_shift)
         return 1.0 / (1.0 + math.exp(-s))
 
 

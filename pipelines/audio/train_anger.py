@@ -211,6 +211,17 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, w: np.ndarray, names: list[str], 
             "coef": r.x[:d].tolist(), "intercept": float(r.x[d])}
 
 
+def deploy_shift(y: np.ndarray, w: np.ndarray, deploy_prior: float) -> float:
+    """Logit shift from the (weighted) training prevalence of anger to the deployment prevalence.
+
+    The corpora are ~30 % anger; in live calls far fewer seconds are angry.  Without the shift an
+    uncertain model reports 0.5-0.8 for ordinary speech.  The default deployment prior (0.12) is the
+    anger share of CPED-valid utterances, the same prior the fusion layer uses (models/fusion).
+    """
+    pi = float(np.sum(w * y) / np.sum(w))
+    return float(np.log(deploy_prior / (1 - deploy_prior)) - np.log(pi / (1 - pi)))
+
+
 def predict(m: dict, x: np.ndarray) -> np.ndarray:
     z = (x - np.asarray(m["mean"])) / np.asarray(m["scale"])
     z = np.where(np.isfinite(z), np.clip(z, -5, 5), 0.0)
@@ -356,6 +367,8 @@ def simulate_calls(clips: list[Clip], fold_models: dict, baseline_s: float = 8.0
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="train the acoustic anger model")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--deploy-prior", type=float, default=0.12,
+                    help="anger prevalence the shipped scores are calibrated to (see deploy_shift)")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--hold-out", default="16",
                     help="EmoDB speaker(s), comma-separated, left out of the shipped model so tests can score an unseen speaker")
@@ -390,13 +403,16 @@ def main(argv: list[str] | None = None) -> int:
     keep = ~np.isin(np.array([f"{clips[i].dataset}:{clips[i].speaker}" for i in rows.clip]), [f"emodb:{h}" for h in held])
     rows = Rows(rows.xa[keep], rows.xr[keep], rows.y[keep], rows.w[keep], rows.clip[keep], rows.sr[keep])
     has_rel = np.isfinite(rows.xr).any(axis=1)
+    models = {
+        "absolute": fit_logistic(rows.xa, rows.y, rows.w, list(ABS_FEATURES)),
+        "relative": fit_logistic(rows.xr[has_rel], rows.y[has_rel], rows.w[has_rel], list(REL_FEATURES)),
+    }
+    for name, mask in (("absolute", np.ones(len(rows.y), bool)), ("relative", has_rel)):
+        models[name]["prior_shift"] = deploy_shift(rows.y[mask], rows.w[mask], a.deploy_prior)
     spec = {
         "format": FORMAT,
         "min_speech_s": MIN_SPEECH_S,
-        "models": {
-            "absolute": fit_logistic(rows.xa, rows.y, rows.w, list(ABS_FEATURES)),
-            "relative": fit_logistic(rows.xr[has_rel], rows.y[has_rel], rows.w[has_rel], list(REL_FEATURES)),
-        },
+        "models": models,
         "training": {
             "data": ["EmoDB (535 clips, anger vs other 6 emotions)",
                      "TW Mandarin valence (652 clips, negative vs natural+positive, weight 0.5)"],
@@ -404,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
             "chunk_s": CHUNK_S,
             "held_out_emodb_speakers": held,
             "rows": int(len(rows.y)),
+            "deploy_prior": a.deploy_prior,
             "command": ".venv/bin/python -m pipelines.audio.train_anger",
         },
         "metrics_cv": metrics,

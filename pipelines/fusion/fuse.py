@@ -74,7 +74,11 @@ def group_features(cues: Cues) -> dict[str, dict[str, float]]:
     """Feature values of every cue group present in ``cues`` (absent groups are left out)."""
     out: dict[str, dict[str, float]] = {}
     if cues.acoustic_anger is not None:
-        out["acoustic"] = {"logit_acoustic": logit(cues.acoustic_anger)}
+        if cues.baseline_ready:
+            out["acoustic"] = {"logit_acoustic": logit(cues.acoustic_anger)}
+        else:  # before the caller's baseline exists the acoustic model judges the voice, not the change:
+            # weaker evidence (Mandarin AUC ~0.61), shrunk towards the prior by its own coefficients
+            out["acoustic"] = {"logit_acoustic_pre": logit(cues.acoustic_anger), "pre_baseline": 1.0}
     pros = cues.prosody
     if pros:
         out["prosody"] = {

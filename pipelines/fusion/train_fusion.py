@@ -62,13 +62,19 @@ def prior_params() -> FusionParams:
     return FusionParams(
         prior_rate=prior_rate,
         groups={
-            "acoustic": GroupParams(-0.5, {"logit_acoustic": 0.75}, 0.7),
+            # the acoustic model is calibrated to the deployment prior (prior_shift in its model.json), so
+            # after the baseline it passes through; before it, half its log-odds plus half the prior's
+            "acoustic": GroupParams(0.0, {"logit_acoustic": 1.0, "logit_acoustic_pre": 0.5,
+                                          "pre_baseline": 0.5 * l0}, 0.7),
             "prosody": GroupParams(l0, {"rate": 0.6, "f0": 0.5, "f0_range": 0.3, "loud": 0.7}, 0.5),
             "text": GroupParams(0.0, {"logit_angry": 1.0}, 1.0),
             "keyword": GroupParams(-1.5, {"score": 1.0, "hint": 3.0}, 1.0),
         },
         agreement={2: 1.3, 3: 1.5, 4: 1.6},
-        discount={"prosody": {"acoustic": 0.0}},
+        # the acoustic model cannot learn speech rate or loudness from its corpora (both coefficients end
+        # at 0, see models/acoustic-anger/MODEL_CARD.md), so the prosody group (语速/音调/音量 vs the
+        # opening) keeps its full weight next to it
+        discount={"prosody": {"acoustic": 1.0}},
         source="prior",
         meta={"note": "documented priors; refit with python -m pipelines.fusion.train_fusion"},
     )

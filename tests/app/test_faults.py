@@ -340,3 +340,17 @@ def test_sqlite_restart_keeps_alerts_and_summaries(tmp_path, blocks):
         r = c.post(f"{svc.base}/v1/calls/keep/audio", params={"seq": 999}, content=blocks[0])
         assert r.status_code == 409
     assert np.isfinite(summary["duration_s"])
+
+
+# --------------------------------------------------------------------------- what every worker stores
+def test_fast_state_dict_matches_asdict(models, blocks):
+    """The ingest path serialises call state without dataclasses.asdict; the stored JSON must not change."""
+    from app.services.calls import state_dict
+    from pipelines.audio.decode import ChunkFormat, decode_chunk
+    from pipelines.session import CallState, process_audio
+
+    fmt = ChunkFormat(encoding=None, sample_rate=None, channels=None, role="customer", channel_map=None)
+    state = CallState()
+    for seq, body in enumerate(blocks[:40]):
+        process_audio(state, decode_chunk(body, fmt, max_seconds=30), seq, models)
+        assert json.dumps(state_dict(state), sort_keys=True) == json.dumps(state.state_dict(), sort_keys=True)

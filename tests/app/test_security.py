@@ -369,3 +369,35 @@ def test_env_bootstrap_settings_names():
             else:
                 os.environ[k] = v
     assert s.auth_enabled is True and s.bootstrap_admin_key == ROOT_KEY and s.rate_limit_per_s == 7.0
+
+
+# --------------------------------------------------------------------------- metrics
+def _metric(text: str, name: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_metrics_count_chunks_alerts_acks_and_active_calls(app_client, keys, call8k):
+    c = app_client
+    before = c.get("/metrics").text
+    for seq in range(3):
+        assert _ingest(c, keys["ingest"], "met1", call8k, seq=seq).status_code == 200
+    r = c.post("/v1/calls/met1/transcript", headers=H(keys["ingest"]),
+               json={"role": "customer", "text": "你们到底管不管？我要投诉！", "start": 1.0, "end": 3.0})
+    assert r.status_code == 200
+    a = c.app.state.runtime.store.add_alert("met1", "acme", "a1", 2, "stage", {}, "met1:m")
+    assert c.post(f"/v1/alerts/{a.id}/ack", headers=H(keys["agent"]), json={}).status_code == 200
+    assert c.post(f"/v1/alerts/{a.id}/ack", headers=H(keys["agent"]), json={}).status_code == 200  # not counted
+    after = c.get("/metrics").text
+    delta = lambda name: _metric(after, name) - _metric(before, name)  # noqa: E731
+    assert delta("nuqi_chunk_latency_seconds_count") == 3
+    assert delta('nuqi_model_inference_seconds_count{kind="audio"}') == 3
+    assert delta('nuqi_model_inference_seconds_count{kind="transcript"}') == 1
+    assert delta("nuqi_alerts_acked_total") == 1
+    assert _metric(after, "nuqi_active_calls") >= 1
+    for name in ("nuqi_stage_transitions_total", "nuqi_alerts_raised_total", "nuqi_store_errors_total",
+                 "nuqi_http_responses_total"):
+        assert f"# TYPE {name.removesuffix('_total')} counter" in after or f"# TYPE {name} counter" in after, name

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from pipelines.asr.filters import (
+    collapse_repeated_segments,
     collapse_repetitions,
     decode_stats_reason,
     filter_segment,
@@ -91,3 +92,28 @@ def test_normalize_for_match() -> None:
     assert normalize_for_match("您好，請問 有什麼可以幫您？") == "您好请问有什么可以帮您"
     assert normalize_for_match("ＡＢＣ １２３！") == "abc123"
     assert filter_segment("，。！？  ") is None
+
+
+def test_partial_prompt_echo_is_caught() -> None:
+    # real output of Whisper base with this prompt on an 8 kHz synthetic clip
+    prompt = "以下是普通话客服电话的录音。"
+    assert prompt_echo("您们争认为普通话客服电话的录音", prompt)
+    assert not prompt_echo("我要投诉你们的客服", prompt)
+
+
+def test_latin_only_segment_in_mandarin_is_dropped() -> None:
+    # real outputs of Whisper base (language='zh') on noisy 8 kHz synthetic Mandarin
+    assert filter_segment("Made the order here, here in the IPN") is None
+    assert filter_segment(" Baby Youver") is None
+    assert filter_segment("OK") == "OK"
+    assert filter_segment("我的订单号是A123") == "我的订单号是A123"
+    assert filter_segment("Made the order here", language="en") == "Made the order here"
+
+
+def test_bell_hallucination_is_dropped() -> None:
+    assert filter_segment("請按旁邊的小鈴鐺,我馬上幫您處理") is None
+
+
+def test_repeated_segments_are_capped() -> None:
+    texts = ["我全力探天调太阳灯快逼", "喂!", "喂!", "喂!", "喂!", "喂!", "好的"]
+    assert collapse_repeated_segments(texts) == [True, True, True, False, False, False, True]
