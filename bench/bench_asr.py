@@ -22,6 +22,7 @@ import csv
 import importlib.util
 import json
 import logging
+import os
 import platform
 import sys
 import time
@@ -203,12 +204,13 @@ def render(results: list[ClipResult], calls: list[ClipResult], nonspeech: list[d
 
 
 PROMPT = "以下是普通话客服电话的录音。"
+FALLBACK = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)  # Whisper's default temperature fallback (sampling)
 CONFIGS = {
-    "beam5": DecodeConfig(),  # the engine default
-    "beam5+prompt": replace(DecodeConfig(), initial_prompt=PROMPT),
-    "beam5-3temps": replace(DecodeConfig(), temperature=(0.0, 0.4, 0.8)),
-    "greedy": replace(DecodeConfig(), beam_size=1),
-    "greedy+prompt": replace(DecodeConfig(), beam_size=1, initial_prompt=PROMPT),
+    "beam5-t0": replace(DecodeConfig(), beam_size=5, temperature=(0.0,)),
+    "beam5-fallback": replace(DecodeConfig(), beam_size=5, temperature=FALLBACK),
+    "greedy-t0": replace(DecodeConfig(), beam_size=1, temperature=(0.0,)),
+    "beam5-t0+prompt": replace(DecodeConfig(), beam_size=5, temperature=(0.0,), initial_prompt=PROMPT),
+    "beam5-fallback+prompt": replace(DecodeConfig(), beam_size=5, temperature=FALLBACK, initial_prompt=PROMPT),
 }
 
 
@@ -218,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model-dir", type=Path, default=None)
     ap.add_argument("--corpus-root", type=Path, default=REPO / "bench" / "out" / "asr_corpus")
-    ap.add_argument("--configs", default="beam5", help=f"comma list of {sorted(CONFIGS)}")
+    ap.add_argument("--configs", default="beam5-t0", help=f"comma list of {sorted(CONFIGS)}")
     ap.add_argument("--call-gap", type=float, default=0.8,
                     help="also decode each corpus as one long call with this silence between clips; <0 to skip")
     ap.add_argument("--noisy-snr", type=float, default=20.0, help="also run 8 kHz + white noise at this SNR (dB); <0 to skip")
@@ -235,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             synth.make_corpus(d, n=a.n, sample_rate=rate, seed=a.seed)
         corpora[rate] = d
 
+    load_before = [round(x, 2) for x in os.getloadavg()]
     model_dir = a.model_dir or default_model_dir()
     assemble_model(model_dir)
     results: list[ClipResult] = []
@@ -272,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
         "faster_whisper": faster_whisper.__version__,
         "ctranslate2": ctranslate2.__version__,
         "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "loadavg_1_5_15min_at_start": load_before,
+        "loadavg_1_5_15min_at_end": [round(x, 2) for x in os.getloadavg()],
         "note": "RTF measured on a 2-core machine shared with other jobs; treat as an upper bound",
     }
     md = render(results, calls, nonspeech, meta)

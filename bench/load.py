@@ -265,6 +265,8 @@ async def one_call(run: Run, pool: HttpPool, call_id: str, start: float, stop: f
                 if seq < turn["end"] <= seq + 1:
                     tasks.append(asyncio.create_task(send_turn(run, pool, call_id, i, turn)))
     run.totals.chunks_sent += sent
+    if not sent:  # the run ended before this call's first chunk: nothing to end or check
+        return stop
     if tasks:
         await asyncio.gather(*tasks)
     req = Request("end", call_id, -1, run.now())

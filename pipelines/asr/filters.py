@@ -124,15 +124,20 @@ MAX_UNIT = 12  # longest repeated unit (characters) searched for
 class Repetition:
     start: int  # index of the run in the string
     unit: str
-    count: int  # consecutive repeats of unit
+    count: int  # consecutive repeats of unit (the last one may lack the unit's trailing separator)
+    span: int  # characters covered by the run
+    tail: str = ""  # the last repeat when it is the unit without its trailing separator
 
-    @property
-    def span(self) -> int:
-        return len(self.unit) * self.count
+
+_SEPARATORS = " ,，.。、;；!！?？-"
 
 
 def _runs(text: str, max_unit: int = MAX_UNIT) -> list[Repetition]:
-    """Maximal consecutive repeats (count >= 2) of units up to ``max_unit`` chars, greedy left to right."""
+    """Maximal consecutive repeats (count >= 2) of units up to ``max_unit`` chars, greedy left to right.
+
+    'one-time, one-time, one-time, one-time' counts 4: the last repeat may drop the unit's
+    trailing separator.
+    """
     runs: list[Repetition] = []
     i, n = 0, len(text)
     while i < n:
@@ -142,8 +147,12 @@ def _runs(text: str, max_unit: int = MAX_UNIT) -> list[Repetition]:
             count = 1
             while text.startswith(unit, i + count * size):
                 count += 1
-            if count >= 2 and (best is None or count * size > best.span):
-                best = Repetition(i, unit, count)
+            span, tail = count * size, ""
+            stripped = unit.rstrip(_SEPARATORS)
+            if stripped and stripped != unit and text.startswith(stripped, i + span):
+                count, span, tail = count + 1, span + len(stripped), stripped
+            if count >= 2 and (best is None or span > best.span):
+                best = Repetition(i, unit, count, span, tail)
         if best is None:
             i += 1
         else:
@@ -167,7 +176,7 @@ def collapse_repetitions(text: str, keep: int = 2) -> str:
     out, pos = [], 0
     for r in runs:
         out.append(text[pos : r.start])
-        out.append(r.unit * keep)
+        out.append(r.unit * (keep - 1) + (r.tail or r.unit))
         pos = r.start + r.span
     out.append(text[pos:])
     return "".join(out)
@@ -228,14 +237,20 @@ _HAN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN_RE = re.compile(r"[A-Za-z]")
 
 
-def wrong_script(text: str, language: str | None, min_latin: int = 4) -> bool:
-    """For Mandarin: no Han character at all but several Latin letters ('Made the order here').
+def wrong_script(text: str, language: str | None, min_latin: int = 4, max_latin_per_han: float = 3.0) -> bool:
+    """For Mandarin: Latin letters where Han characters should be.
 
-    Short Latin tokens (OK, VIP, ID) and digits are kept; only ``zh`` is checked.
+    True when a ``zh`` segment has no Han character but at least ``min_latin`` Latin letters
+    ('Made the order here'), or is mostly English ('我想 to you need your one-time, …': more than
+    ``max_latin_per_han`` letters per Han character and at least 2 * ``min_latin`` letters).
+    Short Latin tokens (OK, VIP, A123, 'iPhone 12 Pro Max' in a Chinese sentence) are kept.
     """
     if language != "zh":
         return False
-    return not _HAN_RE.search(text) and len(_LATIN_RE.findall(text)) >= min_latin
+    han, latin = len(_HAN_RE.findall(text)), len(_LATIN_RE.findall(text))
+    if han == 0:
+        return latin >= min_latin
+    return latin >= 2 * min_latin and latin > max_latin_per_han * han
 
 
 def filter_segment(text: str, avg_logprob: float = 0.0, no_speech_prob: float = 0.0,

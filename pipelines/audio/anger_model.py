@@ -135,7 +135,8 @@ class AcousticAngerModel:
     def explain(self, f: ChunkFeatures, delta: FeatureDelta | None) -> dict[str, float]:
         """Per-feature contribution to the logit (coef * standardised value), largest first.
 
-        Positive = pushes towards anger.  Empty when the chunk had no speech.
+        Positive = pushes towards anger.  Empty when the chunk had no speech.  The logit is the sum of
+        these plus the model's ``intercept`` and ``prior_shift``.
         """
         if f.speech_s < self.min_speech_s:
             return {}

@@ -24,7 +24,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     try:
         result = run_batch(args.paths, args.out, settings=get_settings(), channel_map=args.channel_map,
                            workers=args.workers, force=args.force, asr=args.asr, ray_address=args.ray,
-                           html=not args.no_html, progress=not args.quiet and sys.stderr.isatty() or args.progress)
+                           html=not args.no_html, progress=(not args.quiet and sys.stderr.isatty()) or args.progress)
     except NuqiError as exc:
         sys.stderr.write(f"nuqi score: {exc.message}\n")
         return 2

@@ -121,6 +121,7 @@ class CallOutput:
     json_text: str | None = None  # None when the call failed
     html_text: str | None = None
     seconds: float = 0.0  # wall time of the scoring
+    cpu_seconds: float = 0.0  # CPU time of the scoring process meanwhile (all its threads)
 
 
 @dataclass
@@ -131,7 +132,8 @@ class BatchProgress:
     skipped: int = 0
     failed: int = 0
     audio_s: float = 0.0  # audio seconds scored in this run
-    busy_s: float = 0.0  # sum of the workers' scoring time (one core each): audio_s / busy_s = × real time per core
+    busy_s: float = 0.0  # sum of the workers' wall time spent scoring (one call at a time per worker)
+    cpu_s: float = 0.0  # sum of the workers' CPU time spent scoring: audio_s / cpu_s = × real time per core
     elapsed_s: float = 0.0
     eta_s: float | None = None
     last: str | None = None  # file of the last finished call
@@ -141,7 +143,9 @@ class BatchProgress:
         d["elapsed_s"] = round(self.elapsed_s, 2)
         d["audio_s"] = round(self.audio_s, 2)
         d["busy_s"] = round(self.busy_s, 2)
+        d["cpu_s"] = round(self.cpu_s, 2)
         d["x_realtime_per_worker"] = round(self.audio_s / self.busy_s, 1) if self.busy_s > 0 else None
+        d["x_realtime_per_cpu_s"] = round(self.audio_s / self.cpu_s, 1) if self.cpu_s > 0 else None
         d["eta_s"] = None if self.eta_s is None else round(self.eta_s, 1)
         d["x_realtime"] = round(self.audio_s / self.elapsed_s, 1) if self.elapsed_s > 0 else None
         return d
@@ -282,7 +286,7 @@ class Scorer:
 
     def _asr_engine(self) -> Any:
         """The ASR engine (loaded on first use), or None when ``auto`` and it is not available."""
-        if self._asr is not None or self._asr_error is not None and self.options.asr == "auto":
+        if self._asr is not None or (self._asr_error is not None and self.options.asr == "auto"):
             return self._asr
         from pipelines.asr.engine import WhisperEngine
 
@@ -302,7 +306,7 @@ class Scorer:
 
     def score(self, job: CallJob) -> CallOutput:
         """Score one call; every failure becomes an error record (the batch goes on)."""
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             out = self._score(job)
         except ModelNotAvailableError:
@@ -315,6 +319,7 @@ class Scorer:
             out = CallOutput(CallRecord(file=job.file, call=job.name, status="error",
                                         error=f"{type(exc).__name__}: {exc}"))
         out.seconds = time.perf_counter() - t0
+        out.cpu_seconds = time.process_time() - c0
         return out
 
     def _score(self, job: CallJob) -> CallOutput:
@@ -564,6 +569,7 @@ def run_batch(paths: Iterable[str | Path], out_dir: str | Path, *, settings: Set
                 logger.warning("%s: %s", job.file, out.record.error)
             prog.audio_s += float(out.record.duration_s or 0.0)
             prog.busy_s += out.seconds
+            prog.cpu_s += out.cpu_seconds
             prog.elapsed_s = time.perf_counter() - t0
             done_bytes += job.size
             prog.eta_s = prog.elapsed_s * (total_bytes - done_bytes) / done_bytes if done_bytes else None

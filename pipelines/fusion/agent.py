@@ -16,6 +16,7 @@ from pipelines.errors import InputError
 from pipelines.fusion.cues import Cues
 from pipelines.fusion.fuse import FusedAnger
 from pipelines.fusion.rules import Rules, default_rules
+from pipelines.fusion.stage import union_seconds
 
 WINDOW_S = 30.0
 
@@ -82,7 +83,7 @@ class AgentMonitor:
         self._recent = [e for e in self._recent if e[1] >= t - WINDOW_S]
         flags: list[AgentFlag] = []
         for code, (txt, val) in raw.items():
-            secs = sum(e[1] - e[0] for e in self._recent if code in e[2])
+            secs = union_seconds([e[:2] for e in self._recent if code in e[2]])
             if secs >= r.agent_min_seconds:
                 flags.append(AgentFlag(code, txt, val))
         if bad:

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from pipelines.fusion.explain import Explanation
 from pipelines.fusion.rules import Rules, default_rules
-from pipelines.fusion.stage import StageUpdate
+from pipelines.fusion.stage import StageUpdate, union_seconds
 
 log = logging.getLogger("nuqi.fusion.alerts")
 
@@ -121,7 +121,7 @@ class AlertPolicy:
             log.debug("stage %d re-reached at %.1f: alert deduplicated", level, t_end)
 
         if anger >= r.sustained_threshold:
-            secs = sum(a[1] - a[0] for a in memory.anger if a[2] >= r.sustained_threshold)
+            secs = union_seconds([a[:2] for a in memory.anger if a[2] >= r.sustained_threshold])
             last_s = memory.last_sustained_at
             if secs >= r.sustained_seconds and (last_s is None or t_end - last_s >= r.sustained_cooldown_s):
                 memory.last_sustained_at = t_end

@@ -13,7 +13,8 @@ Reported per split: hit rate = share of angry dialogues reaching >= L, false-ala
 non-angry dialogues reaching >= L, for L = 2, 3, 4; the same per speaker replay ("track": a speaker
 with >= 1 anger utterance vs none); and alert counts.  Thresholds are tuned on the TV series 32/39/40
 ("tune") and reported on 44/45 ("report"); the tuning maximises the mean Youden J of stage >= 2 and >= 3
-with the dialogue false-alarm rate at stage >= 3 capped (``--max-fa3``, default 10 %).
+with the dialogue false-alarm rates capped at stage >= 2 (``--max-fa2``, default 20 %) and >= 3
+(``--max-fa3``, default 10 %).
 """
 from __future__ import annotations
 
@@ -113,29 +114,33 @@ def summarise(tracks: list[Track], split: str) -> dict[str, Any]:
     return res
 
 
-def objective(s: dict[str, Any], max_fa3: float = 0.10) -> float:
+def objective(s: dict[str, Any], max_fa2: float = 0.20, max_fa3: float = 0.10) -> float:
     """Tuning target: mean Youden J (hit - false alarm) of the dialogue-level stage >= 2 and >= 3,
-    among settings whose false-alarm rate at stage >= 3 is at most ``max_fa3`` (others rank below)."""
+    among settings whose false-alarm rates at stage >= 2 / >= 3 are at most ``max_fa2`` / ``max_fa3``
+    (alerts start at stage 2: a call centre cannot afford an alert in every other calm call)."""
     j = ((s["dia_hit_2"] - s["dia_fa_2"]) + (s["dia_hit_3"] - s["dia_fa_3"])) / 2
-    return j if s["dia_fa_3"] <= max_fa3 else j - 10.0
+    return j if s["dia_fa_2"] <= max_fa2 and s["dia_fa_3"] <= max_fa3 else j - 10.0
 
 
 def grid() -> list[tuple[dict[str, Any], str]]:
-    """Candidate overrides of rules.yaml: anger rise thresholds (fall keeps its gap) x persistence."""
+    """Candidate overrides of rules.yaml: anger rise thresholds (fall = rise - 0.04 hysteresis gap) x
+    persistence seconds x windows needed for stage 3."""
     base = default_rules()
     out = []
-    for r3, step, pscale, w3 in itertools.product((0.35, 0.45, 0.55, 0.65, 0.75), (0.05, 0.10, 0.15),
-                                                  (0.5, 1.0, 2.0), (1, 2, 3)):
+    # windows >= 2 for stages 2-3 is a design constraint, not tuned: live calls also feed short audio
+    # chunks, and one chunk or one sentence must not make a complaint out of a calm call
+    for r3, step, pscale, w3 in itertools.product((0.20, 0.24, 0.28, 0.32, 0.36, 0.42, 0.50),
+                                                  (0.02, 0.04, 0.06), (0.5, 1.0, 2.0), (2, 3)):
         rise = {3: r3, 2: round(r3 - step, 3), 1: round(r3 - 2 * step, 3)}
         if rise[1] <= 0.1:
             continue
-        fall = dict(base.fall)
-        for lvl in (1, 2, 3):
-            fall[lvl] = round(min(base.fall[lvl], rise[lvl] - 0.1), 3)
+        fall = {lvl: round(rise[lvl] - 0.04, 3) for lvl in (1, 2, 3)}
+        fall.update({lvl: fall[3] for lvl in (4, 5, 6)})
         secs = {lvl: round(v * pscale, 2) for lvl, v in base.persist_seconds.items()}
         wins = {1: 1, 2: min(2, w3), 3: w3}
         ov = {"anger": {"rise": rise, "fall": fall}, "persistence": {"seconds": secs, "windows": wins}}
-        out.append((ov, f"rise={rise[1]:.2f}/{rise[2]:.2f}/{rise[3]:.2f} persist×{pscale} windows3={w3}"))
+        out.append((ov, f"rise={rise[1]:.2f}/{rise[2]:.2f}/{rise[3]:.2f} fall=rise-0.04 "
+                        f"persist_seconds={secs[1]:g}/{secs[2]:g}/{secs[3]:g} windows={wins[1]}/{wins[2]}/{wins[3]}"))
     return out
 
 
@@ -166,12 +171,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="CPED dialogue-level escalation evaluation")
     ap.add_argument("--no-tune", action="store_true", help="evaluate the shipped rules.yaml only")
     ap.add_argument("--no-lexicon", action="store_true", help="text emotion only (no keyword cues)")
+    ap.add_argument("--max-fa2", type=float, default=0.20,
+                    help="tuning constraint: dialogue false-alarm rate at stage >= 2 on the tune split")
     ap.add_argument("--max-fa3", type=float, default=0.10,
                     help="tuning constraint: dialogue false-alarm rate at stage >= 3 on the tune split")
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "RESULTS_escalation.md")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("jieba").setLevel(logging.WARNING)
+    logging.getLogger("nuqi.fusion.alerts").setLevel(logging.WARNING)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     t0 = time.time()
     dialogues = load_dialogues()
@@ -189,9 +197,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for ov, desc in grid():
             r = rules.with_overrides(ov)
             s = summarise(run_all(dialogues, tcs, fuser, r, splits=("tune",)), "tune")
-            if best is None or objective(s, args.max_fa3) > objective(best[0], args.max_fa3) + 1e-9:
+            obj = objective(s, args.max_fa2, args.max_fa3)
+            if best is None or obj > objective(best[0], args.max_fa2, args.max_fa3) + 1e-9:
                 best = (s, ov, desc)
-            log.info("%s  J=%.3f", desc, objective(s, args.max_fa3))
+            log.info("%s  J=%.3f  hit/FA >=2 %.3f/%.3f >=3 %.3f/%.3f", desc, obj, s["dia_hit_2"], s["dia_fa_2"],
+                     s["dia_hit_3"], s["dia_fa_3"])
         s_tune, ov, tuned_desc = best
         r = rules.with_overrides(ov)
         s_rep = summarise(run_all(dialogues, tcs, fuser, r, splits=("report",)), "report")
@@ -221,9 +231,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         fmt_tracks(rows),
         "",
     ]
+    r = rules
+    md += [f"Shipped rules (`pipelines/fusion/rules.yaml`): rise={r.rise[1]:.2f}/{r.rise[2]:.2f}/{r.rise[3]:.2f}, "
+           f"fall={r.fall[1]:.2f}/{r.fall[2]:.2f}/{r.fall[3]:.2f}, persistence seconds="
+           f"{r.persist_seconds[1]:g}/{r.persist_seconds[2]:g}/{r.persist_seconds[3]:g} and windows="
+           f"{r.persist_windows[1]}/{r.persist_windows[2]}/{r.persist_windows[3]} within {r.horizon_s:g} s, "
+           f"keyword jumps at hint ≥{r.immediate_min_hint} (weight ≥{r.immediate_min_weight:g}, or fused anger "
+           f"≥{r.ambiguous_min_anger:.2f}), alerts from stage {r.alert_min_level}.", ""]
+    md += [
+        "Notes",
+        "",
+        "* Stage ≥4 on CPED comes only from words (complaint intent, external escalation) or sustained anger; "
+        "TV dialogue rarely has them, and its false alarms at ≥4 are narrative mentions "
+        "(「电视台有这规定」「违法的事」「报警」) that a call centre would treat as threats — by design, strong "
+        "threat words move the stage at once.",
+        "* The anger label is per utterance and was annotated with the video; the text model alone separates "
+        "anger utterances weakly (AUC 0.62, `models/fusion/MODEL_CARD.md`), which bounds these figures.",
+        "* 'tuned' is the grid optimum; the shipped persistence keeps 2/3/4 s (vs 1/1.5/2 s) for live audio, "
+        "where windows are 1-2 s chunks, at a small cost on CPED.",
+        "",
+    ]
     if tuned_desc:
         md += [f"Tuned on the tune split (objective: mean Youden J of stage ≥2 and ≥3, subject to dialogue "
-               f"FA ≥3 ≤ {args.max_fa3:.0%}; grid of {len(grid())} settings): `{tuned_desc}`.", ""]
+               f"FA ≥2 ≤ {args.max_fa2:.0%} and FA ≥3 ≤ {args.max_fa3:.0%}; grid of {len(grid())} settings): "
+               f"`{tuned_desc}`.", ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(md), encoding="utf-8")
     print("\n".join(md))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -21,6 +22,25 @@ def _levels(d: Mapping[Any, Any] | None) -> dict[int, Any]:
     return {int(k): v for k, v in (d or {}).items()}
 
 
+_REF = re.compile(r"^\s*(rise|fall)\.(\d)\s*(?:([+-])\s*(\d*\.?\d+))?\s*$")
+
+
+def _anger_value(value: Any, rise: Mapping[int, float], fall: Mapping[int, float], where: str) -> float:
+    """A fused-anger threshold: a number, or a reference to a stage threshold such as ``rise.3+0.10``
+    (so the derived thresholds follow when the stage thresholds are re-tuned)."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    m = _REF.match(str(value))
+    if not m:
+        raise InputError(f"rules.yaml: {where} must be a number or like 'rise.3+0.1', got {value!r}")
+    table = rise if m.group(1) == "rise" else fall
+    lvl = int(m.group(2))
+    if lvl not in table:
+        raise InputError(f"rules.yaml: {where} refers to {m.group(1)}.{lvl}, which is not defined")
+    off = float(m.group(4) or 0.0) * (-1.0 if m.group(3) == "-" else 1.0)
+    return float(table[lvl]) + off
+
+
 @dataclass
 class Rules:
     """Typed view of ``rules.yaml``; ``raw`` keeps the full mapping for the modules that read it."""
@@ -35,7 +55,8 @@ class Rules:
         self.fall: dict[int, float] = {k: float(v) for k, v in _levels(a["fall"]).items()}
         self.anger_max_level = max(self.rise)
         s4 = a.get("sustained_to_4") or {}
-        self.sustained4_threshold = float(s4.get("threshold", 1.01))
+        self.sustained4_threshold = _anger_value(s4.get("threshold", 1.01), self.rise, self.fall,
+                                                 "anger.sustained_to_4.threshold")
         self.sustained4_seconds = float(s4.get("seconds", float("inf")))
         p = r["persistence"]
         self.horizon_s = float(p["horizon_s"])
@@ -44,10 +65,12 @@ class Rules:
         k = r["keywords"]
         self.immediate_min_hint = int(k["immediate_min_hint"])
         self.immediate_min_weight = float(k.get("immediate_min_weight", 0.0))
-        self.ambiguous_min_anger = float(k.get("ambiguous_min_anger", 0.0))
+        self.ambiguous_min_anger = _anger_value(k.get("ambiguous_min_anger", 0.0), self.rise, self.fall,
+                                                "keywords.ambiguous_min_anger")
         self.hypothetical_factor = float(k.get("hypothetical_factor", 1.0)) or 1.0
         self.weak_max_lift = int(k.get("weak_max_lift", 6))
-        self.weak_min_anger = float(k.get("weak_min_anger", 0.0))
+        self.weak_min_anger = _anger_value(k.get("weak_min_anger", 0.0), self.rise, self.fall,
+                                           "keywords.weak_min_anger")
         self.external_categories = {str(c) for c in k.get("external_categories", [])}
         self.complaint_categories = {str(c) for c in k.get("complaint_categories", [])}
         self.major_categories = {str(c) for c in k.get("major_categories", [])}
@@ -67,7 +90,8 @@ class Rules:
         self.severity = {k: str(v) for k, v in _levels(al["severity"]).items()}
         self.alert_cooldown_s = float(al["cooldown_s"])
         su = al["sustained"]
-        self.sustained_threshold = float(su["threshold"])
+        self.sustained_threshold = _anger_value(su["threshold"], self.rise, self.fall,
+                                                "alerts.sustained.threshold")
         self.sustained_seconds = float(su["seconds"])
         self.sustained_horizon_s = float(su["horizon_s"])
         self.sustained_cooldown_s = float(su["cooldown_s"])
@@ -75,7 +99,7 @@ class Rules:
         ag = r["agent"]
         self.agent_rate_pct = float(ag["speech_rate_pct"])
         self.agent_loudness_db = float(ag["loudness_db"])
-        self.agent_anger = float(ag["anger"])
+        self.agent_anger = _anger_value(ag["anger"], self.rise, self.fall, "agent.anger")
         self.agent_min_seconds = float(ag["min_seconds"])
         self.agent_bad_categories = {str(c) for c in ag.get("bad_categories", [])}
         c = r["complaint"]

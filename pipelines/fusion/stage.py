@@ -120,6 +120,22 @@ class StageUpdate:
     calm_seconds: float  # calm customer speech accumulated toward the next step down
 
 
+def union_seconds(intervals: list[tuple[float, float]] | list[list[float]]) -> float:
+    """Length of the union of [start, end] intervals: an audio chunk and the transcript turn covering the
+    same speech must not count twice toward persistence, decay or sustained anger."""
+    total, cur_s, cur_e = 0.0, None, None
+    for a, b in sorted((float(x[0]), float(x[1])) for x in intervals):
+        if cur_e is None or a > cur_e:
+            if cur_e is not None:
+                total += cur_e - cur_s
+            cur_s, cur_e = a, b
+        else:
+            cur_e = max(cur_e, b)
+    if cur_e is not None:
+        total += cur_e - cur_s
+    return total
+
+
 # --------------------------------------------------------------------------- text helpers
 _KEEP = re.compile(r"[\u4e00-\u9fff0-9A-Za-z]")
 
@@ -147,8 +163,10 @@ class StageTracker:
     def __init__(self, rules: Rules | None = None) -> None:
         self.rules = rules or default_rules()
         self.state = StageState(level=0, name=self.rules.name(0), since=0.0, history=[])
-        self._evidence: list[list[float]] = []  # [t_start, t_end, support_level, fused, calming]
+        # [t_start, t_end, support_level, fused, calming, stream]; stream 1 = transcript turn, 0 = audio window
+        self._evidence: list[list[float]] = []
         self._calm_s = 0.0
+        self._calm_until = float("-inf")  # call time up to which calm speech was already counted
         self._floor = 0
         self._turns: list[dict[str, Any]] = []  # {t, t_start, norm, keys}
         self._next_text_key = 0
@@ -168,6 +186,7 @@ class StageTracker:
             "stage": self.state.state_dict(),
             "evidence": [[round(x, 4) for x in e] for e in self._evidence],
             "calm_s": round(self._calm_s, 4),
+            "calm_until": None if self._calm_until == float("-inf") else round(self._calm_until, 4),
             "floor": self._floor,
             "turns": self._turns,
             "next_text_key": self._next_text_key,
@@ -182,6 +201,8 @@ class StageTracker:
         tr.state = StageState.from_state(d["stage"])
         tr._evidence = [list(map(float, e)) for e in d.get("evidence", [])]
         tr._calm_s = float(d.get("calm_s", 0.0))
+        cu = d.get("calm_until")
+        tr._calm_until = float("-inf") if cu is None else float(cu)
         tr._floor = int(d.get("floor", 0))
         tr._turns = [dict(t) for t in d.get("turns", [])]
         tr._next_text_key = int(d.get("next_text_key", 0))
@@ -250,13 +271,13 @@ class StageTracker:
         return best_n, best_key
 
     # ------------------------------------------------------------------ main step
-    def _support(self, level: int) -> tuple[float, int]:
-        secs, n = 0.0, 0
-        for ts, te, lvl, _f, _c in self._evidence:
-            if lvl >= level:
-                secs += te - ts
-                n += 1
-        return secs, n
+    @staticmethod
+    def _support(entries: list[list[float]], level: int) -> tuple[float, int]:
+        """Supporting seconds (union of intervals) and windows (the larger of the audio-window and the
+        transcript-turn counts) of the entries at or above ``level``."""
+        sup = [e for e in entries if e[2] >= level]
+        n_turns = sum(1 for e in sup if len(e) > 5 and e[5] >= 1)
+        return union_seconds([e[:2] for e in sup]), max(n_turns, len(sup) - n_turns)
 
     def _move(self, level: int, at: float, reason: str) -> None:
         level = max(0, min(6, level))
@@ -272,12 +293,15 @@ class StageTracker:
         if cues.role != "customer":
             raise InputError("the stage tracker follows the customer; agent cues go to AgentMonitor")
         r = self.rules
-        t, dur, f = cues.t_end, cues.duration, fused.fused
+        t, f = cues.t_end, fused.fused
         prev = self.state.level
 
         # --- bookkeeping
         st = self.stats
-        st["customer_speech_s"] = st.get("customer_speech_s", 0.0) + dur
+        until = st.get("speech_until")
+        st["customer_speech_s"] = st.get("customer_speech_s", 0.0) + max(
+            0.0, t - max(cues.t_start, until if until is not None else cues.t_start))
+        st["speech_until"] = max(t, until if until is not None else t)
         st["peak_anger"] = max(st.get("peak_anger", 0.0), f)
         st["last_t"] = max(st.get("last_t", 0.0), t)
         cat_hint = st.setdefault("category_max_hint", {})
@@ -298,7 +322,9 @@ class StageTracker:
         if f < r.weak_min_anger:
             weak_support = 0
         support = max(anger_level, weak_support)
-        self._evidence.append([cues.t_start, t, float(support), f, 1.0 if cues.calming else 0.0])
+        is_turn = cues.text is not None or cues.text_anger is not None or bool(cues.keyword_hits)
+        self._evidence.append([cues.t_start, t, float(support), f, 1.0 if cues.calming else 0.0,
+                               1.0 if is_turn else 0.0])
         keep = max(r.horizon_s, r.sustained_horizon_s)
         self._evidence = [e for e in self._evidence if e[1] >= t - keep]
         rep_n, rep_key = self._repetition(cues)
@@ -310,8 +336,7 @@ class StageTracker:
         for lvl in sorted(r.rise):
             if support < lvl:
                 break
-            secs = sum(e[1] - e[0] for e in recent if e[2] >= lvl)
-            n = sum(1 for e in recent if e[2] >= lvl)
+            secs, n = self._support(recent, lvl)
             if secs >= r.persist_seconds[lvl] and n >= r.persist_windows[lvl]:
                 why = f"怒气 {f:.2f}，≥{r.rise[lvl]:.2f} 已持续 {secs:.0f} 秒"
                 if weak_support >= lvl and anger_level < lvl:
@@ -319,7 +344,7 @@ class StageTracker:
                     why = f"不满用语（{'、'.join(weak_terms[:2])}）持续 {secs:.0f} 秒"
                 cands.append((lvl, why))
         if f >= r.sustained4_threshold:
-            secs = sum(e[1] - e[0] for e in recent if e[3] >= r.sustained4_threshold)
+            secs = union_seconds([e[:2] for e in recent if e[3] >= r.sustained4_threshold])
             if secs >= r.sustained4_seconds:
                 cands.append((4, f"高怒气（≥{r.sustained4_threshold:.2f}）持续 {secs:.0f} 秒"))
         if kw_level >= r.immediate_min_hint:
@@ -340,12 +365,15 @@ class StageTracker:
         elif prev > 0:
             # --- hysteresis + decay
             hold = r.rise[min(prev, r.anger_max_level)]
+            new_s = max(0.0, t - max(cues.t_start, self._calm_until))  # calm time not counted yet
             if f >= hold or support >= prev or kw_level >= prev:
                 self._calm_s = 0.0
             elif f < r.fall[prev]:
-                self._calm_s += dur * (r.calming_boost if cues.calming else 1.0)
+                self._calm_s += new_s * (r.calming_boost if cues.calming else 1.0)
+                self._calm_until = max(self._calm_until, t)
             elif cues.calming:
-                self._calm_s += dur * r.calming_boost
+                self._calm_s += new_s * r.calming_boost
+                self._calm_until = max(self._calm_until, t)
             if self._calm_s >= r.decay_seconds[prev] and prev > self._floor:
                 why = f"客户平静 {self._calm_s:.0f} 秒（怒气 {f:.2f} < {r.fall[prev]:.2f}）"
                 if cues.calming:

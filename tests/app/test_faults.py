@@ -194,6 +194,24 @@ def send(client: httpx.Client, base: str, call_id: str, seq: int, body: bytes, r
     raise AssertionError(f"seq {seq} never accepted: {last}")
 
 
+@pytest.fixture(scope="module")
+def turns() -> list[dict]:
+    return [t for t in json.loads((SAMPLE_AUDIO / "call_escalating_8k.json").read_text("utf-8"))["turns"] if t["text"]]
+
+
+def send_turns(client: httpx.Client, base: str, call_id: str, turns: list[dict], second: int) -> list[dict]:
+    """The transcript turns that end during chunk ``second`` (sent after it, as an ASR would)."""
+    alerts = []
+    for i, t in enumerate(turns):
+        if second < t["end"] <= second + 1:
+            r = client.post(f"{base}/v1/calls/{call_id}/transcript",
+                            json={"role": t["role"], "text": t["text"], "start": t["start"], "end": t["end"],
+                                  "id": f"u{i}"})
+            assert r.status_code == 200, r.text
+            alerts += r.json()["alerts"]
+    return alerts
+
+
 def comparable(entry: dict) -> tuple:
     return entry["seq"], entry["t_start"], entry["t_end"], entry["roles"]
 
@@ -231,11 +249,12 @@ def test_seq_order_kept_when_chunks_land_on_different_workers(backend, tmp_path,
 
 # --------------------------------------------------------------------------- worker killed mid-call
 @needs_redis_server
-def test_worker_killed_mid_call_loses_nothing(redis_proc, tmp_path, blocks):
+def test_worker_killed_mid_call_loses_nothing(redis_proc, tmp_path, blocks, turns):
     with service(tmp_path, redis_proc.url, workers=2) as svc:
         with httpx.Client(headers=H, timeout=30) as c:  # undisturbed reference run of the same call
             for seq, body in enumerate(blocks):
                 send(c, svc.base, "ref", seq, body)
+                send_turns(c, svc.base, "ref", turns, seq)
             ref_view = c.get(f"{svc.base}/v1/calls/ref").json()
             ref_alerts = c.get(f"{svc.base}/v1/alerts", params={"call_id": "ref"}).json()["alerts"]
         assert ref_alerts, "the escalating sample call raised no alert"
@@ -257,7 +276,9 @@ def test_worker_killed_mid_call_loses_nothing(redis_proc, tmp_path, blocks):
                     out = send(c, svc.base, "vic", seq, body)  # the retry path must agree
                 else:
                     out = send(c, svc.base, "vic", seq, body)
-                for a in out.get("alerts", []):  # the agent acks every alert twice (idempotent)
+                # transcripts go out between chunks, never while a worker is being killed
+                for a in out.get("alerts", []) + send_turns(c, svc.base, "vic", turns, seq):
+                    # the agent acks every alert twice (idempotent)
                     first = c.post(f"{svc.base}/v1/alerts/{a['id']}/ack", json={"by": "a1"}).json()
                     again = c.post(f"{svc.base}/v1/alerts/{a['id']}/ack", json={"by": "a1"}).json()
                     assert first["acked_at"] == again["acked_at"]
@@ -322,10 +343,11 @@ def test_redis_down_fails_fast_with_503_and_recovers(redis_proc, tmp_path, block
 
 
 # --------------------------------------------------------------------------- SQLite restart
-def test_sqlite_restart_keeps_alerts_and_summaries(tmp_path, blocks):
+def test_sqlite_restart_keeps_alerts_and_summaries(tmp_path, blocks, turns):
     with service(tmp_path, "sqlite", workers=1) as svc, httpx.Client(headers=H, timeout=30) as c:
         for seq, body in enumerate(blocks):
             send(c, svc.base, "keep", seq, body)
+            send_turns(c, svc.base, "keep", turns, seq)
         summary = c.post(f"{svc.base}/v1/calls/keep/end").json()["summary"]
         alerts = c.get(f"{svc.base}/v1/alerts", params={"call_id": "keep"}).json()["alerts"]
         assert alerts

@@ -8,11 +8,11 @@ the pages are open, exactly as a telephony connector would.  Screenshots are wri
 from __future__ import annotations
 
 import json
-import os
 import socket
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -41,37 +41,37 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _with_pages(app):
-    """The app as create_app() builds it, plus the pages router if app/main.py does not include it yet
-    (test_app_routes_pages below fails in that case, so a missing include is never hidden)."""
-    if not any(getattr(r, "path", None) == "/widget" for r in app.routes):
-        from app.routes import pages
-
-        app.include_router(pages.router)
-    return app
-
-
-@pytest.fixture(scope="module")
-def server(models, tmp_path_factory):
+@contextmanager
+def _serve(models, state_dir: Path, **overrides):
+    """The real service (create_app with the real models) under uvicorn on a free loopback port."""
     import uvicorn
 
     from app.main import create_app
 
-    settings = Settings(state_dir=tmp_path_factory.mktemp("pages") / "state",
-                        store=os.environ.get("NUQI_TEST_STORE", "sqlite"))
-    app = _with_pages(create_app(settings, models=models))
+    # always the embedded SQLite store: the pages do not depend on the backend, and a module-scoped
+    # server must not share a Redis database that the Redis pass flushes before every test
+    settings = Settings(state_dir=state_dir, store="sqlite", **overrides)
+    app = (create_app(settings, models=models))
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
                                         lifespan="on", timeout_graceful_shutdown=2))
-    th = threading.Thread(target=srv.run, name="uvicorn-pages", daemon=True)
+    th = threading.Thread(target=srv.run, name=f"uvicorn-{port}", daemon=True)
     th.start()
     deadline = time.monotonic() + 60
     while not srv.started:
         assert th.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    th.join(15)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        th.join(15)
+
+
+@pytest.fixture(scope="module")
+def server(models, tmp_path_factory):
+    with _serve(models, tmp_path_factory.mktemp("pages") / "state") as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +91,9 @@ class CallFeeder:
     its end, in a background thread, as fast as the service answers."""
 
     def __init__(self, base: str, call_id: str, agent_id: str, name: str = "call_escalating_8k",
-                 max_chunks: int | None = None) -> None:
+                 max_chunks: int | None = None, api_key: str | None = None) -> None:
         self.base, self.call_id, self.agent_id = base, call_id, agent_id
+        self.headers = {"X-API-Key": api_key} if api_key else {}
         self.x, self.sr = read_wav(SAMPLE_AUDIO / f"{name}.wav")
         self.turns = sorted(json.loads((SAMPLE_AUDIO / f"{name}.json").read_text())["turns"], key=lambda t: t["end"])
         self.max_chunks = max_chunks
@@ -119,7 +120,7 @@ class CallFeeder:
         t0 = time.monotonic()
         pending = list(self.turns)
         try:
-            with httpx.Client(base_url=self.base, timeout=60) as c:
+            with httpx.Client(base_url=self.base, timeout=60, headers=self.headers) as c:
                 for seq, i in enumerate(range(0, len(self.x), self.sr)):
                     if self.max_chunks is not None and seq >= self.max_chunks:
                         break
@@ -149,8 +150,8 @@ def feeder(server) -> CallFeeder:
     return CallFeeder(server, CALL_ID, AGENT)
 
 
-def _api(base: str, path: str, **params) -> dict:
-    r = httpx.get(base + path, params=params, timeout=30)
+def _api(base: str, path: str, key: str | None = None, **params) -> dict:
+    r = httpx.get(base + path, params=params, timeout=30, headers={"X-API-Key": key} if key else {})
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -181,8 +182,12 @@ def test_app_routes_pages(settings):
     """app/main.py serves the pages (fails until it includes app.routes.pages.router)."""
     from app.main import create_app
 
-    paths = {getattr(r, "path", None) for r in create_app(settings).routes}  # routes only: no lifespan run
-    assert {"/widget", "/board", "/static/{name}"} <= paths
+    from fastapi.testclient import TestClient
+
+    client = TestClient(create_app(settings))  # not entered: no lifespan, the pages need no runtime
+    for path in ("/widget?agent_id=a1", "/board", "/static/nuqi.js"):
+        r = client.get(path)
+        assert r.status_code == 200, (path, r.status_code)
 
 
 def test_pages_and_static_files(server):
@@ -302,3 +307,43 @@ def test_board_lists_calls_by_stage(server, browser, feeder):
         "getComputedStyle(document.querySelector('#rows tr .badge')).color"))
     assert not errors, errors
     page.close()
+
+
+def test_pages_with_api_keys(models, browser, tmp_path):
+    """With auth on, the pages pass ?api_key= on as X-API-Key (and on the EventSource URL): an agent key sees
+    its own call and alerts, the board needs a supervisor key and says so without one."""
+    root = "nq-pages-root-key-0123456789"
+    with _serve(models, tmp_path / "state", auth_enabled=True, bootstrap_admin_key=root,
+                rate_limit_per_s=1000.0, rate_limit_burst=1000) as base:
+        def key(role: str, agent_id: str | None = None) -> str:
+            r = httpx.post(f"{base}/v1/admin/keys", headers={"X-API-Key": root}, timeout=10,
+                           json={"role": role, "agent_id": agent_id, "name": f"pages test {role}"})
+            assert r.status_code == 201, r.text
+            return r.json()["key"]
+
+        ingest, agent, supervisor = key("ingest"), key("agent", "a5"), key("supervisor")
+        assert httpx.get(f"{base}/widget", timeout=10).status_code == 200  # pages are public
+        assert httpx.get(f"{base}/v1/alerts", timeout=10).status_code == 401  # data is not
+
+        page = browser.new_page(viewport={"width": 360, "height": 520}, locale="zh-CN")
+        crashes: list[str] = []
+        page.on("pageerror", lambda exc: crashes.append(str(exc)))
+        page.goto(f"{base}/widget?agent_id=a5&api_key={agent}")
+        page.wait_for_function("document.body.dataset.conn === 'sse'", timeout=10_000)
+        CallFeeder(base, "pw-auth", "a5", api_key=ingest).join(120)
+        alerts = _api(base, "/v1/alerts", key=agent)["alerts"]
+        assert alerts and {a["agent_id"] for a in alerts} == {"a5"}
+        page.wait_for_function(f"document.body.dataset.alertId === '{alerts[-1]['id']}' && "
+                               "document.getElementById('gNum').textContent !== '—'", timeout=20_000)
+        assert page.text_content("#explanation") == alerts[-1]["explanation"]
+        page.click("#ack")
+        page.wait_for_function("document.body.dataset.alertId === ''", timeout=10_000)
+        assert _api(base, "/v1/alerts", key=agent)["alerts"][-1]["acked_by"] == "a5"
+
+        page.goto(f"{base}/board")  # no key: the board explains what is missing
+        page.wait_for_function("document.body.dataset.conn === 'error'", timeout=10_000)
+        assert "api_key" in page.text_content("#error")
+        page.goto(f"{base}/board?api_key={supervisor}")
+        page.wait_for_selector('tr[data-call-id="pw-auth"]', timeout=10_000)
+        assert not crashes, crashes
+        page.close()

@@ -80,3 +80,13 @@ def test_bad_input_is_refused(engine: WhisperEngine) -> None:
 def test_missing_model_dir_raises_model_not_available(tmp_path: Path) -> None:
     with pytest.raises(ModelNotAvailableError, match="model_assembly"):
         WhisperEngine.load(tmp_path / "nowhere")
+
+
+def test_same_audio_gives_same_transcript(engine: WhisperEngine, synth) -> None:
+    # A clip Whisper base finds hard: with the sampling fallback (temperature 0.2 … 1.0) three
+    # runs gave three different transcripts; beam search alone must repeat itself exactly.
+    audio = _padded(synth.synthesize("上次说好的退款到现在都没到账！", rate_wpm=230, pitch=62,
+                                      amplitude=130, sample_rate=8000), 8000)
+    first = engine.transcribe(audio, 8000)
+    assert first
+    assert engine.transcribe(audio, 8000) == first

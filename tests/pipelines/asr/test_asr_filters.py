@@ -108,6 +108,13 @@ def test_latin_only_segment_in_mandarin_is_dropped() -> None:
     assert filter_segment("OK") == "OK"
     assert filter_segment("我的订单号是A123") == "我的订单号是A123"
     assert filter_segment("Made the order here", language="en") == "Made the order here"
+    assert filter_segment("我想 to you need your one-time, one-time, one-time, one-time") is None
+    assert filter_segment("我的iPhone 12 Pro Max屏幕坏了") == "我的iPhone 12 Pro Max屏幕坏了"
+
+
+def test_loop_with_trailing_separator_is_collapsed() -> None:
+    assert collapse_repetitions("我想 one-time, one-time, one-time, one-time") == "我想 one-time, one-time"
+    assert collapse_repetitions("谢谢，谢谢，谢谢，谢谢，谢谢") == "谢谢，谢谢"
 
 
 def test_bell_hallucination_is_dropped() -> None:

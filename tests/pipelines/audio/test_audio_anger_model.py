@@ -65,7 +65,7 @@ def test_explain_sums_to_logit(data_dir, model):
     f = stream(emodb(data_dir, "16a01Wb"), 16000)[0]
     p = model.score(f, None)
     contrib = model.explain(f, None)
-    logit = sum(contrib.values()) + model.absolute.intercept
+    logit = sum(contrib.values()) + model.absolute.intercept + model.absolute.prior_shift
     assert p == pytest.approx(1 / (1 + math.exp(-logit)))
 
 

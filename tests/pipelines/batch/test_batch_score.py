@@ -52,8 +52,7 @@ def test_cli_writes_csv_json_html(cli_batch):
 def test_escalating_call_ranks_above_calm_call(cli_batch):
     esc, calm = cli_batch.row("call_escalating_8k.wav"), cli_batch.row("call_calm_8k.wav")
     assert int(esc["peak_stage"]) > int(calm["peak_stage"]), (esc, calm)
-    assert float(esc["anger_seconds_customer"]) > float(calm["anger_seconds_customer"])
-    assert esc["complaint_type"] != "无投诉"
+    assert esc["complaint_type"] != "无投诉" and esc["time_to_first_escalation_s"] != ""
     order = [r.call for r in ranked(_record(r) for r in cli_batch.rows)]
     assert order.index("call_escalating_8k") < order.index("call_calm_8k")
     index = (cli_batch.out / "index.html").read_text(encoding="utf-8")

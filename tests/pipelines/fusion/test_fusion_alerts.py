@@ -30,8 +30,9 @@ class Call:
 
 def test_no_alert_below_min_level(rules):
     call = Call(rules)
-    call.step(0, 2, 0.4)
-    call.step(2, 2, 0.4)
+    p1 = (rules.rise[1] + rules.rise[2]) / 2
+    call.step(0, 2, p1)
+    call.step(2, 2, p1)
     assert call.tr.state.level == 1 and call.alerts == []
 
 

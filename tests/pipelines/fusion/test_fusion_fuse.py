@@ -34,10 +34,27 @@ def test_single_group_passes_its_calibrated_score_through(fuser):
 def test_audio_only_call(fuser):
     calm = fuser.fuse(win(0, 2, acoustic_anger=0.1, delta=CALM, baseline_ready=True))
     loud = fuser.fuse(win(0, 2, acoustic_anger=0.9, delta=LOUD, baseline_ready=True))
-    assert calm.available == ["acoustic"]  # prosody is an input of the acoustic model: not counted twice
+    # the relative acoustic model cannot learn rate/loudness, so prosody is pooled next to it
+    # unless params.json discounts it
+    expected = ["acoustic"] if fuser.params.weight("prosody", {"acoustic"}) == 0 else ["acoustic", "prosody"]
+    assert calm.available == expected
     assert 0.0 <= calm.fused < loud.fused <= 1.0
     # loud != angry: acoustic evidence alone stays short of certainty
     assert loud.fused < 0.9
+
+
+def test_pre_baseline_acoustic_is_weaker(fuser):
+    pre = fuser.fuse(win(0, 2, acoustic_anger=0.9)).fused
+    post = fuser.fuse(win(0, 2, acoustic_anger=0.9, baseline_ready=True)).fused
+    assert fuser.params.prior_rate < pre < post
+
+
+def test_audio_is_trusted_no_more_than_text(fuser):
+    """Calibration consistency: the same probability from the acoustic model never outweighs the text model."""
+    for p in (0.6, 0.9, 0.99):
+        a = fuser.fuse(win(0, 2, acoustic_anger=p, baseline_ready=True)).fused
+        t = fuser.fuse(win(0, 2, text_anger=p)).fused
+        assert a <= t + 1e-9
 
 
 def test_prosody_used_when_acoustic_model_missing(fuser):

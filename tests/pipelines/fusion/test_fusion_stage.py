@@ -37,8 +37,9 @@ def test_persistent_anger_raises_step_by_step(rules):
     assert levels == sorted(levels)
     assert tr.state.history[-1].reason  # every transition names a reason
     # anger alone never claims a complaint (stages 4-6 need words or long sustained fury)
-    for i in range(4, 8):
-        feed(tr, 2.0 * i, 2.0, 0.75)
+    high = (rules.rise[3] + rules.sustained4_threshold) / 2
+    for i in range(4, 30):
+        feed(tr, 2.0 * i, 2.0, high)
     assert tr.state.level == 3
 
 
@@ -139,8 +140,9 @@ def test_repetition_counting_by_text(rules):
     tr = StageTracker(rules)
     ups = []
     t = 0.0
+    mild = (rules.weak_min_anger + rules.rise[1]) / 2  # some displeasure, no stage support by itself
     for text in ("我的退款到底什么时候到账", "好的", "那我的退款到底什么时候到账啊", "嗯嗯", "我就问我的退款到底什么时候到账"):
-        ups.append(feed(tr, t, 2.5, 0.2, text=text))
+        ups.append(feed(tr, t, 2.5, mild, text=text))
         t += 3.0
     assert [u.repetition for u in ups if u.repetition] == [1, 2, 3]
     assert ups[-1].state.level >= rules.rep_floors[3]
@@ -150,9 +152,10 @@ def test_repetition_counting_by_text(rules):
 def test_repetition_by_keyword_category_and_resend(rules):
     tr = StageTracker(rules)
     hit = Hit("退款", "demands", 0.35, 2)
-    a = feed(tr, 0.0, 2.0, 0.2, text="退款", keyword_hits=[hit])
-    again = tr.update(win(0.0, 2.0, text="退款", keyword_hits=[hit]), fused_of(0.2))  # same turn re-sent
-    b = feed(tr, 5.0, 2.0, 0.2, text="钱什么时候退给我", keyword_hits=[hit])
+    mild = (rules.weak_min_anger + rules.rise[1]) / 2
+    a = feed(tr, 0.0, 2.0, mild, text="退款", keyword_hits=[hit])
+    again = tr.update(win(0.0, 2.0, text="退款", keyword_hits=[hit]), fused_of(mild))  # same turn re-sent
+    b = feed(tr, 5.0, 2.0, mild, text="钱什么时候退给我", keyword_hits=[hit])
     assert (a.repetition, again.repetition, b.repetition) == (1, 0, 2)
     # short fillers never count as repeated demands
     tr2 = StageTracker(rules)
@@ -198,7 +201,8 @@ def test_ambiguous_strong_hint_needs_angry_context(rules):
 def test_conditional_threat_hint_is_respected(rules):
     # the lexicon lowers 「再不解决我就打12315」 to stage 5: the tracker follows the hint it is given
     tr = StageTracker(rules)
-    u = feed(tr, 0.0, 2.0, 0.5, keyword_hits=[Hit("12315", "external_escalation", 0.6, 5)])
+    calm = rules.weak_min_anger / 2
+    u = feed(tr, 0.0, 2.0, calm, keyword_hits=[Hit("12315", "external_escalation", 0.595, 5, hypothetical=True)])
     assert u.state.level == 5
 
 
@@ -214,3 +218,30 @@ def test_weak_keywords_lift_one_stage_above_anger(rules):
     for i in range(6):
         feed(tr, 3.0 * i, 3.0, rules.weak_min_anger / 2, keyword_hits=[Hit("退款", "demands", 0.35, 2)])
     assert tr.state.level == 0
+
+
+def test_audio_chunk_and_its_turn_do_not_count_twice(rules):
+    """The live service feeds audio chunks and, later, the transcript turn over the same speech."""
+    tr = StageTracker(rules)
+    dur = max(rules.persist_seconds[3], 1.0)
+    hot = 0.97
+    feed(tr, 0.0, dur, hot)  # audio chunk
+    u = feed(tr, 0.0, dur, hot, text="你们到底怎么回事")  # the transcript turn of the same speech
+    assert u.state.level < 3 or rules.persist_windows[3] <= 1
+    # calm speech: an overlapping chunk + turn counts its seconds once toward decay
+    tr = StageTracker(rules)
+    for i in range(6):
+        feed(tr, 2.0 * i, 2.0, hot, text=f"第{i}句")
+    assert tr.state.level == 3
+    t = 12.0
+    calm = rules.fall[1] / 2
+    u1 = feed(tr, t, 2.0, calm)
+    u2 = feed(tr, t, 2.0, calm, text="好")
+    assert u2.calm_seconds == pytest.approx(u1.calm_seconds)
+
+
+def test_union_seconds():
+    from pipelines.fusion.stage import union_seconds
+
+    assert union_seconds([[0, 2], [1, 3], [5, 6]]) == pytest.approx(4.0)
+    assert union_seconds([]) == 0.0
