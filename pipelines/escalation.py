@@ -23,7 +23,6 @@ logger = logging.getLogger("nuqi.escalation")
 ACOUSTIC_KEEP_S = 120.0  # seconds of per-role acoustic history kept for turn-level fusion
 TREND_KEEP = 240  # points of anger trend kept in the live state
 MIN_SPEECH_S = 0.25  # a window with less speech than this carries no acoustic evidence
-ANGER_SECONDS_AT = 0.5  # fused anger at or above this counts towards "anger seconds"
 
 
 class FusionEngine:
@@ -48,7 +47,7 @@ class FusionEngine:
         fstate.setdefault("acoustic", {})
         fstate.setdefault("trend", {"customer": [], "agent": []})
         fstate.setdefault("stats", {"customer_max": 0.0, "agent_max": 0.0, "anger_seconds": 0.0, "alerts": 0,
-                                    "first_escalation_s": None})
+                                    "first_escalation_s": None, "anger_until": 0.0})
 
     def _process(self, fstate: dict[str, Any], cues: Cues) -> dict[str, Any]:
         self._init(fstate)
@@ -63,8 +62,12 @@ class FusionEngine:
         stats = fstate["stats"]
         stats[f"{role}_max"] = max(stats.get(f"{role}_max", 0.0), fused)
         if role == "customer":
-            if fused >= ANGER_SECONDS_AT:
-                stats["anger_seconds"] = round(stats["anger_seconds"] + cues.duration, 3)
+            if fused >= self.rules.anger_seconds_threshold:
+                # union of the angry windows' spans: an audio chunk and the transcript turn over the
+                # same speech count once
+                until = float(stats.get("anger_until", 0.0))
+                stats["anger_seconds"] = round(stats["anger_seconds"] + max(0.0, cues.t_end - max(cues.t_start, until)), 3)
+                stats["anger_until"] = max(until, cues.t_end)
             if a.stage.level >= 1 and stats.get("first_escalation_s") is None:
                 stats["first_escalation_s"] = round(a.stage.since, 3)
         out: dict[str, Any] = {

@@ -58,6 +58,8 @@ class Rules:
         self.sustained4_threshold = _anger_value(s4.get("threshold", 1.01), self.rise, self.fall,
                                                  "anger.sustained_to_4.threshold")
         self.sustained4_seconds = float(s4.get("seconds", float("inf")))
+        self.anger_seconds_threshold = _anger_value(a.get("seconds_threshold", "rise.3"), self.rise, self.fall,
+                                                    "anger.seconds_threshold")
         p = r["persistence"]
         self.horizon_s = float(p["horizon_s"])
         self.persist_seconds = {k: float(v) for k, v in _levels(p["seconds"]).items()}

@@ -1,6 +1,7 @@
 """``nuqi score`` end to end on the real sample calls and broken files; resume, --force, ASR."""
 from __future__ import annotations
 
+import difflib
 import json
 import shutil
 from pathlib import Path
@@ -53,6 +54,9 @@ def test_escalating_call_ranks_above_calm_call(cli_batch):
     esc, calm = cli_batch.row("call_escalating_8k.wav"), cli_batch.row("call_calm_8k.wav")
     assert int(esc["peak_stage"]) > int(calm["peak_stage"]), (esc, calm)
     assert esc["complaint_type"] != "无投诉" and esc["time_to_first_escalation_s"] != ""
+    # anger seconds are counted on the calibrated scale (rules.yaml anger.seconds_threshold), not at 0.5
+    assert float(esc["anger_seconds_customer"]) >= 5.0 > float(calm["anger_seconds_customer"]), (esc, calm)
+    assert float(esc["anger_seconds_customer"]) <= float(esc["duration_s"])
     order = [r.call for r in ranked(_record(r) for r in cli_batch.rows)]
     assert order.index("call_escalating_8k") < order.index("call_calm_8k")
     index = (cli_batch.out / "index.html").read_text(encoding="utf-8")
@@ -157,7 +161,15 @@ def test_asr_transcribes_each_channel_and_tags_roles(models, tmp_path):
     assert rec.status == "ok" and rec.transcript_source == "asr", rec
     utts = json.loads((tmp_path / "out" / "calls" / "two_voices.json").read_text(encoding="utf-8"))["utterances"]
     by_role = {r: "".join(u["text"] for u in utts if u["role"] == r) for r in ("agent", "customer")}
-    # synthetic voices: Whisper base gets most words right; check words it reliably hears per channel
-    assert "查询" in by_role["agent"] and "投诉" not in by_role["agent"], by_role
-    assert "三天" in by_role["customer"] and "投诉" in by_role["customer"], by_role
+    # synthetic voices: Whisper base gets many words wrong, so check that each channel's text is the one that
+    # was spoken on it (closer to its own script than to the other channel's) and holds a word it reliably hears
+    scripts = {"agent": "你好，我想查询一下订单什么时候能到，麻烦你帮我看一下，谢谢。",
+               "customer": "我都等了三天了！说了多少遍了，你们这什么破服务！我要投诉！马上给我处理！再不解决我就打12315！"}
+
+    def sim(a: str, b: str) -> float:
+        return difflib.SequenceMatcher(None, a, b).ratio()
+
+    for role, other in (("agent", "customer"), ("customer", "agent")):
+        assert sim(by_role[role], scripts[role]) > sim(by_role[role], scripts[other]) + 0.1, by_role
+    assert "查询" in by_role["agent"] and "三天" in by_role["customer"], by_role
     assert all(u["start"] < u["end"] <= 8.5 for u in utts)
