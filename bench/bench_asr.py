@@ -36,10 +36,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from pipelines.asr.engine import DecodeConfig, WhisperEngine  # noqa: E402
-from pipelines.asr.filters import normalize_for_match  # noqa: E402
+from pipelines.asr.filters import edit_distance, normalize_for_match  # noqa: E402
 from pipelines.asr.model_assembly import assemble_model, default_model_dir  # noqa: E402
 
 log = logging.getLogger("nuqi.bench.asr")
+GENERATED_MARK = "<!-- tables below are written by bench/bench_asr.py -->"
 
 
 def _load_synth():
@@ -48,16 +49,6 @@ def _load_synth():
     sys.modules["synth_mandarin"] = module
     spec.loader.exec_module(module)
     return module
-
-
-def edit_distance(ref: str, hyp: str) -> int:
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        cur = [i] + [0] * len(hyp)
-        for j, h in enumerate(hyp, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-        prev = cur
-    return prev[-1]
 
 
 @dataclass
@@ -286,7 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     a.json.write_text(json.dumps([asdict(r) for r in results + calls], ensure_ascii=False, indent=1),
                       encoding="utf-8")
     if a.results:
-        a.results.write_text(md, encoding="utf-8")
+        # keep the hand-written summary above the marker; the tables below it are regenerated
+        old = a.results.read_text(encoding="utf-8") if a.results.exists() else ""
+        head = old.split(GENERATED_MARK)[0] if GENERATED_MARK in old else ""
+        a.results.write_text(head + GENERATED_MARK + "\n\n" + md, encoding="utf-8")
     return 0
 
 

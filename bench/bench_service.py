@@ -73,14 +73,14 @@ def main() -> int:
         y, sr16 = read_audio_file(ROOT / "sample_audio" / "customer_angry_16k.wav")
         cases = {"8 kHz stereo (agent+customer)": (x, sr), "16 kHz mono (customer)": (y[:, 0], sr16)}
         with httpx.Client(timeout=30) as client:
-            for name, (audio, rate) in cases.items():
+            for k, (name, (audio, rate)) in enumerate(cases.items()):
                 lat = []
                 reps = args.calls if audio.ndim == 2 else args.calls * 8
                 for c in range(reps):
                     for seq, i in enumerate(range(0, len(audio), rate)):
                         body = wav_bytes(audio[i:i + rate], rate)
                         t0 = time.perf_counter()
-                        r = client.post(f"{url}/v1/calls/bench-{name[:2]}-{c}/audio",
+                        r = client.post(f"{url}/v1/calls/bench-{k}-{c}-{os.getpid()}/audio",
                                         params={"seq": seq, "agent_id": "bench"}, content=body)
                         lat.append((time.perf_counter() - t0) * 1000)
                         assert r.status_code == 200, r.text

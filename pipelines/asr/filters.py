@@ -46,6 +46,23 @@ def normalize_for_match(text: str) -> str:
     return "".join(ch for ch in text if unicodedata.category(ch)[0] in "LN")
 
 
+def edit_distance(ref: str, hyp: str) -> int:
+    """Levenshtein distance between two strings (characters)."""
+    prev = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        cur = [i] + [0] * len(hyp)
+        for j, h in enumerate(hyp, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
+        prev = cur
+    return prev[-1]
+
+
+def character_error_rate(ref: str, hyp: str) -> float:
+    """CER of ``hyp`` against ``ref`` after :func:`normalize_for_match` of both."""
+    ref, hyp = normalize_for_match(ref), normalize_for_match(hyp)
+    return edit_distance(ref, hyp) / max(len(ref), 1)
+
+
 # --------------------------------------------------------------------------- known phrases
 # Matched anywhere in a segment: subtitle/channel credits that never occur in a call.
 SIGNATURE_PATTERNS: tuple[re.Pattern[str], ...] = tuple(

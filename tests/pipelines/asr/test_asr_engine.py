@@ -7,22 +7,11 @@ import numpy as np
 import pytest
 
 from pipelines.asr.engine import AsrEngine, Segment, WhisperEngine
-from pipelines.asr.filters import normalize_for_match
+from pipelines.asr.filters import character_error_rate as _cer
 from pipelines.errors import InputError, InvalidAudioContentError, ModelNotAvailableError
 
 TEXT = "我们的客服是全天在线的，周末也可以联系。"  # CER 0.22 (16 kHz) / 0.11 (8 kHz) when written
 CER_BOUND = 0.5  # generous: espeak speech is hard for Whisper base (bench/RESULTS_asr.md)
-
-
-def _cer(ref: str, hyp: str) -> float:
-    ref, hyp = normalize_for_match(ref), normalize_for_match(hyp)
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        cur = [i] + [0] * len(hyp)
-        for j, h in enumerate(hyp, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-        prev = cur
-    return prev[-1] / len(ref)
 
 
 def _padded(audio: np.ndarray, rate: int, lead_s: float = 1.0, tail_s: float = 0.5) -> np.ndarray:
