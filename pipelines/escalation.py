@@ -70,9 +70,10 @@ class FusionEngine:
                 stats["anger_until"] = max(until, cues.t_end)
             if a.stage.level >= 1 and stats.get("first_escalation_s") is None:
                 stats["first_escalation_s"] = round(a.stage.since, 3)
+        fstate["stage"] = self._stage_dict(analyzer)
         out: dict[str, Any] = {
             "fused": a.anger.to_dict(),
-            "stage": self._stage_dict(analyzer),
+            "stage": fstate["stage"],
             "explanation": a.explanation.to_dict(),
             "guidance": a.guidance,
         }
@@ -88,6 +89,9 @@ class FusionEngine:
         out["_alerts"] = alerts
         return out
 
+    def _calm_stage(self) -> dict[str, Any]:
+        return {"level": 0, "name": self.rules.name(0), "since": 0.0, "history": []}
+
     @staticmethod
     def _stage_dict(analyzer: CallAnalyzer) -> dict[str, Any]:
         st = analyzer.stage
@@ -100,8 +104,8 @@ class FusionEngine:
         """Fuse one chunk's acoustic cues of one role (skipped when the role was not speaking)."""
         self._init(fstate)
         speech = float(analysis.features.get("speech_s") or 0.0)
-        if speech < MIN_SPEECH_S or analysis.acoustic is None:
-            return {"_alerts": []}
+        if speech < MIN_SPEECH_S or analysis.acoustic is None:  # no evidence: the call's stage stands
+            return {"_alerts": [], "stage": fstate.get("stage") or self._calm_stage()}
         hist = fstate["acoustic"].setdefault(role, [])
         hist.append([round(t_start, 3), round(t_end, 3), analysis.acoustic, analysis.delta, speech,
                      bool(analysis.baseline.get("ready"))])

@@ -131,7 +131,7 @@ def process_audio(state: CallState, chunk: DecodedChunk, seq: int, models: Model
     state.last_seq = seq
     state.clock_s = max(state.clock_s, t_end)
     state.chunks += 1
-    return {
+    out = {
         "seq": seq,
         "t_start": round(t_start, 3),
         "t_end": round(t_end, 3),
@@ -140,6 +140,9 @@ def process_audio(state: CallState, chunk: DecodedChunk, seq: int, models: Model
         "roles": roles,
         "_alerts": alerts,
     }
+    if state.fusion.get("stage") is not None:
+        out["stage"] = state.fusion["stage"]  # the call's stage after this chunk (all roles)
+    return out
 
 
 def _merge_assessment(entry: dict[str, Any], assessment: dict[str, Any], alerts: list[dict[str, Any]]) -> None:
