@@ -16,9 +16,10 @@ Clips are joined with 0.4 s pauses, white line noise at -60 dBFS is added, and e
 16 kHz and at 8 kHz telephone band.  A stream "reaches" stage L if the tracker is at >= L at any chunk of
 the body.  The acoustic model was trained on EmoDB speakers other than 16 (``held_out_emodb_speakers`` in
 its model.json), so the acoustic cue is in-sample for the other nine; the prosody cue (deltas vs the
-opening) is a prior fitted on no audio at all.  Figures go to ``bench/RESULTS_escalation.md``::
+opening) is a prior fitted on no audio at all.  Figures go to ``bench/RESULTS_audio_escalation.md``::
 
-    OMP_NUM_THREADS=1 .venv/bin/python -m pipelines.fusion.eval_audio_calls [--params models/fusion/params.json]
+    OMP_NUM_THREADS=1 .venv/bin/python -m pipelines.fusion.eval_audio_calls [--params P/params.json ...] \
+        --results bench/RESULTS_audio_escalation.md
 """
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ BODIES = {
 GAP_S = 0.4
 NOISE_DBFS = -60.0
 RATES = (16000, 8000)
+RESULTS_MARK = "<!-- tables below are written by pipelines/fusion/eval_audio_calls.py -->"
 
 
 @dataclass(frozen=True)
@@ -157,19 +159,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="fusion params.json to evaluate (repeatable; default the shipped one)")
     ap.add_argument("--baseline-s", type=float, default=8.0)
     ap.add_argument("--json", type=Path, default=None, help="write every stream's result here")
+    ap.add_argument("--results", type=Path, default=None,
+                    help="write the tables here (below the file's hand-written head, kept up to RESULTS_MARK)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = Settings(baseline_seconds=args.baseline_s)
     models = ModelRegistry.load(settings, components=("acoustic", "fusion"))
-    all_rows = {}
+    all_rows, tables = {}, []
     for params in args.params or [settings.models_dir / "fusion" / "params.json"]:
         if params.name != "params.json":
             raise SystemExit(f"--params must name a params.json, got {params}")
         models.fusion = FusionEngine.load(params.parent)
         res = evaluate(models, settings.data_dir)
         label = params.parent.name if params.parent.name != "fusion" else "shipped"
-        print(table(res, label))
+        tables.append(table(res, label))
+        print(tables[-1])
         all_rows[str(params)] = [r.__dict__ for r in res]
+    if args.results:
+        old = args.results.read_text(encoding="utf-8") if args.results.exists() else ""
+        head = old.split(RESULTS_MARK)[0] if RESULTS_MARK in old else ""
+        args.results.write_text(head + RESULTS_MARK + "\n\n" + "\n\n".join(tables) + "\n", encoding="utf-8")
     if args.json:
         args.json.write_text(json.dumps(all_rows, indent=1), encoding="utf-8")
     return 0
