@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO))
 from pipelines.asr.engine import DecodeConfig, WhisperEngine  # noqa: E402
 from pipelines.asr.filters import edit_distance, normalize_for_match  # noqa: E402
 from pipelines.asr.model_assembly import assemble_model, default_model_dir  # noqa: E402
+from pipelines.results_file import write_below_mark  # noqa: E402
 
 log = logging.getLogger("nuqi.bench.asr")
 GENERATED_MARK = "<!-- tables below are written by bench/bench_asr.py -->"
@@ -277,10 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     a.json.write_text(json.dumps([asdict(r) for r in results + calls], ensure_ascii=False, indent=1),
                       encoding="utf-8")
     if a.results:
-        # keep the hand-written summary above the marker; the tables below it are regenerated
-        old = a.results.read_text(encoding="utf-8") if a.results.exists() else ""
-        head = old.split(GENERATED_MARK)[0] if GENERATED_MARK in old else ""
-        a.results.write_text(head + GENERATED_MARK + "\n\n" + md, encoding="utf-8")
+        write_below_mark(a.results, GENERATED_MARK, md)  # the hand-written summary above the mark stays
     return 0
 
 

@@ -40,6 +40,7 @@ from pipelines.audio.decode import DecodedChunk
 from pipelines.audio.eval_rate import telephone
 from pipelines.escalation import FusionEngine
 from pipelines.registry import ModelRegistry
+from pipelines.results_file import write_below_mark
 from pipelines.session import CallState, process_audio
 from pipelines.settings import Settings
 
@@ -176,9 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(tables[-1])
         all_rows[str(params)] = [r.__dict__ for r in res]
     if args.results:
-        old = args.results.read_text(encoding="utf-8") if args.results.exists() else ""
-        head = old.split(RESULTS_MARK)[0] if RESULTS_MARK in old else ""
-        args.results.write_text(head + RESULTS_MARK + "\n\n" + "\n\n".join(tables) + "\n", encoding="utf-8")
+        write_below_mark(args.results, RESULTS_MARK, "\n\n".join(tables))
     if args.json:
         args.json.write_text(json.dumps(all_rows, indent=1), encoding="utf-8")
     return 0
