@@ -66,7 +66,8 @@ class FusionEngine:
                 # union of the angry windows' spans: an audio chunk and the transcript turn over the
                 # same speech count once
                 until = float(stats.get("anger_until", 0.0))
-                stats["anger_seconds"] = round(stats["anger_seconds"] + max(0.0, cues.t_end - max(cues.t_start, until)), 3)
+                new_s = max(0.0, cues.t_end - max(cues.t_start, until))
+                stats["anger_seconds"] = round(stats["anger_seconds"] + new_s, 3)
                 stats["anger_until"] = max(until, cues.t_end)
             if a.stage.level >= 1 and stats.get("first_escalation_s") is None:
                 stats["first_escalation_s"] = round(a.stage.since, 3)
