@@ -2,7 +2,8 @@
 
 Starts `nuqi serve` (SQLite store in a temp dir, auth off) on a free port, posts the
 sample call `sample_audio/call_escalating_8k.wav` (and the 16 kHz mono clips) one 1 s
-chunk at a time, waits for each response, and prints p50/p95/p99 of the round trip.
+chunk at a time, waits for each response, and prints p50/p95/p99 of the round trip and the server's CPU time
+per chunk (its process tree; only for the server it starts itself).
 
     .venv/bin/python bench/bench_service.py --calls 4
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -67,6 +69,20 @@ def main() -> int:
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
+    server = psutil.Process(proc.pid) if proc is not None else None
+
+    def server_cpu_s() -> float:  # the service's process tree (its own started server only)
+        if server is None:
+            return float("nan")
+        total = 0.0
+        for p in [server, *server.children(recursive=True)]:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
     try:
         results = {}
         x, sr = read_audio_file(ROOT / "sample_audio" / "call_escalating_8k.wav")
@@ -76,6 +92,7 @@ def main() -> int:
             for k, (name, (audio, rate)) in enumerate(cases.items()):
                 lat = []
                 reps = args.calls if audio.ndim == 2 else args.calls * 8
+                cpu0 = server_cpu_s()
                 for c in range(reps):
                     for seq, i in enumerate(range(0, len(audio), rate)):
                         body = wav_bytes(audio[i:i + rate], rate)
@@ -85,12 +102,13 @@ def main() -> int:
                         lat.append((time.perf_counter() - t0) * 1000)
                         assert r.status_code == 200, r.text
                 a = np.array(lat)
-                results[name] = (len(a), *np.percentile(a, [50, 95, 99]), a.max())
+                cpu_ms = (server_cpu_s() - cpu0) * 1000 / len(a)
+                results[name] = (len(a), *np.percentile(a, [50, 95, 99]), a.max(), cpu_ms)
         print(f"loadavg {os.getloadavg()}")
-        print("| chunks | n | p50 ms | p95 ms | p99 ms | max ms |")
-        print("|---|---|---|---|---|---|")
-        for name, (n, p50, p95, p99, mx) in results.items():
-            print(f"| {name} | {n} | {p50:.1f} | {p95:.1f} | {p99:.1f} | {mx:.1f} |")
+        print("| chunks | n | p50 ms | p95 ms | p99 ms | max ms | server CPU ms per chunk |")
+        print("|---|---|---|---|---|---|---|")
+        for name, (n, p50, p95, p99, mx, cpu_ms) in results.items():
+            print(f"| {name} | {n} | {p50:.1f} | {p95:.1f} | {p99:.1f} | {mx:.1f} | {cpu_ms:.1f} |")
     finally:
         if proc is not None:
             proc.terminate()

@@ -7,7 +7,8 @@ snippets of ``call_escalating_8k.json`` when each turn ends, then ends the call 
 stored, in order, no gap.  A supervisor SSE stream (``/v1/alerts/stream``) measures alert delivery.
 The service's process tree (CPU, RSS), the load generator's CPU and the machine's load average are
 sampled over time.  Calls are staggered over ``--ramp`` seconds; with ``--soak`` a call that reaches
-the end of the recording is ended and replaced by a new one, so the load stays constant.
+the end of the recording is ended and replaced by a new one, so the load stays constant.  "Steady"
+figures leave out the ramp (+5 s) and the last WIND_DOWN_S seconds, in which every call is hung up at once.
 
     # the service (2 workers, Redis, auth on) in one terminal
     NUQI_STORE=redis://127.0.0.1:6379/3 NUQI_AUTH_ENABLED=true NUQI_BOOTSTRAP_ADMIN_KEY=bench-root-key-0123456789 \\
@@ -360,6 +361,7 @@ async def monitor(run: Run, server: psutil.Process | None, every: float, stop: f
                   series: list[dict[str, Any]]) -> None:
     me = psutil.Process()
     me.cpu_percent()
+    psutil.cpu_times_percent()  # primes the machine-wide counters (steal: CPU the hypervisor gave to other guests)
     cpu_cache: dict[int, psutil.Process] = {}
     last = 0
     while run.now() < stop + 2:
@@ -380,13 +382,14 @@ async def monitor(run: Run, server: psutil.Process | None, every: float, stop: f
         series.append({
             "t": round(run.now(), 1), "server_cpu_pct": round(cpu, 1), "server_rss_mb": round(rss / 2**20, 1),
             "client_cpu_pct": round(me.cpu_percent(), 1), "loadavg_1m": round(os.getloadavg()[0], 2),
+            "steal_pct": round(getattr(psutil.cpu_times_percent(), "steal", 0.0), 1),
             "chunks": len(lat), "p50_ms": ms(pct(lat, 50)), "p99_ms": ms(pct(lat, 99)),
             "errors": sum(1 for r in window if r.error), "in_flight": run.in_flight,
         })
         s = series[-1]
         print(f"  t={s['t']:6.1f}s chunks={s['chunks']:4d} p50={s['p50_ms']} p99={s['p99_ms']} ms "
               f"err={s['errors']} cpu={s['server_cpu_pct']}% rss={s['server_rss_mb']}MB "
-              f"client={s['client_cpu_pct']}% load={s['loadavg_1m']}", file=sys.stderr, flush=True)
+              f"client={s['client_cpu_pct']}% load={s['loadavg_1m']} steal={s['steal_pct']}%", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- one load level
@@ -424,9 +427,15 @@ async def run_level(args: argparse.Namespace, calls: int, duration: float) -> di
     return summarize(run, calls, duration, series, ramp)
 
 
+WIND_DOWN_S = 3.0  # the last seconds of a run, left out of the steady figures
+
+
 def summarize(run: Run, calls: int, duration: float, series: list[dict], ramp: float) -> dict[str, Any]:
     audio = [r for r in run.requests if r.kind == "audio"]
-    steady = [r.latency for r in audio if r.latency is not None and r.t_send >= ramp + 5 and not r.error]
+    # steady: after the ramp, and before the wind-down, when every line hangs up within the same second (a burst
+    # of N end-of-call summaries and full-timeline checks that a live centre, whose calls end at random, never sees)
+    steady = [r.latency for r in audio if r.latency is not None and ramp + 5 <= r.t_send < duration - WIND_DOWN_S
+              and not r.error]
     lat = [r.latency for r in audio if r.latency is not None and not r.error]
     tr = [r.latency for r in run.requests if r.kind == "transcript" and r.latency is not None and not r.error]
     errors = [r for r in run.requests if r.error]
@@ -450,6 +459,7 @@ def summarize(run: Run, calls: int, duration: float, series: list[dict], ramp: f
         "server_cpu_pct_mean": round(float(np.mean([s["server_cpu_pct"] for s in series])), 1) if series else None,
         "client_cpu_pct_mean": round(float(np.mean([s["client_cpu_pct"] for s in series])), 1) if series else None,
         "loadavg_1m_mean": round(float(np.mean([s["loadavg_1m"] for s in series])), 2) if series else None,
+        "steal_pct_mean": round(float(np.mean([s["steal_pct"] for s in series])), 1) if series else None,
         "rss_mb_first_third_mean": round(float(np.mean(rss[:third])), 1) if rss else None,
         "rss_mb_last_third_mean": round(float(np.mean(rss[-third:])), 1) if rss else None,
         "series": series,
@@ -462,12 +472,12 @@ def table_row(s: dict[str, Any]) -> str:
             f"{s['alerts']['delivery_ms_p50']} / {s['alerts']['delivery_ms_p99']} | {s['errors']} | "
             f"{s['totals']['chunks_missing']} / {s['totals']['chunks_out_of_order']} | {s['server_cpu_pct_mean']} | "
             f"{s['client_cpu_pct_mean']} | {s['rss_mb_first_third_mean']} → {s['rss_mb_last_third_mean']} | "
-            f"{s['loadavg_1m_mean']} |")
+            f"{s['loadavg_1m_mean']} | {s.get('steal_pct_mean')} |")
 
 
 HEADER = ("| calls | s | p50 ms | p95 ms | p99 ms | p99 steady ms | alert delivery p50/p99 ms | errors | "
-          "missing / out-of-order | server CPU % | client CPU % | server RSS MB (first → last third) | load avg |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "missing / out-of-order | server CPU % | client CPU % | server RSS MB (first → last third) | load avg | steal % |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def main(argv: list[str] | None = None) -> int:

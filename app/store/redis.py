@@ -23,7 +23,6 @@ themselves when it is back.  Run Redis with persistence (AOF) if alerts must sur
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import time
 from typing import Any, Callable, TypeVar
@@ -33,6 +32,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from app.store import codec
 from app.store.base import AlertRecord, CallRecord, Store
 from pipelines.errors import StoreUnavailableError
 
@@ -121,9 +121,6 @@ def _guard(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-
 
 def split_url(url: str) -> tuple[str, dict[str, str]]:
     """Remove nuqi's own query options (``prefix``) from a Redis URL; return (url, options)."""
@@ -186,13 +183,13 @@ class RedisStore(Store):
     # --- calls -------------------------------------------------------------------------------
     @staticmethod
     def _rec_json(record: CallRecord, updated_at: float) -> str:
-        return _dumps({"tenant": record.tenant, "agent_id": record.agent_id, "status": record.status,
+        return codec.dumps({"tenant": record.tenant, "agent_id": record.agent_id, "status": record.status,
                        "created_at": record.created_at, "updated_at": updated_at, "state": record.state,
                        "summary": record.summary, "meta": record.meta})
 
     @staticmethod
     def _call(call_id: str, version: str, rec: str) -> CallRecord:
-        d = json.loads(rec)
+        d = codec.loads(rec)
         return CallRecord(call_id, d["tenant"], d["agent_id"], d["status"], d["created_at"], d["updated_at"],
                           int(version), d["state"], d["summary"] or None, d["meta"])
 
@@ -264,29 +261,29 @@ class RedisStore(Store):
     # --- chunks ------------------------------------------------------------------------------
     @_guard
     def commit_chunk(self, record: CallRecord, expected_version: int, seq: int, entry: dict[str, Any]) -> bool:
-        return self._cas(record, expected_version, (int(seq), _dumps(entry)))
+        return self._cas(record, expected_version, (int(seq), codec.dumps(entry)))
 
     @_guard
     def get_chunk(self, call_id: str, seq: int) -> dict[str, Any] | None:
         raw = self.client.hget(self.k("chunks", call_id), str(int(seq)))
-        return json.loads(raw) if raw is not None else None
+        return codec.loads(raw) if raw is not None else None
 
     @_guard
     def list_chunks(self, call_id: str) -> list[dict[str, Any]]:
         raw = self.client.hgetall(self.k("chunks", call_id))
-        return [json.loads(raw[s]) for s in sorted(raw, key=int)]
+        return [codec.loads(raw[s]) for s in sorted(raw, key=int)]
 
     # --- transcripts -------------------------------------------------------------------------
     @_guard
     def put_transcript(self, call_id: str, key: str, entry: dict[str, Any]) -> None:
-        self._put_tr(keys=[self.k("tr", call_id), self.k("trn", call_id)], args=[key, _dumps(entry)])
+        self._put_tr(keys=[self.k("tr", call_id), self.k("trn", call_id)], args=[key, codec.dumps(entry)])
 
     @_guard
     def list_transcripts(self, call_id: str) -> list[dict[str, Any]]:
         rows = []
         for value in self.client.hgetall(self.k("tr", call_id)).values():
             n, _, raw = value.partition("|")
-            entry = json.loads(raw)
+            entry = codec.loads(raw)
             start = entry.get("start")
             rows.append(((start is not None, start if start is not None else 0.0, int(n)), entry))
         rows.sort(key=lambda r: r[0])  # SQLite: ORDER BY start (NULL first), rowid
@@ -295,17 +292,17 @@ class RedisStore(Store):
     # --- alerts ------------------------------------------------------------------------------
     @staticmethod
     def _alert(alert_id: int, rec: str, acked_at: str | None, acked_by: str | None) -> AlertRecord:
-        d = json.loads(rec)
+        d = codec.loads(rec)
         return AlertRecord(alert_id, d["call_id"], d["tenant"], d["agent_id"], d["level"], d["kind"],
                            d["created_at"], d["payload"],
-                           json.loads(acked_at) if acked_at is not None else None,
-                           json.loads(acked_by) if acked_by is not None else None)
+                           codec.loads(acked_at) if acked_at is not None else None,
+                           codec.loads(acked_by) if acked_by is not None else None)
 
     @_guard
     def add_alert(self, call_id: str, tenant: str, agent_id: str | None, level: int, kind: str,
                   payload: dict[str, Any], dedup_key: str) -> AlertRecord | None:
         created = time.time()
-        rec = _dumps({"call_id": call_id, "tenant": tenant, "agent_id": agent_id, "level": int(level),
+        rec = codec.dumps({"call_id": call_id, "tenant": tenant, "agent_id": agent_id, "level": int(level),
                       "kind": kind, "created_at": created, "payload": payload})
         alert_id = int(self._add_alert(args=[self.prefix, dedup_key, call_id, tenant, agent_id or "", rec]))
         if alert_id == 0:
@@ -357,7 +354,7 @@ class RedisStore(Store):
 
     @_guard
     def ack_alert(self, alert_id: int, by: str | None) -> AlertRecord | None:
-        row = self._ack(args=[self.prefix, int(alert_id), _dumps(time.time()), _dumps(by)])
+        row = self._ack(args=[self.prefix, int(alert_id), codec.dumps(time.time()), codec.dumps(by)])
         if not row:
             return None
         rec, acked_at, acked_by = row

@@ -1,7 +1,6 @@
 """Embedded default store: one SQLite file (WAL mode), safe across threads and worker processes."""
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import threading
@@ -10,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from app.store import codec
 from app.store.base import AlertRecord, CallRecord, Store
 from pipelines.errors import StoreUnavailableError
 
@@ -51,6 +51,7 @@ class SQLiteStore(Store):
         with self._tx() as db:  # executescript() would COMMIT the open transaction itself
             for statement in filter(str.strip, SCHEMA.split(";")):
                 db.execute(statement)
+        self._checkpointer = _Checkpointer(self.path)
         logger.info("SQLite store at %s", self.path)
 
     # --- connections -------------------------------------------------------------------------
@@ -62,6 +63,9 @@ class SQLiteStore(Store):
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA busy_timeout=30000")
+                # no checkpoint inside a request's commit (it copies the WAL into the database and fsyncs:
+                # 100+ ms stalls under load); _Checkpointer does it in the background
+                conn.execute("PRAGMA wal_autocheckpoint=0")
             except sqlite3.Error as exc:
                 raise StoreUnavailableError(f"cannot open SQLite store {self.path}: {exc}") from exc
             self._local.conn = conn
@@ -91,6 +95,7 @@ class SQLiteStore(Store):
         self._query("SELECT 1")
 
     def close(self) -> None:
+        self._checkpointer.stop()
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
@@ -100,8 +105,8 @@ class SQLiteStore(Store):
     @staticmethod
     def _call(row: tuple) -> CallRecord:
         call_id, tenant, agent_id, status, created, updated, version, state, summary, meta = row
-        return CallRecord(call_id, tenant, agent_id, status, created, updated, version, json.loads(state),
-                          json.loads(summary) if summary else None, json.loads(meta))
+        return CallRecord(call_id, tenant, agent_id, status, created, updated, version, codec.loads(state),
+                          codec.loads(summary) if summary else None, codec.loads(meta))
 
     _CALL_COLS = "call_id, tenant, agent_id, status, created_at, updated_at, version, state, summary, meta"
 
@@ -114,8 +119,8 @@ class SQLiteStore(Store):
             cur = db.execute(
                 f"INSERT OR IGNORE INTO calls ({self._CALL_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (record.call_id, record.tenant, record.agent_id, record.status, record.created_at, record.updated_at,
-                 record.version, _dumps(record.state), _dumps(record.summary) if record.summary else None,
-                 _dumps(record.meta)),
+                 record.version, codec.dumps(record.state), codec.dumps(record.summary) if record.summary else None,
+                 codec.dumps(record.meta)),
             )
             return cur.rowcount == 1
 
@@ -124,8 +129,8 @@ class SQLiteStore(Store):
         cur = db.execute(
             "UPDATE calls SET tenant=?, agent_id=?, status=?, updated_at=?, version=?, state=?, summary=?, meta=? "
             "WHERE call_id=? AND version=?",
-            (record.tenant, record.agent_id, record.status, now, expected_version + 1, _dumps(record.state),
-             _dumps(record.summary) if record.summary else None, _dumps(record.meta), record.call_id,
+            (record.tenant, record.agent_id, record.status, now, expected_version + 1, codec.dumps(record.state),
+             codec.dumps(record.summary) if record.summary else None, codec.dumps(record.meta), record.call_id,
              expected_version),
         )
         if cur.rowcount != 1:
@@ -155,25 +160,25 @@ class SQLiteStore(Store):
             if not self._cas(db, record, expected_version):
                 return False
             db.execute("INSERT OR REPLACE INTO chunks (call_id, seq, entry) VALUES (?,?,?)",
-                       (record.call_id, seq, _dumps(entry)))
+                       (record.call_id, seq, codec.dumps(entry)))
             return True
 
     def get_chunk(self, call_id: str, seq: int) -> dict[str, Any] | None:
         rows = self._query("SELECT entry FROM chunks WHERE call_id=? AND seq=?", (call_id, seq))
-        return json.loads(rows[0][0]) if rows else None
+        return codec.loads(rows[0][0]) if rows else None
 
     def list_chunks(self, call_id: str) -> list[dict[str, Any]]:
-        return [json.loads(r[0]) for r in self._query("SELECT entry FROM chunks WHERE call_id=? ORDER BY seq", (call_id,))]
+        return [codec.loads(r[0]) for r in self._query("SELECT entry FROM chunks WHERE call_id=? ORDER BY seq", (call_id,))]
 
     # --- transcripts -------------------------------------------------------------------------
     def put_transcript(self, call_id: str, key: str, entry: dict[str, Any]) -> None:
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO transcripts (call_id, key, start, entry) VALUES (?,?,?,?)",
-                       (call_id, key, entry.get("start"), _dumps(entry)))
+                       (call_id, key, entry.get("start"), codec.dumps(entry)))
 
     def list_transcripts(self, call_id: str) -> list[dict[str, Any]]:
         rows = self._query("SELECT entry FROM transcripts WHERE call_id=? ORDER BY start, rowid", (call_id,))
-        return [json.loads(r[0]) for r in rows]
+        return [codec.loads(r[0]) for r in rows]
 
     # --- alerts ------------------------------------------------------------------------------
     _ALERT_COLS = "id, call_id, tenant, agent_id, level, kind, created_at, payload, acked_at, acked_by"
@@ -181,7 +186,7 @@ class SQLiteStore(Store):
     @staticmethod
     def _alert(row: tuple) -> AlertRecord:
         id_, call_id, tenant, agent_id, level, kind, created, payload, acked_at, acked_by = row
-        return AlertRecord(id_, call_id, tenant, agent_id, level, kind, created, json.loads(payload), acked_at, acked_by)
+        return AlertRecord(id_, call_id, tenant, agent_id, level, kind, created, codec.loads(payload), acked_at, acked_by)
 
     def add_alert(self, call_id: str, tenant: str, agent_id: str | None, level: int, kind: str,
                   payload: dict[str, Any], dedup_key: str) -> AlertRecord | None:
@@ -189,7 +194,7 @@ class SQLiteStore(Store):
             cur = db.execute(
                 "INSERT OR IGNORE INTO alerts (call_id, tenant, agent_id, level, kind, created_at, payload, dedup_key) "
                 "VALUES (?,?,?,?,?,?,?,?)",
-                (call_id, tenant, agent_id, level, kind, time.time(), _dumps(payload), dedup_key),
+                (call_id, tenant, agent_id, level, kind, time.time(), codec.dumps(payload), dedup_key),
             )
             if cur.rowcount != 1:
                 return None
@@ -225,5 +230,45 @@ class SQLiteStore(Store):
         return int(rows[0][0])
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+class _Checkpointer:
+    """Checkpoints the WAL from a background thread, off the request path.
+
+    Every ``interval_s`` a PASSIVE checkpoint copies committed WAL frames into the database file
+    without blocking readers or writers (a busy database just means the next round does it).  Each
+    process that opens the store runs one; two processes checkpointing at once is harmless.  The WAL
+    file is cut back to ``WAL_LIMIT_BYTES`` when SQLite restarts it.
+    """
+
+    WAL_LIMIT_BYTES = 64 * 1024 * 1024
+
+    def __init__(self, path: Path, interval_s: float = 1.0) -> None:
+        self._path = path
+        self._interval = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="nuqi-sqlite-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        conn = None
+        try:
+            conn = sqlite3.connect(self._path, timeout=5.0, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA journal_size_limit={self.WAL_LIMIT_BYTES}")
+            while not self._stop.wait(self._interval):
+                self.checkpoint(conn)
+            self.checkpoint(conn)
+        except sqlite3.Error as exc:
+            logger.warning("SQLite checkpointer for %s stopped: %s", self._path, exc)
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def checkpoint(self, conn: sqlite3.Connection) -> None:
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as exc:  # busy or briefly unavailable: try again next round
+            logger.debug("SQLite checkpoint skipped: %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout=5.0)

@@ -75,9 +75,25 @@ def cmndf(frames: np.ndarray, cfg: YinConfig) -> tuple[np.ndarray, np.ndarray]:
 _TAUS = np.arange(1, 4096, dtype=float)
 
 
-def yin(frames: np.ndarray, cfg: YinConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Return (f0_hz, cmndf_at_pick, dprime, rfft of frames) per frame; f0 is defined for every frame."""
+def yin(frames: np.ndarray, cfg: YinConfig, only: np.ndarray | None = None
+        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return (f0_hz, cmndf_at_pick, dprime, rfft of frames) per frame.
+
+    ``only`` (a boolean mask over frames, e.g. the VAD's speech frames) limits the CMNDF to those
+    frames; the others get f0 = 0, aperiodicity 1 and a flat CMNDF (the spectrum is still returned
+    for every frame).  Without it f0 is defined for every frame.
+    """
     n_frames = frames.shape[0]
+    if only is not None:
+        sel = np.flatnonzero(only)
+        if sel.size < n_frames:
+            fx = np.fft.rfft(frames, frames.shape[1], axis=1)
+            f0 = np.zeros(n_frames)
+            ap = np.ones(n_frames)
+            dp = np.ones((n_frames, cfg.tau_max + 2))
+            if sel.size:
+                f0[sel], ap[sel], dp[sel], _ = yin(frames[sel], cfg)
+            return f0, ap, dp, fx
     if n_frames == 0:
         z = np.zeros(0)
         return z, z, np.zeros((0, cfg.tau_max + 2)), np.zeros((0, frames.shape[1] // 2 + 1), dtype=complex)

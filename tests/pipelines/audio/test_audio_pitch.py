@@ -54,3 +54,20 @@ def test_yin_on_pure_tone():
         f0, ap, _, _ = yin(frames, YinConfig())
         assert np.median(np.abs(12 * np.log2(f0 / hz))) < 0.1
         assert np.median(ap) < 0.1
+
+
+def test_yin_limited_to_masked_frames_matches_full(data_dir):
+    """``only=`` (the stream passes the VAD's speech frames) gives the full run's values on those frames,
+    f0 0 / aperiodicity 1 elsewhere, and the spectrum of every frame."""
+    x = at_rate(emodb(data_dir, "08a02Wc"), 8000)[:8000]
+    frames = np.lib.stride_tricks.sliding_window_view(x, 384)[::80]
+    cfg = YinConfig()
+    f0, ap, dp, fx = yin(frames, cfg)
+    mask = np.zeros(len(frames), dtype=bool)
+    mask[::3] = True
+    f0m, apm, dpm, fxm = yin(frames, cfg, only=mask)
+    assert np.allclose(f0m[mask], f0[mask]) and np.allclose(apm[mask], ap[mask])
+    assert np.allclose(dpm[mask], dp[mask]) and np.allclose(fxm, fx)
+    assert (f0m[~mask] == 0).all() and (apm[~mask] == 1).all()
+    none = yin(frames, cfg, only=np.zeros(len(frames), dtype=bool))
+    assert (none[1] == 1).all() and np.allclose(none[3], fx)

