@@ -63,9 +63,10 @@ class SQLiteStore(Store):
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA busy_timeout=30000")
-                # no checkpoint inside a request's commit (it copies the WAL into the database and fsyncs:
-                # 100+ ms stalls under load); _Checkpointer does it in the background
+                # no checkpoint inside a request's commit (it copies the WAL into the database file and fsyncs,
+                # on whichever request commits at the time); _Checkpointer does it in the background
                 conn.execute("PRAGMA wal_autocheckpoint=0")
+                conn.execute(f"PRAGMA journal_size_limit={_Checkpointer.WAL_LIMIT_BYTES}")  # applied by writers
             except sqlite3.Error as exc:
                 raise StoreUnavailableError(f"cannot open SQLite store {self.path}: {exc}") from exc
             self._local.conn = conn
@@ -235,8 +236,8 @@ class _Checkpointer:
 
     Every ``interval_s`` a PASSIVE checkpoint copies committed WAL frames into the database file
     without blocking readers or writers (a busy database just means the next round does it).  Each
-    process that opens the store runs one; two processes checkpointing at once is harmless.  The WAL
-    file is cut back to ``WAL_LIMIT_BYTES`` when SQLite restarts it.
+    process that opens the store runs one; two processes checkpointing at once is harmless.  Writers
+    cut the WAL file back to ``WAL_LIMIT_BYTES`` when SQLite restarts it (``journal_size_limit``).
     """
 
     WAL_LIMIT_BYTES = 64 * 1024 * 1024
@@ -252,7 +253,6 @@ class _Checkpointer:
         conn = None
         try:
             conn = sqlite3.connect(self._path, timeout=5.0, isolation_level=None, check_same_thread=False)
-            conn.execute(f"PRAGMA journal_size_limit={self.WAL_LIMIT_BYTES}")
             while not self._stop.wait(self._interval):
                 self.checkpoint(conn)
             self.checkpoint(conn)
