@@ -43,17 +43,18 @@ class YinConfig:
         return self.frame_len - self.tau_max - 2
 
 
-def cmndf(frames: np.ndarray, cfg: YinConfig) -> tuple[np.ndarray, np.ndarray]:
+def cmndf(frames: np.ndarray, cfg: YinConfig, fx: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """CMNDF d'(tau) for tau = 0..tau_max+1, shape (n_frames, tau_max + 2), and rfft(frames).
 
     r(tau) = sum_{j<W} x_j x_{j+tau} is a cross-correlation of the first W samples with the
     whole frame; since j + tau < frame_len, an FFT of size frame_len has no wrap-around, and the
-    frame's own spectrum is returned for reuse by the spectral features.
+    frame's own spectrum is returned for reuse by the spectral features (or taken from ``fx``).
     """
     n_frames, n = frames.shape
     w = cfg.win
     tmax = cfg.tau_max + 1
-    fx = np.fft.rfft(frames, n, axis=1)
+    if fx is None:
+        fx = np.fft.rfft(frames, n, axis=1)
     fw = np.fft.rfft(frames[:, :w], n, axis=1)
     r = np.fft.irfft(fx * np.conj(fw), n, axis=1)[:, : tmax + 1]
     cs = np.empty((n_frames, n + 1))
@@ -84,20 +85,26 @@ def yin(frames: np.ndarray, cfg: YinConfig, only: np.ndarray | None = None
     for every frame).  Without it f0 is defined for every frame.
     """
     n_frames = frames.shape[0]
-    if only is not None:
-        sel = np.flatnonzero(only)
-        if sel.size < n_frames:
-            fx = np.fft.rfft(frames, frames.shape[1], axis=1)
-            f0 = np.zeros(n_frames)
-            ap = np.ones(n_frames)
-            dp = np.ones((n_frames, cfg.tau_max + 2))
-            if sel.size:
-                f0[sel], ap[sel], dp[sel], _ = yin(frames[sel], cfg)
-            return f0, ap, dp, fx
     if n_frames == 0:
         z = np.zeros(0)
         return z, z, np.zeros((0, cfg.tau_max + 2)), np.zeros((0, frames.shape[1] // 2 + 1), dtype=complex)
-    dp, fx = cmndf(frames, cfg)
+    sel = None if only is None else np.flatnonzero(only)
+    if sel is None or sel.size == n_frames:
+        dp, fx = cmndf(frames, cfg)
+        f0, ap = _pick(dp, cfg)
+        return f0, ap, dp, fx
+    fx = np.fft.rfft(frames, frames.shape[1], axis=1)
+    f0, ap, dp = np.zeros(n_frames), np.ones(n_frames), np.ones((n_frames, cfg.tau_max + 2))
+    if sel.size:
+        d, _ = cmndf(frames[sel], cfg, fx[sel])
+        dp[sel] = d
+        f0[sel], ap[sel] = _pick(d, cfg)
+    return f0, ap, dp, fx
+
+
+def _pick(dp: np.ndarray, cfg: YinConfig) -> tuple[np.ndarray, np.ndarray]:
+    """YIN steps 4–5 on CMNDF rows: first dip under the threshold (else the global minimum), parabolic
+    refinement; returns (f0_hz, cmndf at the pick)."""
     lo, hi = cfg.tau_min, cfg.tau_max
     seg = dp[:, lo : hi + 1]
     left = dp[:, lo - 1 : hi]
@@ -109,7 +116,7 @@ def yin(frames: np.ndarray, cfg: YinConfig, only: np.ndarray | None = None
     gmin = np.argmin(seg, axis=1)
     idx = np.where(has, first, gmin)
     tau = idx + lo
-    rows = np.arange(n_frames)
+    rows = np.arange(dp.shape[0])
     y0 = dp[rows, tau - 1]
     y1 = dp[rows, tau]
     y2 = dp[rows, tau + 1]
@@ -117,8 +124,7 @@ def yin(frames: np.ndarray, cfg: YinConfig, only: np.ndarray | None = None
     with np.errstate(divide="ignore", invalid="ignore"):
         shift = np.where(np.abs(den) > 1e-12, 0.5 * (y0 - y2) / den, 0.0)
     shift = np.clip(shift, -1.0, 1.0)
-    f0 = cfg.sr / (tau + shift)
-    return f0, y1, dp, fx
+    return cfg.sr / (tau + shift), y1
 
 
 def _best_near(dp_row: np.ndarray, tau: float, lo: int, hi: int) -> tuple[float, float]:

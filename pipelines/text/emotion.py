@@ -17,7 +17,7 @@ import numpy as np
 
 from pipelines.errors import ModelNotAvailableError
 from pipelines.settings import get_settings
-from pipelines.text.ngram import CharNgramModel
+from pipelines.text.ngram import CharNgramModel, log_softmax
 
 log = logging.getLogger("nuqi.text.emotion")
 
@@ -39,12 +39,6 @@ class EmotionResult:
     probs: dict[str, float]  # calibrated, sums to 1
     anger: float  # == probs["angry"]
     truncated: bool  # True if the text was longer than the model's max_len and was cut
-
-
-def log_softmax(z: np.ndarray) -> np.ndarray:
-    z = np.asarray(z, dtype=np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
 def combine(e5_scores: np.ndarray, ngram_log_probs: np.ndarray | None, weight: float,

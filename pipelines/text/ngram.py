@@ -39,6 +39,13 @@ def prepare(text: str) -> str:
     return " ".join(str(text).split()).lower()
 
 
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise log-softmax of a [n, C] score matrix (float64)."""
+    z = np.asarray(z, dtype=np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
 def char_ngrams(text: str, lo: int = NGRAM_RANGE[0], hi: int = NGRAM_RANGE[1]) -> list[str]:
     n_chars = len(text)
     return [text[i : i + n] for n in range(lo, min(hi, n_chars) + 1) for i in range(n_chars - n + 1)]
@@ -73,9 +80,8 @@ class CharNgramModel:
         return x @ self._coef[cols].astype(np.float64) + self._intercept
 
     def log_probs(self, texts: Sequence[str]) -> np.ndarray:
-        z = np.stack([self.decision(t) for t in texts]) if texts else np.zeros((0, len(self._intercept)))
-        z -= z.max(axis=1, keepdims=True)
-        return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return log_softmax(np.stack([self.decision(t) for t in texts]) if texts
+                           else np.zeros((0, len(self._intercept))))
 
     # ------------------------------------------------------------------ files
     @classmethod

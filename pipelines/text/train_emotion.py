@@ -409,8 +409,8 @@ NGRAM_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(16))  # 0 .. 1.5, the gri
 def fit_ngram_member(out: Path, train: TextSet, calib: TextSet, seed: int, threads: int) -> dict:
     """Fit the n-gram member on TRAIN, choose its weight (macro-F1) and the ensemble temperature (NLL) on the
     calibration slice, write ``ngram_*`` and the ``ensemble`` block of ``config.json`` into ``out``."""
-    from pipelines.text.emotion import TextEmotionModel, log_softmax
-    from pipelines.text.ngram import CharNgramModel
+    from pipelines.text.emotion import TextEmotionModel
+    from pipelines.text.ngram import CharNgramModel, log_softmax
 
     t0 = time.time()
     ngram = CharNgramModel.from_sklearn(*fit_tfidf(train, seed))
