@@ -33,7 +33,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     logger.warning("nuqi serving on http://%s:%d (store: %s)", host, port, settings.store)
     uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=args.workers,
-                log_level=settings.log_level)
+                log_level=settings.log_level, access_log=settings.access_log)
     return 0
 
 

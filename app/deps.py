@@ -9,7 +9,9 @@ from fastapi import Depends, Request
 from app.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+# ``async def`` on purpose: FastAPI runs a plain ``def`` dependency in its worker-thread pool, i.e. two
+# thread hops (and GIL hand-offs) per request for two attribute lookups
+async def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
@@ -26,7 +28,7 @@ class Principal:
     key_id: str | None = None
 
 
-def get_principal(request: Request) -> Principal:
+async def get_principal(request: Request) -> Principal:
     return getattr(request.state, "principal", None) or Principal()
 
 

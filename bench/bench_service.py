@@ -41,6 +41,33 @@ def wav_bytes(x: np.ndarray, sr: int) -> bytes:
     return buf.getvalue()
 
 
+def tree_cpu_s(root: psutil.Process) -> float:
+    """User + system CPU seconds of a process and its children."""
+    total = 0.0
+    for p in [root, *root.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 120.0) -> None:
+    """Poll ``/readyz`` until it answers 200; exit if the service process dies first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise SystemExit(f"the service exited with {proc.returncode} before it was ready")
+        time.sleep(0.2)
+    raise SystemExit(f"the service at {url} was not ready after {timeout_s:.0f} s")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -62,26 +89,11 @@ def main() -> int:
         proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+        wait_ready(url, proc)
     server = psutil.Process(proc.pid) if proc is not None else None
 
     def server_cpu_s() -> float:  # the service's process tree (its own started server only)
-        if server is None:
-            return float("nan")
-        total = 0.0
-        for p in [server, *server.children(recursive=True)]:
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.NoSuchProcess:
-                pass
-        return total
+        return float("nan") if server is None else tree_cpu_s(server)
 
     try:
         results = {}

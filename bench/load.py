@@ -6,8 +6,12 @@ an open-loop load, so a slow server cannot slow the offered load down), plus the
 snippets of ``call_escalating_8k.json`` when each turn ends, then ends the call and checks it: all chunks
 stored, in order, no gap.  A supervisor SSE stream (``/v1/alerts/stream``) measures alert delivery.
 The service's process tree (CPU, RSS), the load generator's CPU and the machine's load average are
-sampled over time.  Calls are staggered over ``--ramp`` seconds; with ``--soak`` a call that reaches
-the end of the recording is ended and replaced by a new one, so the load stays constant.  "Steady"
+sampled over time.  Calls start at random times within ``--ramp`` seconds (seeded, ``--seed``), so their
+chunk boundaries fall at independent phases of the second, as independent calls' do; with ``--soak`` a
+call that reaches the end of the recording is ended and replaced by a new one after a random wrap-up pause
+(``--wrapup``), so the load stays constant and the hang-ups stay spread out.  ``--phases aligned`` keeps
+the old fixed stagger (call i at i * ramp / N: with 100 calls over 15 s only 20 distinct phases, so
+chunks arrived in bursts of 5 and the soak's calls ended in waves).  "Steady"
 figures leave out the ramp (+5 s) and the last WIND_DOWN_S seconds, in which every call is hung up at once.
 
     # the service (2 workers, Redis, auth on) in one terminal
@@ -30,6 +34,7 @@ import asyncio
 import io
 import json
 import os
+import random
 import socket
 import sys
 import time
@@ -219,10 +224,10 @@ async def _post(run: Run, pool: HttpPool, req: Request, path: str, headers: dict
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
-async def send_chunk(run: Run, pool: HttpPool, call_id: str, seq: int) -> None:
+async def send_chunk(run: Run, pool: HttpPool, call_id: str, seq: int, skip: int = 0) -> None:
     req = Request("audio", call_id, seq, run.now())
     body = await _post(run, pool, req, f"/v1/calls/{call_id}/audio?seq={seq}&agent_id=agent-{call_id}",
-                       run.headers_ingest, run.chunks[seq % len(run.chunks)])
+                       run.headers_ingest, run.chunks[(seq + skip) % len(run.chunks)])
     if body is None:
         return
     if body.get("duplicate"):
@@ -232,9 +237,10 @@ async def send_chunk(run: Run, pool: HttpPool, call_id: str, seq: int) -> None:
         run.alert_sent.setdefault(int(a["id"]), req.t_send)
 
 
-async def send_turn(run: Run, pool: HttpPool, call_id: str, i: int, turn: dict) -> None:
+async def send_turn(run: Run, pool: HttpPool, call_id: str, i: int, turn: dict, skip: int = 0) -> None:
     req = Request("transcript", call_id, i, run.now())
-    payload = json.dumps({"role": turn["role"], "text": turn["text"], "start": turn["start"], "end": turn["end"],
+    payload = json.dumps({"role": turn["role"], "text": turn["text"], "start": max(0.0, turn["start"] - skip),
+                          "end": turn["end"] - skip,
                           "final": True, "id": f"u{i}"}, ensure_ascii=False).encode()
     body = await _post(run, pool, req, f"/v1/calls/{call_id}/transcript", {**run.headers_ingest, **JSON_HEADERS},
                        payload)
@@ -249,22 +255,22 @@ async def sleep_until(run: Run, t: float) -> None:
         await asyncio.sleep(delay)
 
 
-async def one_call(run: Run, pool: HttpPool, call_id: str, start: float, stop: float) -> float:
-    """Replay the recording once (or until ``stop``); returns when the call ended."""
+async def one_call(run: Run, pool: HttpPool, call_id: str, start: float, stop: float, skip: int = 0) -> float:
+    """Replay the recording once (or until ``stop``), from its ``skip``-th second on; returns when the call ended."""
     run.totals.calls_started += 1
     tasks: list[asyncio.Task] = []
     sent = 0
-    for seq in range(len(run.chunks)):
+    for seq in range(len(run.chunks) - skip):
         due = start + seq + 1.0  # the chunk [seq, seq+1) exists once that second has passed
         if due > stop:
             break
         await sleep_until(run, due)
-        tasks.append(asyncio.create_task(send_chunk(run, pool, call_id, seq)))
+        tasks.append(asyncio.create_task(send_chunk(run, pool, call_id, seq, skip)))
         sent += 1
         if run.transcripts:
             for i, turn in enumerate(run.turns):
-                if seq < turn["end"] <= seq + 1:
-                    tasks.append(asyncio.create_task(send_turn(run, pool, call_id, i, turn)))
+                if seq + skip < turn["end"] <= seq + skip + 1:
+                    tasks.append(asyncio.create_task(send_turn(run, pool, call_id, i, turn, skip)))
     run.totals.chunks_sent += sent
     if not sent:  # the run ended before this call's first chunk: nothing to end or check
         return stop
@@ -290,17 +296,22 @@ async def check_call(run: Run, pool: HttpPool, call_id: str, sent: int) -> None:
     run.totals.chunks_out_of_order += sum(b - a + 1 for a, b in gaps) + sum(1 for a, b in zip(seqs, seqs[1:]) if b <= a)
 
 
-async def call_slot(run: Run, idx: int, start: float, stop: float, soak: bool, tag: str) -> None:
+async def call_slot(run: Run, idx: int, start: float, stop: float, soak: bool, tag: str,
+                    wrapup: tuple[float, float], rng: random.Random) -> None:
     """One simulated call line (its own keep-alive connections, like one gateway session)."""
     pool = HttpPool(run.base)
     gen = 0
+    # soak: the first call joins its recording at a random second, as if it had begun before the test, so the
+    # lines' calls end at independent times instead of in one wave per recording length
+    skip = rng.randrange(max(1, len(run.chunks) - 10)) if soak else 0
     try:
         while start < stop:
-            end = await one_call(run, pool, f"{tag}-{idx}-{gen}", start, stop)
+            end = await one_call(run, pool, f"{tag}-{idx}-{gen}", start, stop, skip)
+            skip = 0
             if not soak:
                 return
             gen += 1
-            start = end
+            start = end + rng.uniform(*wrapup)  # the agent's after-call work before the next call
     finally:
         pool.close()
 
@@ -419,8 +430,11 @@ async def run_level(args: argparse.Namespace, calls: int, duration: float) -> di
     async with httpx.AsyncClient(timeout=None) as stream_client:
         mon = asyncio.create_task(monitor(run, server, args.sample_s, stop, series))
         sse = asyncio.create_task(alert_stream(run, stream_client, stop))
-        await asyncio.gather(*(call_slot(run, i, i * ramp / max(calls, 1), stop, args.soak, tag)
-                               for i in range(calls)))
+        rng = random.Random(args.seed)
+        starts = [i * ramp / max(calls, 1) for i in range(calls)] if args.phases == "aligned" else \
+            sorted(rng.uniform(0.0, ramp) for _ in range(calls))
+        await asyncio.gather(*(call_slot(run, i, t, stop, args.soak, tag, tuple(args.wrapup), rng)
+                               for i, t in enumerate(starts)))
         await asyncio.sleep(1.0)  # let the stream deliver the last alerts
         sse.cancel()
         await mon
@@ -490,6 +504,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=90.0, help="seconds per load level")
     p.add_argument("--ramp", type=float, default=10.0, help="call starts are spread over this many seconds")
     p.add_argument("--soak", action="store_true", help="replace each finished call with a new one")
+    p.add_argument("--phases", choices=("random", "aligned"), default="random",
+                   help="call starts: random within the ramp (default), or the old fixed stagger i * ramp / N")
+    p.add_argument("--wrapup", type=float, nargs=2, default=(0.5, 5.0), metavar=("MIN", "MAX"),
+                   help="soak: seconds between a call's end and the line's next call (uniform)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the start times and wrap-up pauses")
     p.add_argument("--no-transcripts", action="store_true")
     p.add_argument("--pause", type=float, default=10.0, help="seconds between steps")
     p.add_argument("--timeout", type=float, default=30.0)

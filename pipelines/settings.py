@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"
+    # uvicorn's plain-text line per request (method, path and query, status); the nuqi.* JSON logs do not
+    # depend on it.  At 100 live calls that is ~120 lines/s; a site behind a proxy that logs requests can turn it off
+    access_log: bool = True
 
 
 @lru_cache(maxsize=1)
