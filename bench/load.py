@@ -8,8 +8,9 @@ stored, in order, no gap.  A supervisor SSE stream (``/v1/alerts/stream``) measu
 The service's process tree (CPU, RSS), the load generator's CPU and the machine's load average are
 sampled over time.  Calls start at random times within ``--ramp`` seconds (seeded, ``--seed``), so their
 chunk boundaries fall at independent phases of the second, as independent calls' do; with ``--soak`` a
-call that reaches the end of the recording is ended and replaced by a new one after a random wrap-up pause
-(``--wrapup``), so the load stays constant and the hang-ups stay spread out.  ``--phases aligned`` keeps
+call that reaches the end of the recording is ended and replaced by a new one at once (``--wrapup MIN MAX``
+adds a random pause, which lowers the mean concurrency), so the load stays at N calls; each line's first call
+joins the recording at a random second, so the hang-ups stay spread out.  ``--phases aligned`` keeps
 the old fixed stagger (call i at i * ramp / N: with 100 calls over 15 s only 20 distinct phases, so
 chunks arrived in bursts of 5 and the soak's calls ended in waves).  "Steady"
 figures leave out the ramp (+5 s) and the last WIND_DOWN_S seconds, in which every call is hung up at once.
@@ -506,8 +507,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--soak", action="store_true", help="replace each finished call with a new one")
     p.add_argument("--phases", choices=("random", "aligned"), default="random",
                    help="call starts: random within the ramp (default), or the old fixed stagger i * ramp / N")
-    p.add_argument("--wrapup", type=float, nargs=2, default=(0.5, 5.0), metavar=("MIN", "MAX"),
-                   help="soak: seconds between a call's end and the line's next call (uniform)")
+    p.add_argument("--wrapup", type=float, nargs=2, default=(0.0, 0.0), metavar=("MIN", "MAX"),
+                   help="soak: seconds between a call's end and the line's next call (uniform; default none, "
+                        "so N calls stay live)")
     p.add_argument("--seed", type=int, default=1, help="seed of the start times and wrap-up pauses")
     p.add_argument("--no-transcripts", action="store_true")
     p.add_argument("--pause", type=float, default=10.0, help="seconds between steps")
