@@ -5,12 +5,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from pipelines.asr.engine import AsrEngine, Segment, WhisperEngine
 from pipelines.asr.filters import character_error_rate as _cer
 from pipelines.errors import InputError, InvalidAudioContentError, ModelNotAvailableError
 
 TEXT = "我们的客服是全天在线的，周末也可以联系。"  # CER 0.22 (16 kHz) / 0.11 (8 kHz) when written
+REPO = Path(__file__).resolve().parents[3]
 CER_BOUND = 0.5  # generous: espeak speech is hard for Whisper base (bench/RESULTS_asr.md)
 
 
@@ -72,10 +74,16 @@ def test_missing_model_dir_raises_model_not_available(tmp_path: Path) -> None:
 
 
 def test_same_audio_gives_same_transcript(engine: WhisperEngine, synth) -> None:
+    # A committed recording (byte-identical on every machine) must give a transcript, and the
+    # same one twice.
+    calm, rate = sf.read(REPO / "sample_audio" / "customer_calm_16k.wav", dtype="float32")
+    first = engine.transcribe(calm, rate)
+    assert first
+    assert engine.transcribe(calm, rate) == first
     # A clip Whisper base finds hard: with the sampling fallback (temperature 0.2 … 1.0) three
     # runs gave three different transcripts; beam search alone must repeat itself exactly.
+    # Whether it passes the hallucination filters depends on the CPU's int8 kernels (empty on
+    # the CI machine, a transcript here), so only the repeat is asserted.
     audio = _padded(synth.synthesize("上次说好的退款到现在都没到账！", rate_wpm=230, pitch=62,
                                       amplitude=130, sample_rate=8000), 8000)
-    first = engine.transcribe(audio, 8000)
-    assert first
-    assert engine.transcribe(audio, 8000) == first
+    assert engine.transcribe(audio, 8000) == engine.transcribe(audio, 8000)
