@@ -35,7 +35,8 @@ def _dequantise(init: dict[str, np.ndarray], base: str, axis: int) -> np.ndarray
 
 def state_dict_from_int8_onnx(path: Path) -> dict[str, np.ndarray]:
     """``{torch parameter name: fp32 array}`` of a dynamic-int8 ONNX export of ``E5Classifier``
-    (MatMulInteger for the linear layers, quantised Gather for the embeddings)."""
+    (MatMulInteger for the linear layers, QAttention for Q|K|V once fused, quantised Gather for the embeddings);
+    the arrays are fresh, writable copies."""
     import onnx
     from onnx import numpy_helper
 
@@ -73,11 +74,11 @@ def state_dict_from_int8_onnx(path: Path) -> dict[str, np.ndarray]:
             state[name] = np.ascontiguousarray(_dequantise(init, weight[: -len("_quantized")], axis=1).T)
         elif node.op_type == "QAttention":  # fused Q|K|V: one [hidden, 3*hidden] weight, layers in graph order
             w = _dequantise(init, node.input[1][: -len("_quantized")], axis=1)
-            b = np.asarray(init[node.input[2]], dtype=np.float32)
+            b = np.array(init[node.input[2]], dtype=np.float32)
             for part, (wp, bp) in zip(("query", "key", "value"), zip(np.split(w, 3, axis=1), np.split(b, 3))):
                 prefix = f"encoder.encoder.layer.{attention_layer}.attention.self.{part}"
                 state[prefix + ".weight"] = np.ascontiguousarray(wp.T)
-                state[prefix + ".bias"] = bp
+                state[prefix + ".bias"] = np.ascontiguousarray(bp)
             attention_layer += 1
         elif node.op_type == "Gather" and node.input[0] in init and node.input[0].endswith("_quantized"):
             base = node.input[0][: -len("_quantized")]
@@ -85,7 +86,7 @@ def state_dict_from_int8_onnx(path: Path) -> dict[str, np.ndarray]:
     for name, value in init.items():
         # torch's own parameter names (LayerNorm weights, biases); the optimiser's constants are named otherwise
         if name.startswith(("encoder.", "head.")) and not name.endswith(_Q) and name not in state:
-            state[name] = np.asarray(value, dtype=np.float32)
+            state[name] = np.array(value, dtype=np.float32)
     if not any(k.endswith("word_embeddings.weight") for k in state):
         raise ValueError(f"{path}: no quantised word embeddings; not a dynamic-int8 E5Classifier export")
     return state
