@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     redis_connect_timeout_s: float = 1.0  # fail fast (503) when Redis cannot be reached
     redis_socket_timeout_s: float = 2.0  # per-command timeout
     redis_max_connections: int = 64  # connection pool size per worker process
+    # after a call ends, its per-chunk timeline and transcripts are deleted after this many seconds (its record,
+    # summary and alerts stay); ~230 KB per 75-s call, which Redis holds in memory. 0 = keep them forever
+    ended_call_detail_ttl_s: float = 24 * 3600.0
 
     # --- security (app/security) ---------------------------------------------
     # False = open API (every request acts as admin of tenant "default"; `nuqi serve` warns loudly)

@@ -88,6 +88,12 @@ class Store(ABC):
     @abstractmethod
     def list_chunks(self, call_id: str) -> list[dict[str, Any]]: ...
 
+    @abstractmethod
+    def expire_call_detail(self, call_id: str, after_s: float) -> None:
+        """The call has ended: its timeline entries and transcripts may go ``after_s`` seconds from now (the
+        call record with its summary, and its alerts, stay). Redis expires the keys itself; SQLite deletes
+        every call's due detail whenever this is called."""
+
     # --- transcripts ------------------------------------------------------------------------------
     @abstractmethod
     def put_transcript(self, call_id: str, key: str, entry: dict[str, Any]) -> None:

@@ -5,7 +5,8 @@ Layout (``{p}`` = key prefix, ``NUQI_REDIS_PREFIX``, default ``nuqi``)::
     {p}:call:{id}              hash  v (version), rec (JSON), tenant, status
     {p}:calls:all              zset  call ids scored by updated_at      (+ :t:{tenant}, :s:{status},
                                                                           :ts:{tenant}:{status})
-    {p}:chunks:{id}            hash  seq -> timeline entry (JSON)
+    {p}:chunks:{id}            hash  seq -> timeline entry (JSON)   (these and tr/trn expire
+                                                                     NUQI_ENDED_CALL_DETAIL_TTL_S after the end)
     {p}:tr:{id} / {p}:trn:{id} hash  key -> "n|entry JSON";  counter n (insertion order, like SQLite's rowid)
     {p}:alerts:seq             INCR counter: alert ids, monotonically increasing
     {p}:alert:{n}              hash  rec (JSON), tenant, acked_at / acked_by (JSON, absent until acked)
@@ -272,6 +273,14 @@ class RedisStore(Store):
     def list_chunks(self, call_id: str) -> list[dict[str, Any]]:
         raw = self.client.hgetall(self.k("chunks", call_id))
         return [codec.loads(raw[s]) for s in sorted(raw, key=int)]
+
+    @_guard
+    def expire_call_detail(self, call_id: str, after_s: float) -> None:
+        ms = max(1, int(round(after_s * 1000)))
+        pipe = self.client.pipeline(transaction=False)
+        for key in (self.k("chunks", call_id), self.k("tr", call_id), self.k("trn", call_id)):
+            pipe.pexpire(key, ms)
+        pipe.execute()
 
     # --- transcripts -------------------------------------------------------------------------
     @_guard

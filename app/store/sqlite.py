@@ -33,6 +33,8 @@ CREATE TABLE IF NOT EXISTS alerts (
     level INTEGER NOT NULL, kind TEXT NOT NULL, created_at REAL NOT NULL, payload TEXT NOT NULL,
     acked_at REAL, acked_by TEXT, dedup_key TEXT NOT NULL UNIQUE
 );
+CREATE TABLE IF NOT EXISTS detail_expiry (call_id TEXT PRIMARY KEY, expires_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS detail_expiry_at ON detail_expiry(expires_at);
 CREATE INDEX IF NOT EXISTS alerts_agent ON alerts(agent_id, id);
 CREATE INDEX IF NOT EXISTS alerts_tenant ON alerts(tenant, id);
 """
@@ -170,6 +172,16 @@ class SQLiteStore(Store):
 
     def list_chunks(self, call_id: str) -> list[dict[str, Any]]:
         return [codec.loads(r[0]) for r in self._query("SELECT entry FROM chunks WHERE call_id=? ORDER BY seq", (call_id,))]
+
+    def expire_call_detail(self, call_id: str, after_s: float) -> None:
+        now = time.time()
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO detail_expiry (call_id, expires_at) VALUES (?,?)",
+                       (call_id, now + after_s))
+            due = "SELECT call_id FROM detail_expiry WHERE expires_at <= ?"
+            db.execute(f"DELETE FROM chunks WHERE call_id IN ({due})", (now,))
+            db.execute(f"DELETE FROM transcripts WHERE call_id IN ({due})", (now,))
+            db.execute("DELETE FROM detail_expiry WHERE expires_at <= ?", (now,))
 
     # --- transcripts -------------------------------------------------------------------------
     def put_transcript(self, call_id: str, key: str, entry: dict[str, Any]) -> None:

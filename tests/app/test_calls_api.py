@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -153,3 +154,23 @@ def test_websocket_stream(client, call8k):
         assert err["status"] == 422 and err["error"]["code"] == "audio_decode_error"
         ws.send_text(json.dumps({"type": "end"}))
         assert ws.receive_json()["status"] == "ended"
+
+
+def test_ended_call_keeps_summary_and_drops_timeline_after_the_ttl(settings, models, call8k):
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    settings = settings.model_copy(update={"ended_call_detail_ttl_s": 0.3})
+    with TestClient(create_app(settings, models=models)) as client:
+        for call_id in ("done", "later"):
+            for seq, block in list(chunks(call8k))[:3]:
+                assert post(client, call_id, seq, wav_bytes(block, 8000, channels=2)).status_code == 200
+        summary = client.post("/v1/calls/done/end").json()["summary"]
+        assert len(client.get("/v1/calls/done").json()["timeline"]) == 3  # still there right after the end
+        time.sleep(0.5)
+        client.post("/v1/calls/later/end")  # the SQLite store purges what is due when a call ends
+        view = client.get("/v1/calls/done").json()
+        assert view["timeline"] == [] and view["status"] == "ended"
+        assert client.post("/v1/calls/done/end").json()["summary"] == summary
+        assert len(client.get("/v1/calls/later").json()["timeline"]) == 3

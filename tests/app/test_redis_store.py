@@ -159,6 +159,24 @@ def test_transcripts_replace_and_order(store):
     assert [e["text"] for e in store.list_transcripts("c1")] == ["no time", "first, final", "second"]
 
 
+def test_ended_call_detail_expires_but_record_and_alerts_stay(store):
+    for cid in ("old", "new"):
+        store.create_call(rec(cid))
+        r = store.get_call(cid)
+        assert store.commit_chunk(r, r.version, 0, {"seq": 0})
+        store.put_transcript(cid, "u1", {"start": 1.0, "text": "好的"})
+    store.add_alert("old", "t1", "a1", 2, "stage", {"why": "x"}, "old:1")
+    store.expire_call_detail("old", 0.3)
+    assert [e["seq"] for e in store.list_chunks("old")] == [0]  # not before its time
+    time.sleep(0.5)
+    store.expire_call_detail("new", 3600)  # SQLite purges whatever is due whenever a call ends
+    assert store.list_chunks("old") == [] and store.list_transcripts("old") == []
+    assert store.get_call("old") is not None
+    assert [a.call_id for a in store.list_alerts(call_id="old")] == ["old"]
+    assert [e["seq"] for e in store.list_chunks("new")] == [0]
+    assert [e["text"] for e in store.list_transcripts("new")] == ["好的"]
+
+
 # --------------------------------------------------------------------------- alerts
 def test_alert_ids_dedup_filters_and_ack(store):
     assert store.last_alert_id() == 0
