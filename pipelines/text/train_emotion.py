@@ -419,18 +419,13 @@ def export_onnx(model, out_dir: Path, max_len: int) -> tuple[Path, Path]:
 
 def load_int8_weights(model, src: Path, n_pieces: int | None = None) -> None:
     """Load the fine-tuned weights of ``src``'s int8 ONNX (dequantised) into ``make_classifier``'s ``model``."""
-    import torch
-
+    from pipelines.text.e5_convert import load_weights
     from pipelines.text.onnx_weights import state_dict_from_int8_onnx
 
     cfg = json.loads((src / "config.json").read_text(encoding="utf-8"))
     if n_pieces is not None and int(cfg["vocab_size"]) != n_pieces:
         raise ValueError(f"{src} has {cfg['vocab_size']} vocabulary pieces, this run selected {n_pieces}")
-    state = state_dict_from_int8_onnx(src / cfg.get("onnx", "model.onnx"))
-    missing, unexpected = model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=False)
-    missing = [m for m in missing if not m.endswith(("position_ids", "token_type_ids"))]
-    if missing or unexpected:
-        raise RuntimeError(f"{src}: weights incomplete: missing={missing} unexpected={unexpected}")
+    load_weights(model, state_dict_from_int8_onnx(src / cfg.get("onnx", "model.onnx")), str(src))
 
 
 def reexport(src: Path, out: Path) -> None:
