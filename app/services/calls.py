@@ -206,9 +206,8 @@ def end_call(rt: Runtime, call_id: str, tenant: str) -> dict[str, Any]:
         rec.summary = summarize(state, rt.store.list_chunks(call_id), rt.models.fusion)
         rec.status = "ended"
         rec.state = state.state_dict()
-        if rt.store.save_call(rec, expected):
-            if rt.settings.ended_call_detail_ttl_s > 0:
-                rt.store.expire_call_detail(call_id, rt.settings.ended_call_detail_ttl_s)
+        ttl = rt.settings.ended_call_detail_ttl_s
+        if rt.store.save_call(rec, expected, detail_ttl_s=ttl if ttl > 0 else None):
             return {"call_id": call_id, "status": "ended", "summary": rec.summary}
         time.sleep(RETRY_SLEEP_S)
     raise ConflictError(f"call {call_id!r} is being updated too often to end it; retry", call_id=call_id)

@@ -71,8 +71,13 @@ class Store(ABC):
         """Insert if absent; False when the call already exists."""
 
     @abstractmethod
-    def save_call(self, record: CallRecord, expected_version: int) -> bool:
-        """Compare-and-set the whole record; bumps ``record.version`` on success."""
+    def save_call(self, record: CallRecord, expected_version: int, *, detail_ttl_s: float | None = None) -> bool:
+        """Compare-and-set the whole record; bumps ``record.version`` on success.
+
+        ``detail_ttl_s`` (when the call ends): its timeline entries and transcripts may go that many seconds
+        from now (the call record with its summary, and its alerts, stay), set in the same atomic write, so a
+        worker that dies right after the end leaves no detail behind forever. Redis expires the keys itself;
+        SQLite deletes every call's due detail whenever a call ends this way."""
 
     @abstractmethod
     def list_calls(self, tenant: str | None = None, status: str | None = None, limit: int = 500) -> list[CallRecord]: ...
@@ -87,12 +92,6 @@ class Store(ABC):
 
     @abstractmethod
     def list_chunks(self, call_id: str) -> list[dict[str, Any]]: ...
-
-    @abstractmethod
-    def expire_call_detail(self, call_id: str, after_s: float) -> None:
-        """The call has ended: its timeline entries and transcripts may go ``after_s`` seconds from now (the
-        call record with its summary, and its alerts, stay). Redis expires the keys itself; SQLite deletes
-        every call's due detail whenever this is called."""
 
     # --- transcripts ------------------------------------------------------------------------------
     @abstractmethod

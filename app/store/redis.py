@@ -51,7 +51,8 @@ redis.call('ZADD', p..':calls:ts:'..t..':'..s, score, id)
 return 1
 """
 
-# KEYS[1] call hash, KEYS[2] chunk hash; ARGV: prefix, id, expected, rec, tenant, status, updated_at [, seq, entry]
+# KEYS[1] call hash, KEYS[2] chunk hash, KEYS[3] / KEYS[4] transcript hash / counter;
+# ARGV: prefix, id, expected, rec, tenant, status, updated_at, detail TTL ms (0: none) [, seq, entry]
 _CAS = """
 local cur = redis.call('HGET', KEYS[1], 'v')
 if (not cur) or tonumber(cur) ~= tonumber(ARGV[3]) then return 0 end
@@ -66,7 +67,11 @@ redis.call('ZADD', p..':calls:all', score, id)
 redis.call('ZADD', p..':calls:t:'..t, score, id)
 redis.call('ZADD', p..':calls:s:'..s, score, id)
 redis.call('ZADD', p..':calls:ts:'..t..':'..s, score, id)
-if #ARGV >= 9 then redis.call('HSET', KEYS[2], ARGV[8], ARGV[9]) end
+if #ARGV >= 10 then redis.call('HSET', KEYS[2], ARGV[9], ARGV[10]) end
+local ttl = tonumber(ARGV[8])
+if ttl > 0 then
+  for i = 2, 4 do redis.call('PEXPIRE', KEYS[i], ttl) end
+end
 return 1
 """
 
@@ -206,21 +211,25 @@ class RedisStore(Store):
             args=[self.prefix, record.call_id, record.version, record.tenant, record.status, record.updated_at,
                   self._rec_json(record, record.updated_at)]))
 
-    def _cas(self, record: CallRecord, expected_version: int, chunk: tuple[int, str] | None) -> bool:
+    def _cas(self, record: CallRecord, expected_version: int, chunk: tuple[int, str] | None,
+             detail_ttl_s: float | None = None) -> bool:
         now = time.time()
+        ttl_ms = max(1, int(round(detail_ttl_s * 1000))) if detail_ttl_s is not None else 0
         args: list[Any] = [self.prefix, record.call_id, expected_version, self._rec_json(record, now),
-                           record.tenant, record.status, now]
+                           record.tenant, record.status, now, ttl_ms]
         if chunk is not None:
             args += [chunk[0], chunk[1]]
-        ok = self._cas_script(keys=[self.k("call", record.call_id), self.k("chunks", record.call_id)], args=args)
+        cid = record.call_id
+        ok = self._cas_script(keys=[self.k("call", cid), self.k("chunks", cid), self.k("tr", cid), self.k("trn", cid)],
+                              args=args)
         if not ok:
             return False
         record.version, record.updated_at = expected_version + 1, now
         return True
 
     @_guard
-    def save_call(self, record: CallRecord, expected_version: int) -> bool:
-        return self._cas(record, expected_version, None)
+    def save_call(self, record: CallRecord, expected_version: int, *, detail_ttl_s: float | None = None) -> bool:
+        return self._cas(record, expected_version, None, detail_ttl_s)
 
     @_guard
     def list_calls(self, tenant: str | None = None, status: str | None = None, limit: int = 500) -> list[CallRecord]:
@@ -273,14 +282,6 @@ class RedisStore(Store):
     def list_chunks(self, call_id: str) -> list[dict[str, Any]]:
         raw = self.client.hgetall(self.k("chunks", call_id))
         return [codec.loads(raw[s]) for s in sorted(raw, key=int)]
-
-    @_guard
-    def expire_call_detail(self, call_id: str, after_s: float) -> None:
-        ms = max(1, int(round(after_s * 1000)))
-        pipe = self.client.pipeline(transaction=False)
-        for key in (self.k("chunks", call_id), self.k("tr", call_id), self.k("trn", call_id)):
-            pipe.pexpire(key, ms)
-        pipe.execute()
 
     # --- transcripts -------------------------------------------------------------------------
     @_guard

@@ -141,9 +141,13 @@ class SQLiteStore(Store):
         record.version, record.updated_at = expected_version + 1, now
         return True
 
-    def save_call(self, record: CallRecord, expected_version: int) -> bool:
+    def save_call(self, record: CallRecord, expected_version: int, *, detail_ttl_s: float | None = None) -> bool:
         with self._tx() as db:
-            return self._cas(db, record, expected_version)
+            if not self._cas(db, record, expected_version):
+                return False
+            if detail_ttl_s is not None:
+                self._expire_detail(db, record.call_id, detail_ttl_s)
+            return True
 
     def list_calls(self, tenant: str | None = None, status: str | None = None, limit: int = 500) -> list[CallRecord]:
         sql, args = f"SELECT {self._CALL_COLS} FROM calls WHERE 1=1", []
@@ -173,15 +177,15 @@ class SQLiteStore(Store):
     def list_chunks(self, call_id: str) -> list[dict[str, Any]]:
         return [codec.loads(r[0]) for r in self._query("SELECT entry FROM chunks WHERE call_id=? ORDER BY seq", (call_id,))]
 
-    def expire_call_detail(self, call_id: str, after_s: float) -> None:
+    @staticmethod
+    def _expire_detail(db: sqlite3.Connection, call_id: str, after_s: float) -> None:
+        """Schedule ``call_id``'s detail, and delete every call's detail that is due (no sweeper thread)."""
         now = time.time()
-        with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO detail_expiry (call_id, expires_at) VALUES (?,?)",
-                       (call_id, now + after_s))
-            due = "SELECT call_id FROM detail_expiry WHERE expires_at <= ?"
-            db.execute(f"DELETE FROM chunks WHERE call_id IN ({due})", (now,))
-            db.execute(f"DELETE FROM transcripts WHERE call_id IN ({due})", (now,))
-            db.execute("DELETE FROM detail_expiry WHERE expires_at <= ?", (now,))
+        db.execute("INSERT OR REPLACE INTO detail_expiry (call_id, expires_at) VALUES (?,?)", (call_id, now + after_s))
+        due = "SELECT call_id FROM detail_expiry WHERE expires_at <= ?"
+        db.execute(f"DELETE FROM chunks WHERE call_id IN ({due})", (now,))
+        db.execute(f"DELETE FROM transcripts WHERE call_id IN ({due})", (now,))
+        db.execute("DELETE FROM detail_expiry WHERE expires_at <= ?", (now,))
 
     # --- transcripts -------------------------------------------------------------------------
     def put_transcript(self, call_id: str, key: str, entry: dict[str, Any]) -> None:

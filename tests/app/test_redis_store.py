@@ -159,6 +159,12 @@ def test_transcripts_replace_and_order(store):
     assert [e["text"] for e in store.list_transcripts("c1")] == ["no time", "first, final", "second"]
 
 
+def _end(store, cid, ttl_s, expected=None):
+    r = store.get_call(cid)
+    r.status = "ended"
+    return store.save_call(r, r.version if expected is None else expected, detail_ttl_s=ttl_s)
+
+
 def test_ended_call_detail_expires_but_record_and_alerts_stay(store):
     for cid in ("old", "new"):
         store.create_call(rec(cid))
@@ -166,15 +172,29 @@ def test_ended_call_detail_expires_but_record_and_alerts_stay(store):
         assert store.commit_chunk(r, r.version, 0, {"seq": 0})
         store.put_transcript(cid, "u1", {"start": 1.0, "text": "好的"})
     store.add_alert("old", "t1", "a1", 2, "stage", {"why": "x"}, "old:1")
-    store.expire_call_detail("old", 0.3)
+    assert _end(store, "old", 0.3)  # the end and its retention are one atomic write
     assert [e["seq"] for e in store.list_chunks("old")] == [0]  # not before its time
     time.sleep(0.5)
-    store.expire_call_detail("new", 3600)  # SQLite purges whatever is due whenever a call ends
+    assert _end(store, "new", 3600)  # SQLite purges whatever is due whenever a call ends
     assert store.list_chunks("old") == [] and store.list_transcripts("old") == []
-    assert store.get_call("old") is not None
+    assert store.get_call("old").status == "ended"
     assert [a.call_id for a in store.list_alerts(call_id="old")] == ["old"]
     assert [e["seq"] for e in store.list_chunks("new")] == [0]
     assert [e["text"] for e in store.list_transcripts("new")] == ["好的"]
+
+
+def test_lost_end_race_sets_no_expiry(store):
+    store.create_call(rec("c1"))
+    r = store.get_call("c1")
+    assert store.commit_chunk(r, r.version, 0, {"seq": 0})
+    store.put_transcript("c1", "u1", {"start": 1.0, "text": "好的"})
+    assert not _end(store, "c1", 0.2, expected=r.version - 1)  # stale version: nothing written
+    time.sleep(0.4)
+    store.create_call(rec("c2"))
+    assert _end(store, "c2", 3600)  # would purge c1's detail had the failed CAS scheduled it
+    assert store.get_call("c1").status == "active"
+    assert [e["seq"] for e in store.list_chunks("c1")] == [0]
+    assert [e["text"] for e in store.list_transcripts("c1")] == ["好的"]
 
 
 # --------------------------------------------------------------------------- alerts
