@@ -89,3 +89,13 @@ def test_reexport_reproduces_the_shipped_model(tmp_path, config) -> None:
     assert (tmp_path / "again" / "tokenizer.json").read_bytes() == (ARTIFACT / "tokenizer.json").read_bytes()
     again = json.loads((tmp_path / "again" / "config.json").read_text(encoding="utf-8"))
     assert again["temperature"] == config["temperature"] and again["labels"] == config["labels"]
+
+
+def test_shipped_weights_use_seven_bits() -> None:
+    # reduce_range: int8 kernels without VNNI add pairs of u8 x s8 products in int16 with saturation; weights in
+    # [-64, 64] keep 2 * 255 * 64 below 32,767, so every x86 CPU computes the same scores
+    _, weights = _graph(ARTIFACT / "model.onnx")
+    quantised = [w for w in weights.values() if w.dtype == np.int8 and w.size > 1000]
+    assert len(quantised) >= 12 * 4
+    assert all(int(w.min()) >= -64 and int(w.max()) <= 64 for w in quantised)
+    assert any(int(w.max()) > 32 for w in quantised)  # 7 bits, not fewer
