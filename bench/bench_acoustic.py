@@ -39,8 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pipelines.audio import stream as S  # noqa: E402
 from pipelines.audio.anger_model import AcousticAngerModel  # noqa: E402
 from pipelines.audio.baseline import SpeakerBaseline  # noqa: E402
-from pipelines.audio.eval_rate import telephone  # noqa: E402
 from pipelines.settings import get_settings  # noqa: E402
+from training.audio.eval_rate import telephone  # noqa: E402
 
 
 def _clips(n_em: int, n_tw: int, seed: int = 0) -> list[Path]:
@@ -149,7 +149,7 @@ def vad() -> None:
     """Frame-level speech/pause accuracy vs EmoDB syllable labels, ours vs webrtcvad, and cost."""
     import webrtcvad
 
-    from pipelines.audio.eval_rate import emodb_items, read_labsilb
+    from training.audio.eval_rate import emodb_items, read_labsilb
 
     items = [i for i in emodb_items() if i.complete]
     res: dict[str, list] = {}

@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 from pipelines.asr.engine import DecodeConfig, WhisperEngine  # noqa: E402
 from pipelines.asr.filters import edit_distance, normalize_for_match  # noqa: E402
 from pipelines.asr.model_assembly import assemble_model, default_model_dir  # noqa: E402
-from pipelines.results_file import write_below_mark  # noqa: E402
+from training.results_file import write_below_mark  # noqa: E402
 
 log = logging.getLogger("nuqi.bench.asr")
 GENERATED_MARK = "<!-- tables below are written by bench/bench_asr.py -->"

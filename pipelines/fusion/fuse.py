@@ -14,7 +14,8 @@ Model (a weighted logarithmic opinion pool of per-source calibrated scores):
    sources that agree are stronger evidence than either alone.  With one group k(1) = 1, so the single
    calibrated score passes through unchanged.
 
-All parameters live in ``models/fusion/params.json`` (fitted by ``train_fusion.py``; see its model card).
+All parameters live in ``models/fusion/params.json`` (fitted by ``training/fusion/train_fusion.py``; see its
+model card).
 """
 from __future__ import annotations
 
@@ -185,7 +186,7 @@ class FusionParams:
         path = Path(path)
         if not path.is_file():
             raise ModelNotAvailableError(
-                f"fusion parameters not found at {path}; run `python -m pipelines.fusion.train_fusion`"
+                f"fusion parameters not found at {path}; run `python -m training.fusion.train_fusion`"
             )
         try:
             data = json.loads(path.read_text(encoding="utf-8"))

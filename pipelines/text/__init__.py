@@ -1,1 +1,1 @@
-"""Chinese text emotion: e5-based classifier (runtime in ``emotion``, training in ``train_emotion``)."""
+"""Chinese text emotion: e5-based classifier (``emotion``; trained by ``training.text.train_emotion``)."""

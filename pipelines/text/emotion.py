@@ -2,7 +2,7 @@
 
 The artifact (``models/text-emotion/``: ``model.onnx`` int8, ``tokenizer.json``, ``config.json``; optionally the
 character n-gram ensemble member ``ngram_*`` of :mod:`pipelines.text.ngram`) is built by
-``python -m pipelines.text.train_emotion``; see its MODEL_CARD.md.  Probabilities are temperature-calibrated
+``python -m training.text.train_emotion``; see its MODEL_CARD.md.  Probabilities are temperature-calibrated
 (temperatures and the n-gram weight chosen on a held-out slice of the training data, stored in ``config.json``).
 """
 from __future__ import annotations
@@ -77,7 +77,7 @@ class TextEmotionModel:
         if missing:
             raise ModelNotAvailableError(
                 f"text-emotion model not found in {model_dir} (missing {', '.join(missing)}); build it with "
-                "`python -m pipelines.text.train_emotion --out models/text-emotion`",
+                "`python -m training.text.train_emotion --out models/text-emotion`",
                 model_dir=str(model_dir), missing=missing,
             )
         try:

@@ -3,13 +3,13 @@
 It sees surface strings the transformer's subword pieces blur (她妈的, 什么破, 12315, repeated !!!) and its errors
 are only partly those of the fine-tuned e5: adding its log-probabilities (weight chosen on the TRAIN calibration
 slice) raised every text dev figure, but lowered escalation on held-out CPED series, so the shipped artifact
-does not carry it (``python -m pipelines.text.train_emotion --ngram-only`` adds it; figures in
+does not carry it (``python -m training.text.train_emotion --ngram-only`` adds it; figures in
 models/text-emotion/MODEL_CARD.md).  ``TextEmotionModel`` uses it when ``config.json`` has an ``ensemble`` block.
 
 Serving needs numpy only.  The features reproduce scikit-learn's ``TfidfVectorizer(analyzer="char",
 ngram_range=(1, 3), sublinear_tf=True)`` (lower-casing, smoothed idf, L2 norm) and the scores its
-multinomial ``LogisticRegression.predict_proba``; ``from_sklearn`` converts a fitted pair and a test checks
-that both give the same probabilities.  Files in the artifact directory:
+multinomial ``LogisticRegression.predict_proba``; :func:`training.text.ngram_fit.from_sklearn` converts a fitted
+pair and a test checks that both give the same probabilities.  Files in the artifact directory:
 
 * ``ngram_vocab.json`` — the n-grams, in column order (a JSON list; n-grams may contain spaces);
 * ``ngram_weights.npz`` — ``idf`` [V] float32, ``coef`` [V, C] float16 (class weights per n-gram), ``intercept`` [C].
@@ -100,15 +100,3 @@ class CharNgramModel:
                                             encoding="utf-8")
         np.savez_compressed(model_dir / WEIGHTS_FILE, idf=self._idf.astype(np.float32),
                             coef=self._coef.astype(np.float16), intercept=self._intercept)
-
-    @classmethod
-    def from_sklearn(cls, vectorizer, classifier) -> "CharNgramModel":
-        """Convert a fitted ``TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True)`` and a
-        multinomial ``LogisticRegression``."""
-        if (vectorizer.analyzer, tuple(vectorizer.ngram_range), vectorizer.sublinear_tf, vectorizer.norm,
-                vectorizer.lowercase) != ("char", NGRAM_RANGE, True, "l2", True):
-            raise ValueError("expected TfidfVectorizer(analyzer='char', ngram_range=(1, 3), sublinear_tf=True)")
-        vocab = [None] * len(vectorizer.vocabulary_)
-        for g, i in vectorizer.vocabulary_.items():
-            vocab[i] = g
-        return cls(vocab, vectorizer.idf_, classifier.coef_.T, classifier.intercept_)

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from pipelines.audio.eval_rate import telephone
 from pipelines.audio.stream import ChunkFeatures, SpeakerStream
+from training.audio.eval_rate import telephone
 
 
 def emodb(data_dir: Path, name: str) -> np.ndarray:

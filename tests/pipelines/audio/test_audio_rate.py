@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from helpers_audio import at_rate, emodb
-from pipelines.audio.eval_rate import read_labsilb, run_clip
+from training.audio.eval_rate import read_labsilb, run_clip
 
 # test-split clips (speakers 12-16: not used to tune the detector) whose speech ends before 2 s
 CLIPS = ["13a01Nb", "14a02Nc", "14a04Wb", "13a07Na", "12a01Wc", "13b10Wa"]

@@ -21,8 +21,8 @@ Evaluation: EmoDB leave-one-speaker-out (train on the 9 other speakers + all TW)
 5-fold CV with groups = gender × blocks of 20 consecutive file numbers (neighbouring files tend
 to come from the same source) (train on those folds + all EmoDB).  Both conditions in training.
 
-    .venv/bin/python -m pipelines.audio.train_anger            # evaluate, fit on all, write model.json
-    .venv/bin/python -m pipelines.audio.train_anger --no-write # evaluate only
+    .venv/bin/python -m training.audio.train_anger            # evaluate, fit on all, write model.json
+    .venv/bin/python -m training.audio.train_anger --no-write # evaluate only
 """
 from __future__ import annotations
 
@@ -42,11 +42,18 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from pipelines.audio.anger_model import ABS_FEATURES, FORMAT, MIN_SPEECH_S, REL_FEATURES, feature_vector
+from pipelines.audio.anger_model import (
+    ABS_FEATURES,
+    FORMAT,
+    MIN_SPEECH_S,
+    REL_FEATURES,
+    AcousticAngerModel,
+    feature_vector,
+)
 from pipelines.audio.baseline import SpeakerBaseline
-from pipelines.audio.eval_rate import telephone
 from pipelines.audio.stream import ChunkFeatures, SpeakerStream
-from pipelines.settings import get_settings
+from pipelines.settings import REPO_ROOT, get_settings
+from training.audio.eval_rate import telephone
 
 logger = logging.getLogger("nuqi.audio.train_anger")
 
@@ -95,9 +102,10 @@ def stream_chunks(x: np.ndarray, sr: int, chunk_s: float = CHUNK_S) -> list[Chun
 def _pipeline_fingerprint() -> str:
     """Hash of the feature-extraction sources: the feature cache is reused only if unchanged."""
     h = hashlib.sha256()
-    here = Path(__file__).resolve().parent
-    for name in ("stream.py", "vad.py", "pitch.py", "loudness.py", "spectral.py", "rate.py", "eval_rate.py"):
-        h.update((here / name).read_bytes())
+    audio = REPO_ROOT / "pipelines" / "audio"
+    for path in [audio / n for n in ("stream.py", "vad.py", "pitch.py", "loudness.py", "spectral.py", "rate.py")] + [
+            Path(__file__).resolve().with_name("eval_rate.py")]:
+        h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -280,7 +288,7 @@ def report(clips: list[Clip], rows: Rows, oof: dict) -> dict:
             idx = np.array(list(clip_scores))
             val = np.array([clip_scores[i] for i in idx])
 
-            def a(pos_mask, neg_mask):
+            def a(pos_mask, neg_mask, val=val, idx=idx):
                 return round(auc(val[pos_mask[idx]], val[neg_mask[idx]]), 3)
 
             em = ds == "emodb"
@@ -313,7 +321,6 @@ def simulate_calls(clips: list[Clip], fold_models: dict, baseline_s: float = 8.0
     relative one), with the LOSO model that never saw the speaker.  EmoDB clips are exactly
     2.0 s, so chunk k belongs to clip k // 2 of the sequence.
     """
-    from pipelines.audio.anger_model import AcousticAngerModel
 
     rng = np.random.default_rng(0)
     out: dict = {}
@@ -371,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="anger prevalence the shipped scores are calibrated to (see deploy_shift)")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--hold-out", default="16",
-                    help="EmoDB speaker(s), comma-separated, left out of the shipped model so tests can score an unseen speaker")
+                    help="EmoDB speaker(s), comma-separated, left out of the shipped model so tests can score an "
+                         "unseen speaker")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -382,8 +390,9 @@ def main(argv: list[str] | None = None) -> int:
     oof, fold_models = crossval(clips, rows)
     metrics = report(clips, rows, oof)
     metrics.update(simulate_calls(clips, fold_models))
-    print("| model @ rate | EmoDB anger vs neutral (clip) | EmoDB anger vs rest (clip) | EmoDB anger vs happiness (clip) "
-          "| EmoDB anger vs neutral (1 s chunk) | TW negative vs natural (clip) | TW negative vs rest (clip) |")
+    print("| model @ rate | EmoDB anger vs neutral (clip) | EmoDB anger vs rest (clip) "
+          "| EmoDB anger vs happiness (clip) | EmoDB anger vs neutral (1 s chunk) | TW negative vs natural (clip) "
+          "| TW negative vs rest (clip) |")
     print("|---|---|---|---|---|---|---|")
     for k, r in metrics.items():
         if k.startswith("sim@"):
@@ -391,7 +400,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {k} | {r['emodb_anger_vs_neutral']} | {r['emodb_anger_vs_rest']} | {r['emodb_anger_vs_happiness']} "
               f"| {r['emodb_anger_vs_neutral_chunk']} | {r['tw_negative_vs_natural']} | {r['tw_negative_vs_rest']} |")
     print()
-    print("| simulated call @ rate | body chunks | anger vs neutral (1 s chunk) | anger vs rest (1 s chunk) | baseline ready after (chunks, median) |")
+    print("| simulated call @ rate | body chunks | anger vs neutral (1 s chunk) | anger vs rest (1 s chunk) "
+          "| baseline ready after (chunks, median) |")
     print("|---|---|---|---|---|")
     for k, r in metrics.items():
         if k.startswith("sim@"):
@@ -400,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.no_write:
         return 0
     held = [h for h in a.hold_out.split(",") if h]
-    keep = ~np.isin(np.array([f"{clips[i].dataset}:{clips[i].speaker}" for i in rows.clip]), [f"emodb:{h}" for h in held])
+    keep = ~np.isin(np.array([f"{clips[i].dataset}:{clips[i].speaker}" for i in rows.clip]),
+                    [f"emodb:{h}" for h in held])
     rows = Rows(rows.xa[keep], rows.xr[keep], rows.y[keep], rows.w[keep], rows.clip[keep], rows.sr[keep])
     has_rel = np.isfinite(rows.xr).any(axis=1)
     models = {
@@ -421,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
             "held_out_emodb_speakers": held,
             "rows": int(len(rows.y)),
             "deploy_prior": a.deploy_prior,
-            "command": ".venv/bin/python -m pipelines.audio.train_anger",
+            "command": ".venv/bin/python -m training.audio.train_anger",
         },
         "metrics_cv": metrics,
     }

@@ -1,7 +1,7 @@
 """Dialogue-level evaluation of the escalation tracker on CPED-valid (text cues only).
 
-    OMP_NUM_THREADS=1 .venv/bin/python -m pipelines.fusion.eval_cped            # tune + report, writes bench/RESULTS_escalation.md
-    .venv/bin/python -m pipelines.fusion.eval_cped --no-tune                     # shipped rules only
+    OMP_NUM_THREADS=1 .venv/bin/python -m training.fusion.eval_cped  # tune + report: bench/RESULTS_escalation.md
+    .venv/bin/python -m training.fusion.eval_cped --no-tune           # shipped rules only
 
 Replay: each CPED dialogue is replayed once per speaker, that speaker as the "customer" (the others as
 the agent), with synthetic timings (syllables / 4 per second, 0.4 s gaps; see ``cped.py``).  Each
@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from pipelines.fusion.cped import Utterance, load_dialogues, make_cues, split_of, text_cues
 from pipelines.fusion.engine import CallAnalyzer
 from pipelines.fusion.fuse import Fuser
 from pipelines.fusion.rules import Rules, default_rules
 from pipelines.settings import REPO_ROOT
+from training.fusion.cped import Utterance, load_dialogues, make_cues, split_of, text_cues
 
 log = logging.getLogger("nuqi.fusion.eval_cped")
 
@@ -207,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         s_rep = summarise(run_all(dialogues, tcs, fuser, r, splits=("report",)), "report")
         rows += [("tuned", s_tune), ("tuned", s_rep)]
 
-    cmd = "OMP_NUM_THREADS=1 .venv/bin/python -m pipelines.fusion.eval_cped" + (
+    cmd = "OMP_NUM_THREADS=1 .venv/bin/python -m training.fusion.eval_cped" + (
         " --no-tune" if args.no_tune else "") + (" --no-lexicon" if args.no_lexicon else "")
     md = [
         "# Escalation tracking on CPED-valid (dialogue level)",

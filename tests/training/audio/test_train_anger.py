@@ -5,7 +5,7 @@ import numpy as np
 
 from pipelines.audio.anger_model import ABS_FEATURES, FORMAT, REL_FEATURES, AcousticAngerModel, feature_vector
 from pipelines.audio.stream import ChunkFeatures
-from pipelines.audio.train_anger import NONNEG, auc, fit_logistic, predict
+from training.audio.train_anger import NONNEG, auc, fit_logistic, predict
 
 
 def test_fit_respects_sign_constraints_and_matches_serving():
@@ -13,7 +13,8 @@ def test_fit_respects_sign_constraints_and_matches_serving():
     names = list(ABS_FEATURES) + list(REL_FEATURES)
     n = 600
     x = rng.standard_normal((n, len(names)))
-    y = (x[:, names.index("hf_logit")] - x[:, names.index("d_loudness_db")] + 0.5 * rng.standard_normal(n) > 0).astype(int)
+    signal = x[:, names.index("hf_logit")] - x[:, names.index("d_loudness_db")]
+    y = (signal + 0.5 * rng.standard_normal(n) > 0).astype(int)
     x[rng.random(x.shape) < 0.05] = np.nan  # missing values are imputed with the mean
     m = fit_logistic(x, y, np.ones(n), names)
     coef = dict(zip(names, m["coef"]))

@@ -18,8 +18,8 @@ one-frame peak confirmation flush), at 16 kHz and at 8 kHz telephone band (soxr 
 clip (count MAPE) and of the articulation rate (syllables / speaking time; EmoDB truth =
 syllables / summed duration of labelled syllables).
 
-    .venv/bin/python -m pipelines.audio.eval_rate            # report
-    .venv/bin/python -m pipelines.audio.eval_rate --tune     # grid search on the tune split
+    .venv/bin/python -m training.audio.eval_rate            # report
+    .venv/bin/python -m training.audio.eval_rate --tune     # grid search on the tune split
 """
 from __future__ import annotations
 
@@ -214,8 +214,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         for sr in (8000, 16000):
             m = evaluate(items, sr)
-            print(f"| {name} | {sr} | {m['n']} | {m['count_mape_pct']} | {m['total_count_err_pct']} | {m['rate_mape_pct']} "
-                  f"| {m['pooled_mape_pct']} ({m['n_groups']}) |")
+            print(f"| {name} | {sr} | {m['n']} | {m['count_mape_pct']} | {m['total_count_err_pct']} "
+                  f"| {m['rate_mape_pct']} | {m['pooled_mape_pct']} ({m['n_groups']}) |")
     return 0
 
 

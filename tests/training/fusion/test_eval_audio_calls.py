@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import pytest
 
-from pipelines.fusion.eval_audio_calls import evaluate, table
+from training.fusion.eval_audio_calls import evaluate, table
 
 
 @pytest.fixture(scope="module")

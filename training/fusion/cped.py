@@ -26,7 +26,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from pipelines.errors import ModelNotAvailableError
+from pipelines.fusion.cues import Cues
 from pipelines.settings import get_settings
+from pipelines.text.emotion import TextEmotionModel
+from pipelines.text.lexicon import KeywordLexicon
 
 log = logging.getLogger("nuqi.fusion.cped")
 
@@ -102,32 +105,16 @@ def _files_key(paths: Iterable[Path]) -> str:
 
 def load_text_emotion() -> Callable[[list[str]], list[dict[str, float]]]:
     """The project's text-emotion model as ``texts -> [probs]`` (raises if it is not trained yet)."""
-    try:
-        from pipelines.text.emotion import TextEmotionModel  # noqa: PLC0415 (optional component)
-    except ImportError as exc:
-        raise ModelNotAvailableError(f"pipelines.text.emotion is not available: {exc}") from exc
-    model = TextEmotionModel.load() if hasattr(TextEmotionModel, "load") else TextEmotionModel()
+    model = TextEmotionModel.load()
 
     def run(texts: list[str]) -> list[dict[str, float]]:
-        for name in ("predict_batch", "predict_many", "predict", "analyze", "analyse", "__call__"):
-            fn = getattr(model, name, None)
-            if fn is None:
-                continue
-            res = fn(texts)
-            if isinstance(res, list):
-                return [dict(r.probs) for r in res]
-            return [dict(res.probs)]
-        raise ModelNotAvailableError("TextEmotionModel has no batch prediction method")
+        return [dict(r.probs) for r in model.predict(texts)]
 
     return run
 
 
 def load_lexicon() -> Callable[[str], dict[str, Any]]:
     """The project's keyword lexicon as ``text -> {hits, score, stage_hint, calming}``."""
-    try:
-        from pipelines.text.lexicon import KeywordLexicon  # noqa: PLC0415 (optional component)
-    except ImportError as exc:
-        raise ModelNotAvailableError(f"pipelines.text.lexicon is not available: {exc}") from exc
     lexicon = KeywordLexicon.load()
 
     def run(text: str) -> dict[str, Any]:
@@ -188,8 +175,6 @@ def text_cues(dialogues: dict[str, list[Utterance]], use_text: bool = True, use_
 
 def make_cues(u: Utterance, tc: dict[str, Any] | None, role: str = "customer"):
     """:class:`~pipelines.fusion.cues.Cues` of one utterance from its cached text cues."""
-    from pipelines.fusion.cues import Cues  # noqa: PLC0415
-
     tc = tc or {}
     lex = tc.get("lexicon") or {}
     return Cues(

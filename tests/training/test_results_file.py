@@ -1,4 +1,4 @@
-from pipelines.results_file import write_below_mark
+from training.results_file import write_below_mark
 
 MARK = "<!-- tables below are generated -->"
 

@@ -18,7 +18,7 @@ the body.  The acoustic model was trained on EmoDB speakers other than 16 (``hel
 its model.json), so the acoustic cue is in-sample for the other nine; the prosody cue (deltas vs the
 opening) is a prior fitted on no audio at all.  Figures go to ``bench/RESULTS_audio_escalation.md``::
 
-    OMP_NUM_THREADS=1 .venv/bin/python -m pipelines.fusion.eval_audio_calls [--params P/params.json ...] \
+    OMP_NUM_THREADS=1 .venv/bin/python -m training.fusion.eval_audio_calls [--params P/params.json ...] \
         --results bench/RESULTS_audio_escalation.md
 """
 from __future__ import annotations
@@ -37,12 +37,12 @@ import soundfile as sf
 import soxr
 
 from pipelines.audio.decode import DecodedChunk
-from pipelines.audio.eval_rate import telephone
 from pipelines.escalation import FusionEngine
 from pipelines.registry import ModelRegistry
-from pipelines.results_file import write_below_mark
 from pipelines.session import CallState, process_audio
 from pipelines.settings import Settings
+from training.audio.eval_rate import telephone
+from training.results_file import write_below_mark
 
 log = logging.getLogger("nuqi.fusion.eval_audio_calls")
 
@@ -55,7 +55,7 @@ BODIES = {
 GAP_S = 0.4
 NOISE_DBFS = -60.0
 RATES = (16000, 8000)
-RESULTS_MARK = "<!-- tables below are written by pipelines/fusion/eval_audio_calls.py -->"
+RESULTS_MARK = "<!-- tables below are written by training/fusion/eval_audio_calls.py -->"
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ def evaluate(models: ModelRegistry, data_dir: Path, seed: int = 0, speakers: Seq
 
 
 def table(results: list[StreamResult], label: str) -> str:
-    lines = [f"| params | body | rate | streams | mean body s | reach ≥1 | reach ≥2 | reach ≥3 | reach ≥4 | "
+    lines = ["| params | body | rate | streams | mean body s | reach ≥1 | reach ≥2 | reach ≥3 | reach ≥4 | "
              "streams with an alert | median peak fused | median s to stage 2 |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for body in BODIES:

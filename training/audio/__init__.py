@@ -1,0 +1,1 @@
+"""Acoustic anger model fitting (``train_anger``) and the speech-rate evaluation (``eval_rate``)."""

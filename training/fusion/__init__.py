@@ -1,0 +1,1 @@
+"""Fusion fit (``train_fusion``) and the escalation evaluations on CPED (``eval_cped``) and EmoDB calls."""
