@@ -28,6 +28,34 @@ sys.path.insert(0, str(REPO))
 from tests.app.fuzz_inputs import hostile_bodies, tame  # noqa: E402
 
 
+def _probe_operation(op, label: str, url: str, headers: dict, examples: int, hung_s: float,  # noqa: ANN001
+                     failures: list[str], slowest: dict[str, float]) -> collections.Counter:
+    """Fuzz one operation; returns its status-code counts (failures and slowest times are appended/updated)."""
+    codes: collections.Counter = collections.Counter()
+
+    @given(op.as_strategy())
+    @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    def probe(case) -> None:  # noqa: ANN001
+        tame(case)
+        t0 = time.monotonic()
+        try:
+            r = case.call(base_url=url, headers=headers, timeout=hung_s + 5)
+            status = r.status_code
+        except Exception as exc:  # noqa: BLE001 - a transport failure is a finding, recorded
+            status = f"exception {type(exc).__name__}"
+        took = time.monotonic() - t0
+        codes[status] += 1
+        slowest[label] = max(slowest.get(label, 0.0), took)
+        readyz_down = op.path == "/readyz" and status == 503
+        if (isinstance(status, str) or status >= 500) and not readyz_down:
+            failures.append(f"{label}: {status} {case.query} {str(case.body)[:100]}")
+        if took > hung_s:
+            failures.append(f"{label}: hung {took:.1f} s")
+
+    probe()
+    return codes
+
+
 def run_schemathesis(url: str, headers: dict, examples: int, hung_s: float) -> dict:
     import schemathesis
 
@@ -38,31 +66,9 @@ def run_schemathesis(url: str, headers: dict, examples: int, hung_s: float) -> d
     for result in schema.get_all_operations():
         op = result.ok()
         label = f"{op.method.upper()} {op.path}"
-        codes: collections.Counter = collections.Counter()
-
-        @given(op.as_strategy())
-        @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-        def probe(case) -> None:  # noqa: ANN001
-            tame(case)
-            t0 = time.monotonic()
-            try:
-                r = case.call(base_url=url, headers=headers, timeout=hung_s + 5)
-                status = r.status_code
-            except Exception as exc:  # noqa: BLE001 - a transport failure is a finding, recorded
-                status = f"exception {type(exc).__name__}"
-            took = time.monotonic() - t0
-            codes[status] += 1
-            slowest[label] = max(slowest.get(label, 0.0), took)
-            readyz_down = op.path == "/readyz" and status == 503
-            if (isinstance(status, str) or status >= 500) and not readyz_down:
-                failures.append(f"{label}: {status} {case.query} {str(case.body)[:100]}")
-            if took > hung_s:
-                failures.append(f"{label}: hung {took:.1f} s")
-
         t0 = time.monotonic()
-        probe()
-        per_op[label] = codes
-        print(f"  {label}: {sum(codes.values())} requests {dict(codes)} in {time.monotonic() - t0:.1f} s",
+        per_op[label] = _probe_operation(op, label, url, headers, examples, hung_s, failures, slowest)
+        print(f"  {label}: {sum(per_op[label].values())} requests {dict(per_op[label])} in {time.monotonic() - t0:.1f} s",
               file=sys.stderr, flush=True)
     total = sum(sum(c.values()) for c in per_op.values())
     return {"operations": len(per_op), "requests": total, "failures": failures,

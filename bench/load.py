@@ -96,7 +96,7 @@ class HttpPool:
         return reader, writer
 
     async def request(self, method: str, path: str, headers: dict[str, str], body: bytes = b"",
-                      timeout: float = 30.0) -> tuple[int, bytes]:
+                      read_timeout_s: float = 30.0) -> tuple[int, bytes]:
         head = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}", f"Content-Length: {len(body)}"]
         head += [f"{k}: {v}" for k, v in headers.items()]
         data = ("\r\n".join(head) + "\r\n\r\n").encode() + body
@@ -106,7 +106,7 @@ class HttpPool:
             reader, writer = conn
             try:
                 writer.write(data)
-                status, payload, keep = await asyncio.wait_for(self._read(reader), timeout)
+                status, payload, keep = await asyncio.wait_for(self._read(reader), read_timeout_s)
                 break
             except (ConnectionError, asyncio.IncompleteReadError):
                 writer.close()
@@ -207,7 +207,7 @@ async def _post(run: Run, pool: HttpPool, req: Request, path: str, headers: dict
     run.in_flight += 1
     t = time.monotonic()
     try:
-        status, payload = await pool.request(method, path, headers, body, timeout=run.timeout)
+        status, payload = await pool.request(method, path, headers, body, read_timeout_s=run.timeout)
         req.latency = time.monotonic() - t
         req.status = status
         if status != 200:
