@@ -7,8 +7,9 @@ own sequence numbers and, on some platforms, its own media timestamps.  The anal
 :class:`LegFramer` turns one leg's frames into windows ``[k*W, (k+1)*W)`` of the *call* clock:
 
 * **Order** -- frames are placed in sequence-number order.  A frame ahead of the next expected one waits in a
-  small jitter buffer; when the waiting audio exceeds ``jitter_s`` (or ``max_pending`` frames), the missing
-  frames are declared lost.
+  small jitter buffer; when the waiting audio exceeds ``jitter_s`` in at least two frames (so a swapped pair of
+  frames longer than the jitter window still reorders), or ``max_pending`` frames wait, the missing frames are
+  declared lost.
 * **Loss** -- lost frames become digital silence of the right length and are reported as :class:`Gap`
   (``reason="loss"``).  With media timestamps the length is exact (next frame's timestamp minus the current
   position); without, each missing frame counts as long as the last frame placed.  A timestamp jump with no
@@ -288,7 +289,8 @@ class LegFramer:
                 self._pending_len -= len(x)
                 self._place(self.next_seq, ts, x, res, wall)
                 self.next_seq += 1
-            if self.pending and (self._pending_len > self.jitter or len(self.pending) > self.max_pending):
+            if self.pending and ((self._pending_len > self.jitter and len(self.pending) >= 2)
+                                 or len(self.pending) > self.max_pending):
                 self._declare_loss(res, wall)
             else:
                 return

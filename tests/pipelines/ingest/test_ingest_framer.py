@@ -263,3 +263,71 @@ def test_bad_frames_are_refused_with_clear_errors():
     f.flush()
     with pytest.raises(InputError, match="ended"):
         f.push("agent", np.zeros(160, np.int16))
+
+
+def test_same_call_in_20ms_100ms_1s_frames_with_reorder_loss_hold_two_legs_gives_identical_windows(call):
+    """Each leg on its own connection and sequence space; neighbour frames swapped; the same stretch of audio
+    lost (11-12 s of the customer, 30.0-30.2 s of the agent sent by nobody); 3 s of hold zeros: every framing
+    gives the same windows, bit for bit, equal to 1 s chunks of the audio with the lost stretches silent."""
+    hold = slice(20 * SR, 23 * SR)
+    lost = {"customer": (11 * SR, 12 * SR), "agent": (30 * SR, 30 * SR + 1600)}
+    src = {r: call[r].copy() for r in ("agent", "customer")}
+    for r in src:
+        src[r][hold] = 0
+    results = {}
+    for frame_ms in (20, 100, 1000):
+        n = frame_ms * SR // 1000
+        events = []
+        for role, seq0 in (("customer", 1), ("agent", 9000)):
+            spans = frames(len(src[role]), [n])
+            keep = [k for k, (a, b) in enumerate(spans)
+                    if not (lost[role][0] < b and a < lost[role][1]) or k == len(spans) - 1]
+            for i in range(3, len(keep) - 2, 7):
+                keep[i], keep[i + 1] = keep[i + 1], keep[i]
+            events += [(spans[k][1] / SR + 0.001 * (role == "agent"), role, seq0 + k, spans[k]) for k in keep]
+        events.sort(key=lambda e: e[0])
+        pushes = [lambda f, r=r, s=s, a=a, b=b: f.push(r, src[r][a:b], seq=s) for _, r, s, (a, b) in events]
+        wins, total = run(pushes, roundtrip=frame_ms == 100)
+        results[frame_ms] = wins
+        for role in ("customer", "agent"):
+            expect = src[role].copy()
+            a, b = lost[role]
+            a, b = a // n * n, -(-b // n) * n  # whole frames are lost
+            expect[a:b] = 0
+            assert_windows(wins[role], reference(expect))
+            gaps = [g for g in total.gaps if g.role == role]
+            assert sum(g.samples for g in gaps) == b - a
+    for role in ("customer", "agent"):
+        for frame_ms in (100, 1000):
+            other = results[frame_ms][role]
+            if frame_ms == 1000 and role == "agent":
+                continue  # 1 s frames lose the agent's whole 30-31 s second, not just 30.0-30.2 s
+            assert [w.to_dict() for w in other] == [w.to_dict() for w in results[20][role]]
+            assert all(np.array_equal(x.samples, y.samples) for x, y in zip(other, results[20][role]))
+
+
+def test_window_chunks_equal_decode_chunk_of_the_same_second(call):
+    """20 ms frames on two legs -> windows -> DecodedChunk: the same float32 arrays decode_chunk gives today for
+    the same 1 s of stereo s16le (so features, stage and alerts cannot depend on the framing)."""
+    from pipelines.audio.decode import ChunkFormat, decode_chunk
+    from pipelines.ingest.chunks import clipped_fraction, window_chunk
+
+    f = CallFramer()
+    res = PushResult()
+    for s, (a, b) in enumerate(frames(5 * SR, [160])):
+        res.extend(f.push("agent", call["agent"][a:b], seq=s))
+        res.extend(f.push("customer", call["customer"][a:b], seq=100 + s))
+    by_index: dict[int, list] = {}
+    for w in res.windows:
+        by_index.setdefault(w.index, []).append(w)
+    for k, wins in by_index.items():
+        chunk = window_chunk(wins)
+        stereo = np.stack([call["agent"], call["customer"]], 1)[k * SR:(k + 1) * SR].astype("<i2").tobytes()
+        ref = decode_chunk(stereo, ChunkFormat(encoding="pcm_s16le", sample_rate=SR, channels=2,
+                                               channel_map=("agent", "customer")))
+        assert (chunk.sample_rate, chunk.input_rate, chunk.duration_s) == (ref.sample_rate, ref.input_rate, 1.0)
+        for role in ("agent", "customer"):
+            assert chunk.audio[role].dtype == np.float32 and np.array_equal(chunk.audio[role], ref.audio[role])
+        assert clipped_fraction(wins[0]) == 0.0
+    with pytest.raises(InputError):
+        window_chunk([by_index[0][0], by_index[1][1]])
