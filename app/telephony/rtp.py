@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.telephony.events import LegFrame, ProtocolError, decode_payload
+from pipelines.errors import ConflictError, InputError
 
 _FIXED = struct.Struct(">BBHII")
 STATIC_PT = {0: ("pcmu", 8000, 1), 8: ("pcma", 8000, 1), 10: ("l16be", 44100, 2), 11: ("l16be", 44100, 1)}
@@ -247,6 +248,34 @@ async def open_receiver(stream: RtpStream, on_frame: Callable[[LegFrame], None],
     transport, proto = await loop.create_datagram_endpoint(
         lambda: RtpReceiver(stream, on_frame, allowed_host=allowed_host, on_error=on_error), local_addr=(host, port))
     return proto, transport.get_extra_info("sockname")[1]
+
+
+def parse_port_range(spec: str) -> range:
+    """``"20000-20999"`` (inclusive) or ``"20000"`` -> a range of UDP ports (NUQI_RTP_PORTS)."""
+    lo, sep, hi = str(spec).strip().partition("-")
+    try:
+        first, last = int(lo), int(hi) if sep else int(lo)
+    except ValueError:
+        raise InputError(f"RTP port range {spec!r}: use FIRST-LAST, e.g. 20000-20999", field="rtp_ports") from None
+    if not 1024 <= first <= last <= 65535:
+        raise InputError(f"RTP port range {spec!r} must lie within 1024-65535", field="rtp_ports")
+    return range(first, last + 1)
+
+
+async def open_receiver_in_range(stream: RtpStream, on_frame: Callable[[LegFrame], None], ports: range, *,
+                                 host: str = "0.0.0.0", skip: set[int] | frozenset[int] = frozenset(),
+                                 allowed_host: str | None = None,
+                                 on_error: Callable[[Exception], None] | None = None) -> tuple[RtpReceiver, int]:
+    """Bind the first free port of ``ports`` (not in ``skip``: ports this worker already handed out)."""
+    for port in ports:
+        if port in skip:
+            continue
+        try:
+            return await open_receiver(stream, on_frame, host=host, port=port, allowed_host=allowed_host,
+                                       on_error=on_error)
+        except OSError:
+            continue
+    raise ConflictError(f"no free UDP port in {ports.start}-{ports.stop - 1} for another RTP leg", field="rtp_ports")
 
 
 async def wait_idle(receiver: RtpReceiver, idle_timeout_s: float, poll_s: float = 0.05) -> str:

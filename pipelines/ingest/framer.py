@@ -115,7 +115,7 @@ class Gap:
     """Silence the framer inserted for audio it did not get."""
 
     role: str
-    reason: str  # loss | timestamp | jump | discarded | paused | idle | advance
+    reason: str  # loss | timestamp | jump | segment | or what advance() was told (paused, idle, ...)
     start: int  # call-clock sample where the silence begins
     samples: int
     sample_rate: int
@@ -183,6 +183,7 @@ class LegFramer:
         self.first_seq = first_seq
         self.started = False
         self.ended = False
+        self.resegment = False  # the next frame starts a new sequence space / timestamp origin (new_segment)
         self.next_seq = 0  # sequence number of the next frame to place
         self.next_auto = 0  # sequence number given to a frame that comes without one
         self.pos = 0  # call-clock sample index of the next sample to place
@@ -227,6 +228,8 @@ class LegFramer:
         ts = None if ts is None else int(ts)
         if not self.started:
             self._start(seq, ts, anchor, len(x))
+        elif self.resegment:
+            self._restart(seq, ts, anchor, res, wall)
         self.next_auto = max(self.next_auto, seq + 1)
         if seq < self.next_seq or seq in self.pending:
             if any(a <= seq <= b for a, b in self.recent_lost):
@@ -256,6 +259,23 @@ class LegFramer:
             self._fill(position - self.pos, reason, None, None, res, wall)
         return res
 
+    def new_segment(self, wall: float | None = None) -> PushResult:
+        """A new stream continues this leg (a new connection with its own sequence numbers and timestamps, e.g. a
+        restarted Twilio stream): waiting frames are placed now; the next frame starts a new sequence space and
+        timestamp origin, at its anchor (arrival time) but never before where the leg already is."""
+        res = PushResult()
+        while self.pending:
+            self._declare_loss(res, wall)
+            self._drain(res, wall)
+        if self.started:
+            self.resegment = True
+        return res
+
+    def ahead_s(self, elapsed_s: float) -> float:
+        """How far this leg's received audio runs ahead of ``elapsed_s`` of wall time since media time 0 (a leg
+        sending faster than real time makes it grow; the service can refuse frames above a limit)."""
+        return (self.pos + self._pending_len) / self.rate - elapsed_s
+
     def flush(self, wall: float | None = None) -> PushResult:
         """End of the leg: place waiting frames and emit the last, possibly short, window."""
         res = PushResult()
@@ -281,6 +301,15 @@ class LegFramer:
         self.pos = self.win_index * self.window
         if start > self.pos:
             self._append(None, start - self.pos, "pad", PushResult(), None)
+
+    def _restart(self, seq: int, ts: int | None, anchor: int, res: PushResult, wall: float | None) -> None:
+        self.resegment = False
+        self.next_seq = self.next_auto = seq
+        self.recent_lost = []
+        self._loss_ctx = None
+        if anchor > self.pos:
+            self._fill(anchor - self.pos, "segment", None, None, res, wall)
+        self.ts_offset = None if ts is None else self.pos - ts
 
     def _drain(self, res: PushResult, wall: float | None) -> None:
         while True:
@@ -376,7 +405,8 @@ class LegFramer:
         return {
             "role": self.role, "rate": self.rate, "window": self.window, "jitter": self.jitter,
             "max_pending": self.max_pending, "tol": self.tol, "max_gap": self.max_gap, "ts_clock": self.ts_clock,
-            "first_seq": self.first_seq, "started": self.started, "ended": self.ended, "next_seq": self.next_seq,
+            "first_seq": self.first_seq, "started": self.started, "ended": self.ended, "resegment": self.resegment,
+            "next_seq": self.next_seq,
             "next_auto": self.next_auto, "pos": self.pos, "ts_offset": self.ts_offset, "win_index": self.win_index,
             "buf": _b64(buf), "win_lost": self.win_lost, "win_pad": self.win_pad,
             "pending": [[s, ts, _b64(x)] for s, (ts, x) in sorted(self.pending.items())],
@@ -390,7 +420,7 @@ class LegFramer:
                   first_seq=d["first_seq"])
         leg.window, leg.jitter, leg.max_pending = int(d["window"]), int(d["jitter"]), int(d["max_pending"])
         leg.tol, leg.max_gap = int(d["tol"]), int(d["max_gap"])
-        leg.started, leg.ended = bool(d["started"]), bool(d["ended"])
+        leg.started, leg.ended, leg.resegment = bool(d["started"]), bool(d["ended"]), bool(d["resegment"])
         leg.next_seq, leg.next_auto, leg.pos = int(d["next_seq"]), int(d["next_auto"]), int(d["pos"])
         leg.ts_offset = None if d["ts_offset"] is None else int(d["ts_offset"])
         leg.win_index = int(d["win_index"])
@@ -443,7 +473,7 @@ class CallFramer:
         if self.t0_wall is None and wall is not None:
             self.t0_wall = wall - dur
         anchor = 0
-        if not leg.started:
+        if not leg.started or leg.resegment:
             if anchor_s is not None:
                 anchor = int(round(anchor_s * leg.rate))
             elif wall is not None and self.t0_wall is not None:  # arrival time, to the nearest 10 ms (jitter)
@@ -476,6 +506,18 @@ class CallFramer:
             res.extend(self.push(role, np.ascontiguousarray(x[:, i]), seq=seq, ts=ts, wall=wall,
                                  sample_rate=sample_rate, ts_clock=ts_clock, anchor_s=anchor_s, first_seq=first_seq))
         return res
+
+    def new_segment(self, role: str, wall: float | None = None) -> PushResult:
+        """``role`` continues in a new stream (own sequence numbers / timestamps): see :meth:`LegFramer.new_segment`."""
+        leg = self.legs.get(role)
+        return PushResult() if leg is None else leg.new_segment(wall)
+
+    def ahead_s(self, role: str, wall: float) -> float | None:
+        """Seconds of audio ``role`` has sent beyond the wall time elapsed since the call's media time 0."""
+        leg = self.legs.get(role)
+        if leg is None or self.t0_wall is None:
+            return None
+        return leg.ahead_s(wall - self.t0_wall)
 
     def advance(self, role: str, t: float, reason: str = "advance", wall: float | None = None) -> PushResult:
         """Silence on ``role`` up to media time ``t`` (pause, discarded audio, an idle leg)."""

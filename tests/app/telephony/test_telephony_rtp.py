@@ -11,7 +11,17 @@ import numpy as np
 import pytest
 
 from app.telephony.events import ProtocolError, decode_payload
-from app.telephony.rtp import RtpStream, build_rtp, open_receiver, parse_rtp, unwrap, wait_idle
+from app.telephony.rtp import (
+    RtpStream,
+    build_rtp,
+    open_receiver,
+    open_receiver_in_range,
+    parse_port_range,
+    parse_rtp,
+    unwrap,
+    wait_idle,
+)
+from pipelines.errors import ConflictError, InputError
 from pipelines.ingest import CallFramer, PushResult
 from tests.app.telephony.conftest import feed
 
@@ -180,3 +190,31 @@ def test_payload_types_other_than_the_legs_are_skipped():
     assert (nxt.seq, nxt.ts) == (1, 160)
     with pytest.raises(ProtocolError, match="codec"):
         RtpStream("agent", "opus")
+
+
+def test_port_range_allocation_skips_busy_ports():
+    assert parse_port_range("20000-20003") == range(20000, 20004) and parse_port_range("5004") == range(5004, 5005)
+    for bad in ("abc", "80-90", "30000-20000"):
+        with pytest.raises(InputError):
+            parse_port_range(bad)
+
+    async def main():
+        busy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        busy.bind(("127.0.0.1", 0))
+        first = busy.getsockname()[1]
+        ports = range(first, first + 4)
+        r1, p1 = await open_receiver_in_range(RtpStream("agent"), lambda fr: None, ports, host="127.0.0.1")
+        r2, p2 = await open_receiver_in_range(RtpStream("customer"), lambda fr: None, ports, host="127.0.0.1",
+                                              skip={p1 + 1})
+        try:
+            assert p1 in ports and p1 != first  # the busy port is passed over
+            assert p2 in ports and p2 not in (first, p1, p1 + 1)
+            with pytest.raises(ConflictError, match="no free UDP port"):
+                await open_receiver_in_range(RtpStream("agent"), lambda fr: None, ports, host="127.0.0.1",
+                                             skip=set(ports) - {first, p1, p2})
+        finally:
+            r1.close()
+            r2.close()
+            busy.close()
+
+    asyncio.run(main())

@@ -331,3 +331,34 @@ def test_window_chunks_equal_decode_chunk_of_the_same_second(call):
         assert clipped_fraction(wins[0]) == 0.0
     with pytest.raises(InputError):
         window_chunk([by_index[0][0], by_index[1][1]])
+
+
+def test_new_segment_restarts_sequence_and_timestamps_without_moving_the_clock(call):
+    """A Twilio stream restarted on a call (chunks from 1, timestamps from 0 again), 0.5 s after the first one
+    stopped: the leg continues after 0.5 s of silence instead of dropping the new frames as duplicates."""
+    x = call["customer"]
+    f = CallFramer()
+    res = PushResult()
+    for k in range(150):  # 3 s, chunk 1.., ts 0..
+        res.extend(f.push("customer", x[k * 160:(k + 1) * 160], seq=k + 1, ts=k * 160, ts_clock="call",
+                          wall=100.0 + (k + 1) * 0.02))
+    res.extend(f.new_segment("customer"))
+    for k in range(100):  # the new stream: the next 2 s of audio, 0.5 s later
+        a = (150 + k) * 160
+        res.extend(f.push("customer", x[a:a + 160], seq=k + 1, ts=k * 160, ts_clock="call",
+                          wall=103.5 + (k + 1) * 0.02))
+    res.extend(f.flush())
+    got = np.concatenate([w.samples for w in res.windows])
+    expect = np.concatenate([x[:3 * SR], np.zeros(SR // 2, np.int16), x[3 * SR:5 * SR]])
+    assert np.array_equal(got, expect) and res.duplicates == 0
+    assert [(g.reason, g.t_start, g.duration_s) for g in res.gaps] == [("segment", 3.0, 0.5)]
+    state = json.loads(json.dumps(f.state_dict()))
+    assert CallFramer.from_state(state).state_dict() == f.state_dict()
+
+
+def test_ahead_of_real_time_is_measured(call):
+    f = CallFramer()
+    for k in range(100):  # 2 s of audio sent within 0.2 s of wall time
+        f.push("agent", call["agent"][k * 160:(k + 1) * 160], seq=k, wall=10.0 + 0.02 + k * 0.002)
+    assert f.ahead_s("agent", 10.2) == pytest.approx(2.0 - 0.2, abs=0.01)
+    assert f.ahead_s("customer", 10.2) is None
