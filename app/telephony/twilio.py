@@ -17,6 +17,10 @@ the whole stream, and ``streamSid``):
   (base64 mu-law 8 kHz mono, no header)
 * ``dtmf`` -- ``dtmf.track``, ``dtmf.digit``;  ``mark`` -- ``mark.name``;  ``stop`` -- the stream (call) ended
 
+Twilio cannot add headers to the WebSocket request and ``<Stream url>`` takes no query string, so a nuqi key is
+passed as ``<Parameter name="api_key" .../>``: it is kept in ``TwilioSession.api_key`` (for the route to check
+before analysing audio) and removed from the event metadata.
+
 nuqi only listens, so it sends nothing back (a bidirectional ``<Connect><Stream>`` is not needed; use
 ``<Start><Stream track="both_tracks">``).  Track -> role is configurable (default inbound = customer,
 outbound = agent: the usual inbound contact-centre call).
@@ -53,6 +57,7 @@ class TwilioSession:
         self.call_id: str | None = None
         self.stream_sid: str | None = None
         self.agent_id: str | None = None
+        self.api_key: str | None = None
         self.started = False
         self.ended = False
         self.last_sequence = 0
@@ -100,6 +105,8 @@ class TwilioSession:
             raise ProtocolError("start.customParameters must be an object", field="start.customParameters")
         self.call_id, self.stream_sid = call_sid, start.get("streamSid") or msg.get("streamSid")
         self.agent_id = params.get("agent_id") or None
+        self.api_key = params.get("api_key") or None  # Twilio sends no custom headers: the key rides here
+        params = {k: v for k, v in params.items() if k != "api_key"}  # never into metadata / logs
         self.started = True
         tracks = start.get("tracks") or ["inbound"]
         roles = tuple(dict.fromkeys(self.track_roles[t] for t in tracks if t in self.track_roles))

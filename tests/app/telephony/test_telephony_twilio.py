@@ -32,7 +32,8 @@ def twilio_messages(call: dict, seconds: float, drop: set[tuple[str, int]] = fro
     out = [json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"})]
     out.append(msg("start", start={
         "accountSid": "AC00000000000000000000000000000000", "streamSid": STREAM_SID, "callSid": CALL_SID,
-        "tracks": ["inbound", "outbound"], "customParameters": {"agent_id": "agent-042", "queue": "billing"},
+        "tracks": ["inbound", "outbound"],
+        "customParameters": {"agent_id": "agent-042", "queue": "billing", "api_key": "nuqi_k"},
         "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}))
     payload = {track: ulaw_encode(call[role][:n]) for track, role in (("inbound", "customer"), ("outbound", "agent"))}
     chunk = {"inbound": 0, "outbound": 0}
@@ -69,7 +70,8 @@ def test_twilio_stream_gives_the_windows_of_1s_chunks(call):
     started = [e for e in events if isinstance(e, CallStarted)]
     assert started[0].call_id == CALL_SID and started[0].agent_id == "agent-042"
     assert started[0].roles == ("customer", "agent") and started[0].sample_rate == 8000
-    assert started[0].metadata["custom_parameters"]["queue"] == "billing"
+    assert started[0].metadata["custom_parameters"] == {"agent_id": "agent-042", "queue": "billing"}
+    assert s.api_key == "nuqi_k"  # for the route's key check, kept out of the metadata
     assert any(isinstance(e, Mark) and e.name == "greeting-done" for e in events)
     assert any(isinstance(e, Dtmf) and e.digit == "5" and e.role == "customer" for e in events)
     assert isinstance(events[-1], CallEnded) and events[-1].reason == "stop"
