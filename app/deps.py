@@ -25,7 +25,10 @@ from pipelines.errors import InputError, NotFoundError, NuqiError
 # ``async def`` on purpose: FastAPI runs a plain ``def`` dependency in its worker-thread pool, i.e. two
 # thread hops (and GIL hand-offs) per request for two attribute lookups
 async def get_runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
+    rt: Runtime | None = getattr(request.app.state, "runtime", None)
+    if rt is None:  # before the lifespan started (or after it ended)
+        raise NotReadyError("the service is starting; models and store are not loaded yet")
+    return rt
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

@@ -112,6 +112,19 @@ def test_public_endpoints_need_no_key(app_client):
     assert schema["paths"]["/v1/board"]["get"]["security"]
 
 
+def test_public_routes_ignore_the_key_and_data_routes_fail_closed(app_client, secure_settings):
+    c = app_client
+    assert c.get("/healthz", headers=H("wrong-key")).status_code == 200  # a public route ignores the key
+    assert c.get("/v1/board", headers=H("wrong-key")).status_code == 401
+    from app.main import create_app
+
+    cold = TestClient(create_app(secure_settings))  # no lifespan: the key store was never opened
+    assert cold.get("/healthz").status_code == 200
+    for path in ("/v1/board", "/readyz"):
+        r = cold.get(path, headers=H(ROOT_KEY))
+        assert r.status_code == 503 and r.json()["error"]["code"] == "not_ready", (path, r.text)
+
+
 # --------------------------------------------------------------------------- access matrix
 def test_role_matrix(app_client, keys, call8k):
     c = app_client
