@@ -149,11 +149,15 @@ def test_no_import_cycles_involving_app(graph):
     assert not bad, "\n".join(_describe(c, graph) for c in bad)
 
 
-def test_no_import_cycles_in_pipelines(graph):
+def test_no_import_cycles_outside_app(graph):
+    """pipelines/ (and training/): strict except for KNOWN_PIPELINES_CYCLES, which xfail while they exist."""
     found = [c for c in cycles(graph) if not any(m == "app" or m.startswith("app.") for m in c)]
-    new = [c for c in found if c not in KNOWN_PIPELINES_CYCLES]
+    def is_known(c: frozenset[str]) -> bool:  # a known cycle, or what is left of one
+        return any(c <= k for k in KNOWN_PIPELINES_CYCLES)
+
+    new = [c for c in found if not is_known(c)]
     assert not new, "new import cycles:\n" + "\n".join(_describe(c, graph) for c in new)
-    known = [c for c in found if c in KNOWN_PIPELINES_CYCLES]
+    known = [c for c in found if is_known(c)]
     if known:
         report = "\n".join(_describe(c, graph) for c in known)
         sys.stderr.write(f"known pipelines import cycles (being removed; KNOWN_PIPELINES_CYCLES):\n{report}\n")
