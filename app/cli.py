@@ -17,9 +17,14 @@ import os
 import sys
 from pathlib import Path
 
+from pipelines.asr.model_assembly import assemble_model, default_model_dir
+from pipelines.errors import NuqiError
 from pipelines.settings import get_settings
 
 logger = logging.getLogger("nuqi.cli")
+# Each command imports its own heavy stack inside its function, deliberately: the web server (uvicorn) and the
+# analysis stack (numpy/scipy/onnxruntime/jieba via pipelines.analyze, .registry, .replay) load only for the
+# command that needs them, so `nuqi --help` and the light commands start at once.
 
 
 def _print(obj: object) -> None:
@@ -28,7 +33,7 @@ def _print(obj: object) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    import uvicorn  # lazy: the server stack (see the note at the top)
 
     settings = get_settings()
     host, port = args.host or settings.host, args.port or int(os.environ.get("PORT", settings.port))
@@ -40,8 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze_audio(args: argparse.Namespace) -> int:
-    from pipelines.analyze import process_file
-    from pipelines.errors import NuqiError
+    from pipelines.analyze import process_file  # lazy: the analysis stack
     from pipelines.registry import ModelRegistry
 
     models = ModelRegistry.load(get_settings(), components=("acoustic",))
@@ -61,7 +65,7 @@ def cmd_analyze_audio(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from pipelines.replay import replay
+    from pipelines.replay import replay  # lazy: the analysis stack
 
     for line in replay(Path(args.file), audio=Path(args.audio) if args.audio else None,
                        channel_map=args.channel_map):
@@ -70,8 +74,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from pipelines.asr.model_assembly import assemble_model, default_model_dir
-
     dest = Path(args.dest) if args.dest else default_model_dir()
     path = assemble_model(dest, force=args.force)
     _print({"asr_model_dir": str(path)})

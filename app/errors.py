@@ -5,6 +5,7 @@ Shape: ``{"error": {"code": "...", "message": "...", "detail": {...}}}``.
 from __future__ import annotations
 
 import logging
+import math
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -37,7 +38,12 @@ class RateLimitedError(E.NuqiError):
     code = "rate_limited"
 
 
-STATUS[:0] = [(AuthError, 401), (ForbiddenError, 403), (RateLimitedError, 429)]
+class NotReadyError(E.NuqiError):
+    code = "not_ready"
+
+
+STATUS[:0] = [(AuthError, 401), (ForbiddenError, 403), (RateLimitedError, 429), (NotReadyError, 503)]
+AUTHENTICATE = 'ApiKey header="X-API-Key"'  # the WWW-Authenticate challenge of every 401
 
 
 def status_for(exc: E.NuqiError) -> int:
@@ -57,7 +63,10 @@ def install(app: FastAPI) -> None:
         status = status_for(exc)
         if status >= 500:
             logger.warning("%s: %s", exc.code, exc.message)
-        headers = {"Retry-After": "1"} if status in (429, 503) else None
+        retry = exc.detail.get("retry_after_s", 1)
+        headers = {"Retry-After": str(max(1, math.ceil(float(retry))))} if status in (429, 503) else None
+        if status == 401:
+            headers = {"WWW-Authenticate": AUTHENTICATE}
         return JSONResponse(error_body(exc.code, exc.message, **exc.detail), status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)

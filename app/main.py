@@ -8,12 +8,11 @@ from typing import AsyncIterator
 
 from fastapi import FastAPI
 
-from app import errors
-from app.routes import alerts, batch, calls, health, pages, transcripts
+from app import errors, observability
+from app.routes import admin, alerts, batch, calls, health, pages, transcripts
 from app.runtime import Runtime
-from app import observability, security
-from app.routes import admin
-from app.security import SecurityRuntime
+from app.security import auth
+from app.security.auth import SecurityRuntime
 from pipelines.registry import ModelRegistry
 from pipelines.settings import Settings, get_settings
 
@@ -46,7 +45,7 @@ def create_app(settings: Settings | None = None, models: ModelRegistry | None = 
         lifespan=lifespan,
     )
     errors.install(app)
-    security.install(app, settings)  # auth, roles, rate limit, body cap
+    auth.install(app, settings)  # API keys, rate limit, body cap (roles: each route's require_roles)
     observability.install(app, settings)  # /metrics, JSON logs (outermost middleware)
     app.include_router(admin.router)
     for module in (health, calls, transcripts, alerts, pages, batch):

@@ -33,9 +33,10 @@ from typing import Any, Iterator
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 
+from app.errors import error_body
 from pipelines.errors import StoreUnavailableError
 from pipelines.pii import redact
 
@@ -136,8 +137,6 @@ router = APIRouter(tags=["health"])
 @router.get("/metrics", summary="Prometheus metrics (text exposition format)", response_class=Response)
 async def metrics(request: Request) -> Response:
     if MULTIPROC:
-        from prometheus_client import multiprocess
-
         reg = CollectorRegistry()
         multiprocess.MultiProcessCollector(reg)
     else:
@@ -222,8 +221,6 @@ class ObservabilityMiddleware:
 
 def install(app: FastAPI, settings: Any) -> None:
     """Add /metrics, the middleware, the store-error counter, and JSON logs if configured."""
-    from app.errors import error_body
-
     app.include_router(router)
     app.add_middleware(ObservabilityMiddleware)
 

@@ -41,11 +41,12 @@ class AlertHub:
             self.version += 1
             cond.notify_all()
 
-    async def wait(self, timeout: float) -> None:
+    async def wait(self, seconds: float) -> None:
+        """Return when an alert is stored in this process, or after ``seconds``."""
         cond = self._condition()
         async with cond:
             try:
-                await asyncio.wait_for(cond.wait(), timeout)
+                await asyncio.wait_for(cond.wait(), seconds)
             except asyncio.TimeoutError:
                 pass
 
@@ -62,7 +63,7 @@ class Runtime:
     @classmethod
     def start(cls, settings: Settings, models: ModelRegistry | None = None) -> "Runtime":
         models = models or ModelRegistry.load(settings)
-        store = open_store(settings.store, settings.state_dir)
+        store = open_store(settings)
         executor = ThreadPoolExecutor(max_workers=settings.inference_threads, thread_name_prefix="nuqi-infer")
         logger.info("runtime ready: store=%s models=%s", store.name,
                     {k: v.loaded for k, v in models.status.items()})

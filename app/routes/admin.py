@@ -7,32 +7,20 @@ new tenant gets its first admin key.
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Literal
+from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, Path, Query, Request
 
-from app.deps import Principal, PrincipalDep
+from app.deps import Principal, require_roles
 from app.errors import ForbiddenError
-from app.security.keys import BOOTSTRAP_ID, ROLES
+from app.schemas import KEY_ID, TENANT, KeyCreated, KeyIn, KeyList, KeyOut
+from app.security.keys import BOOTSTRAP_ID
+from app.security.roles import ADMIN
 from pipelines.errors import NotFoundError
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"])
-
-TENANT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-KEY_ID = r"^[A-Za-z0-9_-]{1,64}$"
-Role = Literal["ingest", "agent", "supervisor", "qa", "admin"]
-assert set(Role.__args__) == set(ROLES)  # type: ignore[attr-defined]
-
-
-class KeyIn(BaseModel):
-    role: Role
-    tenant: Annotated[str | None, Field(pattern=TENANT, description="default: the caller's tenant")] = None
-    agent_id: Annotated[str | None, Field(max_length=128, description="required for role 'agent'")] = None
-    name: Annotated[str, Field(max_length=128, description="what the key is for")] = ""
-    rate_per_s: Annotated[float | None, Field(gt=0, le=100_000, description="token-bucket refill per second")] = None
-    burst: Annotated[int | None, Field(ge=1, le=1_000_000, description="token-bucket size")] = None
+_ADMIN = require_roles(ADMIN)
+router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(_ADMIN)])  # also any route added later
+Admin = Annotated[Principal, Depends(_ADMIN)]
 
 
 def _root(who: Principal) -> bool:
@@ -44,18 +32,19 @@ def _sec(request: Request):  # type: ignore[no-untyped-def]
     return request.app.state.security
 
 
-@router.post("/keys", status_code=201, summary="Create an API key (the raw key is returned once)")
-async def create_key(body: KeyIn, request: Request, who: PrincipalDep) -> JSONResponse:
+@router.post("/keys", status_code=201, response_model=KeyCreated,
+             summary="Create an API key (the raw key is returned once)")
+async def create_key(body: KeyIn, request: Request, who: Admin) -> dict:
     tenant = body.tenant or who.tenant
     if tenant != who.tenant and not _root(who):
         raise ForbiddenError("an admin key may only create keys for its own tenant", tenant=tenant)
     key, raw = await asyncio.to_thread(_sec(request).keys.create, tenant, body.role, agent_id=body.agent_id,
                                        name=body.name, rate_per_s=body.rate_per_s, burst=body.burst)
-    return JSONResponse({**key.public(), "key": raw}, status_code=201)
+    return {**key.public(), "key": raw}
 
 
-@router.get("/keys", summary="List API keys (no secrets)")
-async def list_keys(request: Request, who: PrincipalDep,
+@router.get("/keys", response_model=KeyList, summary="List API keys (no secrets)")
+async def list_keys(request: Request, who: Admin,
                     tenant: Annotated[str | None, Query(pattern=TENANT)] = None) -> dict:
     if tenant is None:
         tenant = None if _root(who) else who.tenant
@@ -72,14 +61,15 @@ async def _own_key(request: Request, who: Principal, key_id: str):  # type: igno
     return key
 
 
-@router.get("/keys/{key_id}", summary="One API key (no secret)")
-async def get_key(request: Request, who: PrincipalDep,
+@router.get("/keys/{key_id}", response_model=KeyOut, summary="One API key (no secret)")
+async def get_key(request: Request, who: Admin,
                   key_id: Annotated[str, Path(pattern=KEY_ID)]) -> dict:
     return (await _own_key(request, who, key_id)).public()
 
 
-@router.delete("/keys/{key_id}", summary="Revoke an API key (idempotent; effective within NUQI_KEY_CACHE_S)")
-async def revoke_key(request: Request, who: PrincipalDep,
+@router.delete("/keys/{key_id}", response_model=KeyOut,
+               summary="Revoke an API key (idempotent; effective within NUQI_KEY_CACHE_S)")
+async def revoke_key(request: Request, who: Admin,
                      key_id: Annotated[str, Path(pattern=KEY_ID)]) -> dict:
     await _own_key(request, who, key_id)
     key = await asyncio.to_thread(_sec(request).keys.revoke, key_id)

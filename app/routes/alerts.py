@@ -5,23 +5,25 @@ import json
 import time
 from typing import Annotated, AsyncIterator
 
-from fastapi import APIRouter, Body, Header, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
 
-from app.deps import Principal, PrincipalDep, RuntimeDep
+from app.deps import Principal, RuntimeDep, require_roles
+from app.observability import alert_acked
 from app.runtime import Runtime
+from app.schemas import AckIn, Alert, AlertList, Board
+from app.security.roles import ADMIN, AGENT, SUPERVISOR
+from app.services.board import board_view
 from pipelines.errors import NotFoundError
 
 router = APIRouter(prefix="/v1", tags=["alerts"])
 
+AlertReader = Annotated[Principal, Depends(require_roles(AGENT, SUPERVISOR, ADMIN))]  # agents: their own alerts
+BoardReader = Annotated[Principal, Depends(require_roles(SUPERVISOR, ADMIN))]
+
 MAX_ID = 2**53  # alert ids/cursors above this are refused (422) instead of overflowing the store's integers
 POLL_S = 0.5  # store poll interval while waiting (finds alerts raised by other workers)
 HEARTBEAT_S = 15.0
-
-
-class AckIn(BaseModel):
-    by: str | None = Field(None, max_length=128, description="who acknowledged (agent id)")
 
 
 def _scope(who: Principal, agent_id: str | None) -> tuple[str, str | None]:
@@ -35,9 +37,10 @@ def _fetch(rt: Runtime, tenant: str, agent_id: str | None, call_id: str | None, 
                                                        after=after, limit=limit, include_acked=include_acked)]
 
 
-@router.get("/alerts", summary="Alerts after a cursor; long-polls up to `wait` seconds when there are none")
+@router.get("/alerts", response_model=AlertList, response_model_exclude_unset=True,
+            summary="Alerts after a cursor; long-polls up to `wait` seconds when there are none")
 async def list_alerts(
-    rt: RuntimeDep, who: PrincipalDep,
+    rt: RuntimeDep, who: AlertReader,
     agent_id: Annotated[str | None, Query(max_length=128)] = None,
     call_id: Annotated[str | None, Query(max_length=128)] = None,
     after: Annotated[int, Query(ge=0, le=MAX_ID, description="cursor: return alerts with id > after")] = 0,
@@ -57,9 +60,12 @@ async def list_alerts(
 
 
 @router.get("/alerts/stream", summary="Server-sent events: one `alert` event per alert (id = cursor)",
-            response_class=StreamingResponse)
+            response_class=StreamingResponse,
+            responses={200: {"description": "`text/event-stream`: `event: alert` with the alert's JSON as data "
+                                            "(the `Alert` schema), `id` = its cursor",
+                             "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
 async def stream_alerts(
-    request: Request, rt: RuntimeDep, who: PrincipalDep,
+    request: Request, rt: RuntimeDep, who: AlertReader,
     agent_id: Annotated[str | None, Query(max_length=128)] = None,
     after: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
     last_event_id: Annotated[str | None, Header()] = None,
@@ -89,25 +95,24 @@ async def stream_alerts(
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-@router.post("/alerts/{alert_id}/ack", summary="Acknowledge an alert (idempotent)")
-async def ack_alert(alert_id: Annotated[int, Path(ge=0, le=MAX_ID)], rt: RuntimeDep, who: PrincipalDep, ack: AckIn = Body(default_factory=AckIn)) -> dict:
+@router.post("/alerts/{alert_id}/ack", response_model=Alert, response_model_exclude_unset=True,
+             summary="Acknowledge an alert (idempotent)")
+async def ack_alert(alert_id: Annotated[int, Path(ge=0, le=MAX_ID)], rt: RuntimeDep, who: AlertReader,
+                    ack: AckIn = Body(default_factory=AckIn)) -> dict:
     alert = await rt.run(rt.store.get_alert, alert_id)
     tenant, agent = _scope(who, None)
     if alert is None or alert.tenant != tenant or (agent is not None and alert.agent_id != agent):
         raise NotFoundError(f"alert {alert_id} not found", alert_id=alert_id)
     acked = await rt.run(rt.store.ack_alert, alert_id, ack.by or who.agent_id)
     assert acked is not None
-    from app.observability import alert_acked
-
     alert_acked(alert.acked_at is not None, acked.acked_at is not None)
     return acked.to_dict()
 
 
-@router.get("/board", summary="Live calls of the tenant sorted by stage (supervisor board data)")
-async def board(rt: RuntimeDep, who: PrincipalDep,
+@router.get("/board", response_model=Board, response_model_exclude_unset=True,
+            summary="Live calls of the tenant sorted by stage (supervisor board data)")
+async def board(rt: RuntimeDep, who: BoardReader,
                 include_ended: Annotated[bool, Query()] = False,
                 limit: Annotated[int, Query(ge=1, le=2000)] = 500) -> dict:
-    from app.services.board import board_view
-
     return await rt.run(board_view, rt, who.tenant, include_ended, limit)
 

@@ -5,33 +5,25 @@ import asyncio
 import json
 import shutil
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from app.deps import PrincipalDep, RuntimeDep
-from app.errors import ForbiddenError
-from app.services.batch import MAX_PATHS, BatchJobs, BatchOptions, batch_jobs, safe_upload_name
+from app.deps import Principal, RuntimeDep, require_roles
+from app.schemas import BatchDeleted, BatchIn, BatchJob, BatchOpts
+from app.security.roles import ADMIN, QA
+from app.services.batch import BatchJobs, BatchOptions, batch_jobs, safe_upload_name
 from pipelines.errors import ChunkTooLargeError, InputError
 
-router = APIRouter(prefix="/v1/batch", tags=["batch"])
+_QA = require_roles(QA, ADMIN)
+router = APIRouter(prefix="/v1/batch", tags=["batch"], dependencies=[Depends(_QA)])  # also any route added later
+QaUser = Annotated[Principal, Depends(_QA)]
 
-ROLES_ALLOWED = ("qa", "admin")  # same as the /v1/batch* rule of app/security/auth.py
 MAX_UPLOAD_FILES = 1000
 COPY_BLOCK = 1 << 20
-
-
-class BatchOpts(BaseModel):
-    channel_map: Annotated[str | None, Field(max_length=64, description="e.g. agent,customer (stereo default)")] = None
-    asr: Annotated[Literal["auto", "on", "off"], Field(description="ASR for calls without a transcript sidecar")] = "auto"
-
-
-class BatchIn(BatchOpts):
-    paths: Annotated[list[str], Field(min_length=1, max_length=MAX_PATHS,
-                                      description="server-side audio files or folders (inside batch_input_roots)")]
 
 
 _UPLOAD_SCHEMA = {"type": "object", "required": ["files"], "properties": {
@@ -41,11 +33,6 @@ _UPLOAD_SCHEMA = {"type": "object", "required": ["files"], "properties": {
 
 def _jobs(request: Request, rt: RuntimeDep) -> BatchJobs:
     return batch_jobs(request.app.state, rt.settings, rt.models)
-
-
-def _check_role(role: str) -> None:
-    if role not in ROLES_ALLOWED:
-        raise ForbiddenError(f"role {role!r} may not run QA batch jobs (allowed: {', '.join(ROLES_ALLOWED)})")
 
 
 def _copy_upload(src: Any, dest: Path, budget: int) -> int:
@@ -70,13 +57,14 @@ def _copy_upload(src: Any, dest: Path, budget: int) -> int:
         "Either JSON `{\"paths\": [...], \"channel_map\": null, \"asr\": \"auto\"}` naming server-side files/folders "
         "(inside the setting `batch_input_roots`), or `multipart/form-data` with one or more `files` (audio, plus "
         "optional transcript sidecars with the same stem: .json/.jsonl/.srt) and optional form fields `channel_map`, "
-        "`asr`. Returns the job id at once (202); poll `GET /v1/batch/{id}`. Roles: qa, admin."),
+        "`asr`. Returns the job id at once (202); poll `GET /v1/batch/{id}`."),
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/json": {"schema": BatchIn.model_json_schema()},
         "multipart/form-data": {"schema": _UPLOAD_SCHEMA}}}},
+    response_model=BatchJob,
+    response_model_exclude_unset=True,
 )
-async def create_batch(request: Request, rt: RuntimeDep, who: PrincipalDep) -> dict:
-    _check_role(who.role)
+async def create_batch(request: Request, rt: RuntimeDep, who: QaUser) -> dict:
     jobs = _jobs(request, rt)
     ctype = request.headers.get("content-type", "")
     if ctype.startswith("multipart/form-data"):
@@ -93,8 +81,8 @@ async def create_batch(request: Request, rt: RuntimeDep, who: PrincipalDep) -> d
         budget, taken = rt.settings.batch_max_upload_bytes, set()
         try:
             for up in uploads:
-                budget -= await asyncio.to_thread(_copy_upload, up.file, inputs / safe_upload_name(up.filename or "", taken),
-                                                  budget)
+                dest = inputs / safe_upload_name(up.filename or "", taken)
+                budget -= await asyncio.to_thread(_copy_upload, up.file, dest, budget)
         except BaseException:
             await asyncio.to_thread(shutil.rmtree, job_dir, True)
             raise
@@ -121,25 +109,28 @@ async def create_batch(request: Request, rt: RuntimeDep, who: PrincipalDep) -> d
     return await asyncio.to_thread(jobs.view, job_id, who.tenant, offset=0, limit=0)
 
 
-@router.get("/{job_id}", summary="Progress and results of a QA batch job")
-async def get_batch(job_id: str, request: Request, rt: RuntimeDep, who: PrincipalDep,
+@router.get("/{job_id}", response_model=BatchJob, response_model_exclude_unset=True,
+            summary="Progress and results of a QA batch job")
+async def get_batch(job_id: str, request: Request, rt: RuntimeDep, who: QaUser,
                     offset: Annotated[int, Query(ge=0)] = 0,
                     limit: Annotated[int, Query(ge=0, le=10000)] = 1000) -> dict:
-    _check_role(who.role)
     return await asyncio.to_thread(_jobs(request, rt).view, job_id, who.tenant, offset=offset, limit=limit)
 
 
-@router.get("/{job_id}/files/{path:path}", summary="A report file of a batch job (index.html, summary.csv, calls/...)")
-async def get_batch_file(job_id: str, path: str, request: Request, rt: RuntimeDep, who: PrincipalDep) -> FileResponse:
-    _check_role(who.role)
+@router.get("/{job_id}/files/{path:path}", summary="A report file of a batch job (index.html, summary.csv, calls/...)",
+            response_class=FileResponse, responses={200: {"description": "the file", "content": {
+                "text/html": {"schema": {"type": "string"}}, "text/csv": {"schema": {"type": "string"}},
+                "application/json": {"schema": {"type": "object"}},
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
+async def get_batch_file(job_id: str, path: str, request: Request, rt: RuntimeDep, who: QaUser) -> FileResponse:
     file = await asyncio.to_thread(_jobs(request, rt).report_file, job_id, who.tenant, path)
     media = {".html": "text/html; charset=utf-8", ".csv": "text/csv; charset=utf-8",
              ".json": "application/json"}.get(file.suffix, "application/octet-stream")
     return FileResponse(file, media_type=media)
 
 
-@router.delete("/{job_id}", summary="Delete a finished QA batch job (its uploads and reports)")
-async def delete_batch(job_id: str, request: Request, rt: RuntimeDep, who: PrincipalDep) -> dict:
-    _check_role(who.role)
+@router.delete("/{job_id}", response_model=BatchDeleted,
+               summary="Delete a finished QA batch job (its uploads and reports)")
+async def delete_batch(job_id: str, request: Request, rt: RuntimeDep, who: QaUser) -> dict:
     await asyncio.to_thread(_jobs(request, rt).delete, job_id, who.tenant)
     return {"id": job_id, "deleted": True}

@@ -5,25 +5,24 @@ import json
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Query, Request, WebSocket, WebSocketDisconnect
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel
 
-from app.deps import PrincipalDep, RuntimeDep
+from app.deps import CallId, Principal, RuntimeDep, check_call_id, require_roles
 from app.errors import error_body, status_for
+from app.schemas import CallEnded, CallInfo, CallMeta, CallView, ChunkResult, TranscriptIn, TranscriptResult
+from app.security.roles import ADMIN, AGENT, INGEST, QA, SUPERVISOR
 from app.services import calls as svc
+from app.services.transcripts import ingest_transcript
 from pipelines.audio.decode import ChunkFormat, parse_channel_map
 from pipelines.errors import ChunkTooLargeError, InputError, NuqiError
 
 logger = logging.getLogger("nuqi.routes.calls")
 router = APIRouter(prefix="/v1/calls", tags=["calls"])
 
-CALL_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
-CallId = Annotated[str, Query(pattern=CALL_ID)]
-
-
-class CallMeta(BaseModel):
-    agent_id: str | None = Field(None, max_length=128, description="agent bound to this call (alerts go to them)")
-    meta: dict[str, Any] = Field(default_factory=dict, description="free-form call metadata (queue, skill, ...)")
+Ingest = Annotated[Principal, Depends(require_roles(INGEST, ADMIN))]
+# agents read only the calls bound to them (another agent's call is a 404)
+Reader = Annotated[Principal, Depends(require_roles(AGENT, SUPERVISOR, QA, ADMIN, agent_own_call=True))]
 
 
 def _format(sample_rate: int | None, encoding: str | None, role: str | None, channels: int | None,
@@ -32,11 +31,9 @@ def _format(sample_rate: int | None, encoding: str | None, role: str | None, cha
                        role=(role or "customer").lower(), channel_map=parse_channel_map(channel_map))
 
 
-def _check_call_id(call_id: str) -> None:
-    import re
-
-    if not re.match(CALL_ID, call_id):
-        raise InputError("call_id must be 1-128 characters of letters, digits, '_', '.', ':' or '-'", field="call_id")
+def _as_json(model: type[BaseModel], out: Any) -> dict[str, Any]:
+    """A service result as the JSON body the HTTP endpoint with ``response_model=model`` returns."""
+    return model.model_validate(out, from_attributes=True).model_dump(mode="json", exclude_unset=True)
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -64,9 +61,11 @@ async def _read_body(request: Request, limit: int) -> bytes:
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
         "audio/wav": {"schema": {"type": "string", "format": "binary"}}}}},
+    response_model=ChunkResult,
+    response_model_exclude_unset=True,
 )
 async def post_audio(
-    call_id: str, request: Request, rt: RuntimeDep, who: PrincipalDep,
+    call_id: CallId, request: Request, rt: RuntimeDep, who: Ingest,
     seq: Annotated[int | None, Query(ge=0, le=10**9, description="chunk sequence number, 0-based")] = None,
     sample_rate: Annotated[int | None, Query(ge=1, le=10**6, description="Hz; required for raw PCM/G.711")] = None,
     encoding: Annotated[str | None, Query(description="wav | pcm_s16le | mulaw | alaw (default: sniffed)")] = None,
@@ -82,7 +81,6 @@ async def post_audio(
     x_seq: Annotated[int | None, Header()] = None,
     x_agent_id: Annotated[str | None, Header()] = None,
 ) -> dict:
-    _check_call_id(call_id)
     fmt = _format(sample_rate or x_sample_rate, encoding or x_encoding, role or x_role, channels,
                   channel_map or x_channel_map)
     seq = seq if seq is not None else x_seq
@@ -93,26 +91,27 @@ async def post_audio(
                                   agent_id=agent_id or x_agent_id or who.agent_id, start_s=start)
 
 
-@router.post("/{call_id}", summary="Create a call or set its metadata (binds the agent)")
-async def put_meta(call_id: str, rt: RuntimeDep, who: PrincipalDep, meta: CallMeta = Body(...)) -> dict:
-    _check_call_id(call_id)
+@router.post("/{call_id}", response_model=CallInfo, summary="Create a call or set its metadata (binds the agent)")
+async def put_meta(call_id: CallId, rt: RuntimeDep, who: Ingest, meta: CallMeta = Body(...)) -> dict:
     rec = await rt.run(svc.ensure_call, rt, call_id, who.tenant, meta.agent_id, meta.meta)
     return {"call_id": rec.call_id, "agent_id": rec.agent_id, "status": rec.status, "meta": rec.meta}
 
 
-@router.get("/{call_id}", summary="Call state and per-chunk timeline")
-async def get_call(call_id: str, rt: RuntimeDep, who: PrincipalDep,
+@router.get("/{call_id}", response_model=CallView, response_model_exclude_unset=True,
+            summary="Call state and per-chunk timeline")
+async def get_call(call_id: CallId, rt: RuntimeDep, who: Reader,
                    timeline: Annotated[bool, Query(description="include the per-chunk timeline")] = True) -> dict:
     return await rt.run(svc.call_view, rt, call_id, who.tenant, timeline)
 
 
-@router.post("/{call_id}/end", summary="End the call and return its summary")
-async def end_call(call_id: str, rt: RuntimeDep, who: PrincipalDep) -> dict:
+@router.post("/{call_id}/end", response_model=CallEnded, response_model_exclude_unset=True,
+            summary="End the call and return its summary")
+async def end_call(call_id: CallId, rt: RuntimeDep, who: Ingest) -> dict:
     return await rt.run(svc.end_call, rt, call_id, who.tenant)
 
 
 @router.websocket("/{call_id}/stream")
-async def stream(websocket: WebSocket, call_id: str,
+async def stream(websocket: WebSocket, call_id: str, who: Ingest,
                  sample_rate: int | None = None, encoding: str | None = None, role: str | None = None,
                  channels: int | None = None, channel_map: str | None = None, agent_id: str | None = None,
                  seq: int | None = None) -> None:
@@ -120,11 +119,10 @@ async def stream(websocket: WebSocket, call_id: str,
     text frames are JSON transcript snippets ``{"type": "transcript", ...}`` or ``{"type": "end"}``.
     Each frame is answered with the same JSON the HTTP endpoints return, or ``{"error": ...}``."""
     rt = websocket.app.state.runtime
-    who = getattr(websocket.state, "principal", None)
-    tenant = who.tenant if who else "default"
+    tenant = who.tenant
     await websocket.accept()
     try:
-        _check_call_id(call_id)
+        check_call_id(call_id)  # after accept, so the client reads why
         fmt = _format(sample_rate, encoding, role, channels, channel_map)
     except NuqiError as exc:
         await websocket.send_json(error_body(exc.code, exc.message, **exc.detail))
@@ -144,8 +142,8 @@ async def stream(websocket: WebSocket, call_id: str,
                     data = msg["bytes"]
                     if len(data) > rt.settings.max_body_bytes:
                         raise ChunkTooLargeError(f"frame of {len(data)} bytes exceeds the limit", field="frame")
-                    out = await svc.ingest_audio(rt, call_id, data, fmt, next_seq, tenant=tenant,
-                                                 agent_id=agent_id or (who.agent_id if who else None))
+                    out = _as_json(ChunkResult, await svc.ingest_audio(rt, call_id, data, fmt, next_seq, tenant=tenant,
+                                                                       agent_id=agent_id or who.agent_id))
                     next_seq += 1
                 else:
                     out = await _text_frame(rt, call_id, tenant, msg.get("text") or "")
@@ -166,14 +164,11 @@ async def _text_frame(rt: Any, call_id: str, tenant: str, text: str) -> dict:
         raise InputError("text frame must be a JSON object", field="frame")
     kind = frame.get("type", "transcript")
     if kind == "end":
-        return await rt.run(svc.end_call, rt, call_id, tenant)
+        return _as_json(CallEnded, await rt.run(svc.end_call, rt, call_id, tenant))
     if kind == "transcript":
-        from app.routes.transcripts import TranscriptIn
-        from app.services.transcripts import ingest_transcript
-
         try:
             snippet = TranscriptIn.model_validate({k: v for k, v in frame.items() if k != "type"})
         except ValueError as exc:
             raise InputError(f"transcript frame is invalid: {exc}", field="frame") from None
-        return await ingest_transcript(rt, call_id, snippet, tenant=tenant)
+        return _as_json(TranscriptResult, await ingest_transcript(rt, call_id, snippet, tenant=tenant))
     raise InputError(f"unknown frame type {kind!r}; use 'transcript' or 'end'", field="type")

@@ -1,22 +1,23 @@
-"""Liveness and readiness."""
+"""Liveness and readiness (public: no API key)."""
 from __future__ import annotations
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Response
 
 from app.deps import RuntimeDep
+from app.schemas import Health, Readiness
 from pipelines.errors import StoreUnavailableError
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="Liveness: the process answers")
+@router.get("/healthz", response_model=Health, summary="Liveness: the process answers")
 async def healthz() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: models loaded and store reachable")
-async def readyz(rt: RuntimeDep) -> JSONResponse:
+@router.get("/readyz", response_model=Readiness, summary="Readiness: models loaded and store reachable",
+            responses={503: {"model": Readiness, "description": "not ready: `reasons` says why"}})
+async def readyz(rt: RuntimeDep, response: Response) -> dict:
     store_ok, store_error = True, None
     try:
         await rt.run(rt.store.ping)
@@ -27,6 +28,6 @@ async def readyz(rt: RuntimeDep) -> JSONResponse:
     reasons = [f"model {k} not loaded: {v['error']}" for k, v in models.items() if not v["loaded"]]
     if not store_ok:
         reasons.append(f"store {rt.store.name} unavailable: {store_error}")
-    body = {"ready": ready, "models": models, "store": {"backend": rt.store.name, "ok": store_ok, "error": store_error},
+    response.status_code = 200 if ready else 503
+    return {"ready": ready, "models": models, "store": {"backend": rt.store.name, "ok": store_ok, "error": store_error},
             "reasons": reasons}
-    return JSONResponse(body, status_code=200 if ready else 503)

@@ -1,8 +1,7 @@
 """API keys, authentication, access control and rate limiting of the HTTP/WebSocket API.
 
-``install(app, settings)`` adds the middlewares; ``SecurityRuntime.start`` (called in the app
-lifespan) opens the key store next to the call store and creates the bootstrap admin key.
+* ``app.security.auth``: the middleware (key → principal, rate limit) and ``SecurityRuntime``;
+* ``app.security.roles``: the roles; each route names the roles it admits with
+  ``app.deps.require_roles``;
+* ``app.security.keys``, ``ratelimit``, ``limits``: key store, token buckets, body-size cap.
 """
-from app.security.auth import SecurityRuntime, install
-
-__all__ = ["SecurityRuntime", "install"]

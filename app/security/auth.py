@@ -1,19 +1,23 @@
-"""Authentication, role-based access and rate limiting as one ASGI middleware.
+"""Authentication and rate limiting as one ASGI middleware; authorization is declared per route.
 
 * The key comes from the ``X-API-Key`` header or the ``api_key`` query parameter (the widget's
   EventSource cannot set headers).  The query parameter is removed from the request before the
   routes and the access log see it.
-* No/invalid/revoked key → 401; a key whose role may not use the endpoint → 403; over the key's
-  token bucket → 429 with ``Retry-After``.  Errors use the service's JSON error shape.
-* ``request.state.principal`` (``app.deps.Principal``) carries tenant, role and agent id; the routes
-  and services scope every read by tenant (another tenant's call or alert is a 404, never a 403).
-* Agents only reach their own calls: ``GET /v1/calls/{id}`` of a call bound to another agent is a 404.
+* A presented key is checked on every request and becomes ``request.state.principal``
+  (``app.deps.Principal``: tenant, role, agent id); a key over its token bucket is refused.
+  Errors (invalid/revoked key → 401, over the rate → 429 with ``Retry-After``, key store down → 503)
+  are raised by the route's ``require_roles`` dependency, in the service's JSON error shape, so public
+  routes answer whatever key comes with the request.
+* Which roles may use an endpoint is the route's own dependency, ``app.deps.require_roles(...)``: no key
+  → 401, another role → 403; a route without it is public (health, metrics, docs, pages).  The routes and
+  services scope every read by tenant (another tenant's call or alert is a 404, never a 403), and agents
+  only reach their own calls (``GET /v1/calls/{id}`` of a call bound to another agent is a 404).
 
-Access matrix (first match wins; anything not listed needs ``admin``):
+Access by route (the ``require_roles`` of each; the OpenAPI document lists them per operation):
 
 =====================================================  ==========================================
 ``POST /v1/calls/{id}``, ``.../audio``, ``.../transcript``, ``.../end``, WS ``.../stream``   ingest, admin
-``GET /v1/calls``, ``GET /v1/calls/{id}[/...]``        agent (own calls), supervisor, qa, admin
+``GET /v1/calls/{id}``                                 agent (own calls), supervisor, qa, admin
 ``GET /v1/alerts``, ``/v1/alerts/stream``, ``POST /v1/alerts/{id}/ack``  agent (own), supervisor, admin
 ``GET /v1/board``                                      supervisor, admin
 ``/v1/batch*``                                         qa, admin
@@ -28,20 +32,22 @@ With ``NUQI_AUTH_ENABLED=false`` (the default of ``make serve``) every request i
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
-import re
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterator
 from urllib.parse import parse_qsl, urlencode
 
-from app.deps import Principal
-from app.errors import error_body
-from app.security.keys import ApiKey, KeyManager, open_key_store
+from fastapi import routing
+from fastapi.routing import APIRoute, APIWebSocketRoute
+
+from app.deps import Principal, RequireRoles
+from app.errors import AuthError, RateLimitedError
+from app.security.keys import KeyManager, open_key_store
+from app.security.limits import BodyLimitMiddleware
 from app.security.ratelimit import Limiter, LocalLimiter, open_limiter
-from pipelines.errors import StoreUnavailableError
+from pipelines.errors import NuqiError, StoreUnavailableError
 from pipelines.settings import Settings
 
 logger = logging.getLogger("nuqi.security")
@@ -49,42 +55,7 @@ logger = logging.getLogger("nuqi.security")
 Scope = dict[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
 
-INGEST, AGENT, SUPERVISOR, QA, ADMIN = "ingest", "agent", "supervisor", "qa", "admin"
-
 FAIL_RATE, FAIL_BURST = 5.0, 30  # invalid-key attempts per second / burst, per client address
-PUBLIC = re.compile(r"^/(healthz|readyz|metrics|docs|docs/oauth2-redirect|redoc|openapi\.json|favicon\.ico"
-                    r"|widget|board|static/[^/]+)?$")
-
-# (methods or None for any, path regex, roles, agent_owns_call)
-RULES: list[tuple[frozenset[str] | None, re.Pattern[str], frozenset[str], bool]] = [
-    (frozenset({"POST"}), re.compile(r"^/v1/calls/[^/]+(/(audio|transcript|end))?$"), frozenset({INGEST, ADMIN}),
-     False),
-    (frozenset({"WS"}), re.compile(r"^/v1/calls/[^/]+/stream$"), frozenset({INGEST, ADMIN}), False),
-    (frozenset({"GET", "HEAD"}), re.compile(r"^/v1/calls/?$"), frozenset({SUPERVISOR, QA, ADMIN}), False),
-    (frozenset({"GET", "HEAD"}), re.compile(r"^/v1/calls/(?P<call_id>[^/]+)(/.*)?$"),
-     frozenset({AGENT, SUPERVISOR, QA, ADMIN}), True),
-    (frozenset({"GET", "HEAD"}), re.compile(r"^/v1/alerts(/stream)?$"), frozenset({AGENT, SUPERVISOR, ADMIN}), False),
-    (frozenset({"POST"}), re.compile(r"^/v1/alerts/[^/]+/ack$"), frozenset({AGENT, SUPERVISOR, ADMIN}), False),
-    (frozenset({"GET", "HEAD"}), re.compile(r"^/v1/board$"), frozenset({SUPERVISOR, ADMIN}), False),
-    (None, re.compile(r"^/v1/batch(/.*|es(/.*)?)?$"), frozenset({QA, ADMIN}), False),
-    (frozenset({"POST"}), re.compile(r"^/v1/text/[^/]+$"), frozenset({INGEST, SUPERVISOR, QA, ADMIN}), False),
-    (None, re.compile(r"^/v1/admin(/.*)?$"), frozenset({ADMIN}), False),
-]
-
-
-def access(method: str, path: str) -> tuple[frozenset[str], str | None]:
-    """Roles allowed on ``method path`` and, for agent-owned call paths, the call id."""
-    for methods, pattern, roles, owned in RULES:
-        if methods is not None and method not in methods:
-            continue
-        m = pattern.match(path)
-        if m:
-            return roles, (m.group("call_id") if owned else None)
-    return frozenset({ADMIN}), None
-
-
-def is_public(method: str, path: str) -> bool:
-    return method in ("GET", "HEAD") and bool(PUBLIC.match(path))
 
 
 @dataclass
@@ -123,7 +94,8 @@ class SecurityRuntime:
 
 
 def warn_open_api() -> None:
-    banner = ("\n" + "!" * 78 + "\n!!  NUQI_AUTH_ENABLED is false: the API is OPEN. Every request acts as the admin of\n"
+    banner = ("\n" + "!" * 78
+              + "\n!!  NUQI_AUTH_ENABLED is false: the API is OPEN. Every request acts as the admin of\n"
               "!!  tenant 'default'. Set NUQI_AUTH_ENABLED=true and NUQI_BOOTSTRAP_ADMIN_KEY before exposing it.\n"
               + "!" * 78 + "\n")
     logger.warning("API is open: authentication is disabled (NUQI_AUTH_ENABLED=false)")
@@ -150,113 +122,84 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 class AuthMiddleware:
-    """Pure ASGI (works for HTTP and WebSocket; streams are not buffered)."""
+    """Pure ASGI (HTTP and WebSocket; streams are not buffered): API key → ``scope["state"]["principal"]``,
+    and the key's rate limit.  It never answers a request itself: a wrong key, a key over its rate or a key
+    store that cannot be reached is recorded as ``scope["state"]["auth_error"]``, which the route's
+    ``require_roles`` dependency raises (public routes ignore it, as they ignore the key)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
-        method = "WS" if scope["type"] == "websocket" else scope["method"]
-        path = scope["path"]
-        raw = _strip_api_key(scope)
-        if is_public(method, path):
-            await self.app(scope, receive, send)
-            return
-        sec: SecurityRuntime | None = getattr(scope["app"].state, "security", None)
-        if sec is None:  # fail closed: never serve data before the key store is open
-            await _deny(scope, receive, send, 503, "not_ready", "the service is starting; security not initialised")
-            return
-        if not sec.settings.auth_enabled:
-            scope.setdefault("state", {})["principal"] = Principal()
-            await self.app(scope, receive, send)
-            return
-        raw = _header(scope, b"x-api-key") or raw
-        if not raw:
-            await _deny(scope, receive, send, 401, "unauthorized",
-                        "an API key is required: send the X-API-Key header (or ?api_key= for EventSource)")
-            return
-        client = (scope.get("client") or ("?", 0))[0]
-        if not sec.failures.peek(f"fail:{client}", FAIL_RATE, FAIL_BURST):
-            await _deny(scope, receive, send, 429, "rate_limited",
-                        "too many requests with invalid API keys from this address; slow down",
-                        headers=[(b"retry-after", b"1")])
-            return
-        try:
-            if sec.bootstrap_pending:
-                await asyncio.to_thread(sec.ensure_bootstrap)
-            hit, key = sec.keys.cached(raw)  # the common case: no thread hop
-            if not hit:
-                key = await asyncio.to_thread(sec.keys.verify, raw)
-        except StoreUnavailableError as exc:
-            await _deny(scope, receive, send, 503, exc.code, exc.message)
-            return
-        if key is None:
-            sec.failures.take_sync(f"fail:{client}", FAIL_RATE, FAIL_BURST)
-            await _deny(scope, receive, send, 401, "unauthorized", "invalid or revoked API key")
-            return
-        roles, owned_call = access(method, path)
-        if key.role not in roles:
-            await _deny(scope, receive, send, 403, "forbidden",
-                        f"role {key.role!r} may not {method} {path}; allowed: {', '.join(sorted(roles))}",
-                        role=key.role)
-            return
-        rate = key.rate_per_s if key.rate_per_s is not None else sec.settings.rate_limit_per_s
-        burst = key.burst if key.burst is not None else sec.settings.rate_limit_burst
-        decision = await sec.limiter.take(key.key_id, rate, burst)
-        if not decision.allowed:
-            retry = max(1, math.ceil(decision.retry_after_s))
-            await _deny(scope, receive, send, 429, "rate_limited",
-                        f"API key {key.key_id} is over its rate limit of {rate:g} requests/s (burst {burst}); "
-                        f"retry after {retry} s", headers=[(b"retry-after", str(retry).encode())],
-                        retry_after_s=round(decision.retry_after_s, 3))
-            return
-        principal = Principal(tenant=key.tenant, role=key.role, agent_id=key.agent_id, key_id=key.key_id)
-        if owned_call is not None and key.role == AGENT:
-            try:
-                owns = await asyncio.to_thread(_agent_owns, sec.store, owned_call, key)
-            except StoreUnavailableError as exc:
-                await _deny(scope, receive, send, 503, exc.code, exc.message)
-                return
-            if not owns:
-                await _deny(scope, receive, send, 404, "not_found", f"call {owned_call!r} not found",
-                            call_id=owned_call)
-                return
-        scope.setdefault("state", {})["principal"] = principal
+        if scope["type"] in ("http", "websocket"):
+            raw = _strip_api_key(scope)
+            sec: SecurityRuntime | None = getattr(scope["app"].state, "security", None)
+            if sec is not None:  # not started: public routes answer, the others fail closed (503, app.deps)
+                principal, error = await _authenticate(sec, scope, _header(scope, b"x-api-key") or raw)
+                state = scope.setdefault("state", {})
+                if principal is not None:
+                    state["principal"] = principal
+                if error is not None:
+                    state["auth_error"] = error
         await self.app(scope, receive, send)
 
 
-def _agent_owns(store: Any, call_id: str, key: ApiKey) -> bool:
-    rec = store.get_call(call_id)
-    return rec is not None and rec.tenant == key.tenant and rec.agent_id == key.agent_id
+async def _authenticate(sec: SecurityRuntime, scope: Scope, raw: str | None) -> tuple[Principal | None,
+                                                                                    NuqiError | None]:
+    """(principal, None) for a valid key within its rate; (None, error) for a bad one; (None, None) without."""
+    if not sec.settings.auth_enabled:
+        return Principal(), None
+    if not raw:  # anonymous: only public routes serve it (the others answer 401)
+        return None, None
+    client = (scope.get("client") or ("?", 0))[0]
+    if not sec.failures.peek(f"fail:{client}", FAIL_RATE, FAIL_BURST):
+        return None, RateLimitedError("too many requests with invalid API keys from this address; slow down",
+                                      retry_after_s=1)
+    try:
+        if sec.bootstrap_pending:
+            await asyncio.to_thread(sec.ensure_bootstrap)
+        hit, key = sec.keys.cached(raw)  # the common case: no thread hop
+        if not hit:
+            key = await asyncio.to_thread(sec.keys.verify, raw)
+    except StoreUnavailableError as exc:
+        return None, exc
+    if key is None:
+        sec.failures.take_sync(f"fail:{client}", FAIL_RATE, FAIL_BURST)
+        return None, AuthError("invalid or revoked API key")
+    rate = key.rate_per_s if key.rate_per_s is not None else sec.settings.rate_limit_per_s
+    burst = key.burst if key.burst is not None else sec.settings.rate_limit_burst
+    decision = await sec.limiter.take(key.key_id, rate, burst)
+    if not decision.allowed:
+        retry = max(1, math.ceil(decision.retry_after_s))
+        return None, RateLimitedError(f"API key {key.key_id} is over its rate limit of {rate:g} requests/s "
+                                      f"(burst {burst}); retry after {retry} s",
+                                      retry_after_s=round(decision.retry_after_s, 3))
+    return Principal(tenant=key.tenant, role=key.role, agent_id=key.agent_id, key_id=key.key_id), None
 
 
-async def _deny(scope: Scope, receive: Any, send: Any, status: int, code: str, message: str,
-                headers: list[tuple[bytes, bytes]] | None = None, **detail: Any) -> None:
-    if scope["type"] == "websocket":
-        # closing before accept makes the server answer the handshake with 403
-        await send({"type": "websocket.close", "code": 1013 if status in (429, 503) else 1008,
-                    "reason": f"{status} {code}"[:120]})
-        return
-    body = json.dumps(error_body(code, message, **detail), ensure_ascii=False).encode()
-    hdrs = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(headers or [])]
-    if status == 401:
-        hdrs.append((b"www-authenticate", b'ApiKey header="X-API-Key"'))
-    if status == 503:
-        hdrs.append((b"retry-after", b"1"))
-        if code == "store_unavailable":
-            from app.observability import STORE_ERRORS
+def api_routes(app: Any) -> Iterator[Any]:
+    """Every HTTP and WebSocket route of ``app`` with its effective path, methods and dependencies (those of
+    its routers included).  FastAPI ≥ 0.16x keeps included routers whole (``iter_route_contexts``)."""
+    contexts = getattr(routing, "iter_route_contexts", None)
+    for route in contexts(app.routes) if contexts is not None else app.routes:
+        if isinstance(getattr(route, "original_route", route), (APIRoute, APIWebSocketRoute)):
+            yield route
 
-            store = getattr(getattr(scope["app"].state, "runtime", None), "store", None)
-            STORE_ERRORS.labels(getattr(store, "name", "unknown")).inc()
-    await send({"type": "http.response.start", "status": status, "headers": hdrs})
-    await send({"type": "http.response.body", "body": body})
+
+def route_roles(route: Any) -> RequireRoles | None:
+    """The ``require_roles`` dependency of a route (its own, its router's, or a sub-dependency's)."""
+    todo = list(route.dependant.dependencies)
+    while todo:
+        dep = todo.pop()
+        if isinstance(dep.call, RequireRoles):
+            return dep.call
+        todo.extend(dep.dependencies)
+    return None
 
 
 def _openapi_security(app: Any) -> None:
-    """Declare the API-key schemes in the OpenAPI document (Swagger 'Authorize', schemathesis auth)."""
+    """Declare the API-key schemes in the OpenAPI document (Swagger 'Authorize', schemathesis auth) and, on each
+    operation with a ``require_roles`` dependency, the schemes and the roles (``x-roles``, and in the text)."""
     original = app.openapi
 
     def openapi() -> dict:
@@ -266,10 +209,22 @@ def _openapi_security(app: Any) -> None:
         comps = schema.setdefault("components", {}).setdefault("securitySchemes", {})
         comps["ApiKeyHeader"] = {"type": "apiKey", "in": "header", "name": "X-API-Key"}
         comps["ApiKeyQuery"] = {"type": "apiKey", "in": "query", "name": "api_key"}
-        for path, ops in schema.get("paths", {}).items():
-            for method, op in ops.items():
-                if isinstance(op, dict) and not is_public(method.upper(), path):
-                    op.setdefault("security", [{"ApiKeyHeader": []}, {"ApiKeyQuery": []}])
+        for route in api_routes(app):
+            if not route.methods or (need := route_roles(route)) is None:  # (WebSockets are not in OpenAPI)
+                continue
+            ops = schema.get("paths", {}).get(route.path_format, {})
+            for method in route.methods:
+                op = ops.get(method.lower())
+                if op is None:
+                    continue
+                roles = sorted(need.roles)
+                op.setdefault("security", [{"ApiKeyHeader": []}, {"ApiKeyQuery": []}])
+                op["x-roles"] = roles
+                responses = op.setdefault("responses", {})
+                responses.setdefault("401", {"description": "no, an invalid or a revoked API key"})
+                responses.setdefault("403", {"description": f"the key's role is not one of: {', '.join(roles)}"})
+                note = f"Roles: {', '.join(roles)}" + (" (an agent: its own calls only)" if need.agent_own_call else "")
+                op["description"] = f"{op['description']}\n\n{note}." if op.get("description") else f"{note}."
         app.openapi_schema = schema
         return schema
 
@@ -278,8 +233,6 @@ def _openapi_security(app: Any) -> None:
 
 def install(app: Any, settings: Settings) -> None:
     """Add the body-size limit and auth middlewares and the OpenAPI security schemes."""
-    from app.security.limits import BodyLimitMiddleware
-
     app.add_middleware(AuthMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     _openapi_security(app)

@@ -27,11 +27,15 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import redis
+
+from app.security.roles import ROLES
+from app.store.redis import RedisStore
+from app.store.sqlite import SQLiteStore
 from pipelines.errors import InputError, NotFoundError, StoreUnavailableError
 
 logger = logging.getLogger("nuqi.security.keys")
 
-ROLES = ("ingest", "agent", "supervisor", "qa", "admin")
 BOOTSTRAP_ID = "bootstrap"
 TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 KEY_RE = re.compile(r"^nq_([0-9a-f]{12})_([A-Za-z0-9_-]{20,128})$")
@@ -196,8 +200,6 @@ class RedisKeyStore(KeyStore):
         return f"{self.prefix}:apikey:{key_id}"
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        import redis
-
         try:
             return fn(*args, **kwargs)
         except redis.exceptions.RedisError as exc:
@@ -227,9 +229,6 @@ class RedisKeyStore(KeyStore):
 
 def open_key_store(store: Any) -> KeyStore:
     """The key store living next to ``store`` (an ``app.store`` SQLiteStore or RedisStore)."""
-    from app.store.redis import RedisStore
-    from app.store.sqlite import SQLiteStore
-
     if isinstance(store, RedisStore):
         return RedisKeyStore(store.client, store.prefix, store.safe_url)
     if isinstance(store, SQLiteStore):

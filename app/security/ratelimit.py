@@ -14,6 +14,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import redis
+import redis.asyncio as aredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from app.store.redis import RedisStore
+
 logger = logging.getLogger("nuqi.security.ratelimit")
 
 
@@ -93,10 +100,6 @@ class RedisLimiter:
     """Buckets shared by every worker through Redis (asyncio client, so the event loop never blocks)."""
 
     def __init__(self, url: str, prefix: str, connect_timeout_s: float = 1.0, socket_timeout_s: float = 1.0) -> None:
-        import redis.asyncio as aredis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
         self.prefix = prefix
         self.client = aredis.Redis.from_url(url, socket_connect_timeout=connect_timeout_s,
                                             socket_timeout=socket_timeout_s, retry=Retry(NoBackoff(), 1),
@@ -105,8 +108,6 @@ class RedisLimiter:
         self._down_logged = 0.0
 
     async def take(self, bucket: str, rate: float, burst: float) -> Decision:
-        import redis
-
         ttl = max(60, int(math.ceil(burst / rate)) + 60) if rate > 0 else 86400
         try:
             allowed, tokens, retry_ms = await self._script(keys=[f"{self.prefix}:rl:{bucket}"],
@@ -126,8 +127,6 @@ class RedisLimiter:
 
 
 def open_limiter(store: Any) -> Limiter:
-    from app.store.redis import RedisStore
-
     if isinstance(store, RedisStore):
         return RedisLimiter(store.url, store.prefix, store.connect_timeout_s, store.socket_timeout_s)
     return LocalLimiter()

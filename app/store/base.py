@@ -59,8 +59,8 @@ class Store(ABC):
     def ping(self) -> None:
         """Raise StoreUnavailableError if the backend cannot be reached."""
 
-    def close(self) -> None:  # pragma: no cover - trivial default
-        pass
+    def close(self) -> None:  # noqa: B027 - optional hook: a backend without resources need not override it
+        """Release the backend's connections (default: nothing to release)."""
 
     # --- calls -------------------------------------------------------------------------------
     @abstractmethod
@@ -80,7 +80,8 @@ class Store(ABC):
         SQLite deletes every call's due detail whenever a call ends this way."""
 
     @abstractmethod
-    def list_calls(self, tenant: str | None = None, status: str | None = None, limit: int = 500) -> list[CallRecord]: ...
+    def list_calls(self, tenant: str | None = None, status: str | None = None,
+                   limit: int = 500) -> list[CallRecord]: ...
 
     # --- chunks (timeline + idempotency) --------------------------------------------------------
     @abstractmethod

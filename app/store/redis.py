@@ -33,11 +33,12 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from app.store import codec
 from app.store.base import AlertRecord, CallRecord, Store
+from app.store.codec import dumps, loads
 from pipelines.errors import StoreUnavailableError
 
 logger = logging.getLogger("nuqi.store.redis")
+DEFAULT_PREFIX = "nuqi"  # the default of the setting redis_prefix
 F = TypeVar("F", bound=Callable[..., Any])
 
 _CREATE = """
@@ -140,19 +141,18 @@ def split_url(url: str) -> tuple[str, dict[str, str]]:
 class RedisStore(Store):
     name = "redis"
 
-    def __init__(self, url: str, *, prefix: str | None = None, connect_timeout_s: float | None = None,
-                 socket_timeout_s: float | None = None, max_connections: int | None = None) -> None:
-        from pipelines.settings import get_settings
-
-        s = get_settings()
+    def __init__(self, url: str, *, prefix: str | None = None, connect_timeout_s: float = 1.0,
+                 socket_timeout_s: float = 2.0, max_connections: int = 64) -> None:
+        """``prefix``: an explicit argument wins over the URL's ``?prefix=``, then ``DEFAULT_PREFIX``.  The
+        service passes its settings (``redis_*``) in ``app.store.factory.open_store``."""
         url, opts = split_url(url)
         self.url = url
         parts = urlsplit(url)
         self.safe_url = urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")
                                                   if parts.hostname else parts.netloc, query=""))
-        self.prefix = prefix or opts.get("prefix") or s.redis_prefix
-        self.connect_timeout_s = connect_timeout_s if connect_timeout_s is not None else s.redis_connect_timeout_s
-        self.socket_timeout_s = socket_timeout_s if socket_timeout_s is not None else s.redis_socket_timeout_s
+        self.prefix = prefix or opts.get("prefix") or DEFAULT_PREFIX
+        self.connect_timeout_s = connect_timeout_s
+        self.socket_timeout_s = socket_timeout_s
         try:
             self.client = redis.Redis.from_url(
                 url, decode_responses=True,
@@ -160,7 +160,7 @@ class RedisStore(Store):
                 # one quick reconnect covers a pooled connection that died with a Redis restart;
                 # beyond that, fail fast (503) instead of stalling the request
                 retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), 1),
-                max_connections=max_connections or s.redis_max_connections,
+                max_connections=max_connections,
                 health_check_interval=30, client_name="nuqi",
             )
         except ValueError as exc:
@@ -189,13 +189,13 @@ class RedisStore(Store):
     # --- calls -------------------------------------------------------------------------------
     @staticmethod
     def _rec_json(record: CallRecord, updated_at: float) -> str:
-        return codec.dumps({"tenant": record.tenant, "agent_id": record.agent_id, "status": record.status,
+        return dumps({"tenant": record.tenant, "agent_id": record.agent_id, "status": record.status,
                        "created_at": record.created_at, "updated_at": updated_at, "state": record.state,
                        "summary": record.summary, "meta": record.meta})
 
     @staticmethod
     def _call(call_id: str, version: str, rec: str) -> CallRecord:
-        d = codec.loads(rec)
+        d = loads(rec)
         return CallRecord(call_id, d["tenant"], d["agent_id"], d["status"], d["created_at"], d["updated_at"],
                           int(version), d["state"], d["summary"] or None, d["meta"])
 
@@ -271,29 +271,29 @@ class RedisStore(Store):
     # --- chunks ------------------------------------------------------------------------------
     @_guard
     def commit_chunk(self, record: CallRecord, expected_version: int, seq: int, entry: dict[str, Any]) -> bool:
-        return self._cas(record, expected_version, (int(seq), codec.dumps(entry)))
+        return self._cas(record, expected_version, (int(seq), dumps(entry)))
 
     @_guard
     def get_chunk(self, call_id: str, seq: int) -> dict[str, Any] | None:
         raw = self.client.hget(self.k("chunks", call_id), str(int(seq)))
-        return codec.loads(raw) if raw is not None else None
+        return loads(raw) if raw is not None else None
 
     @_guard
     def list_chunks(self, call_id: str) -> list[dict[str, Any]]:
         raw = self.client.hgetall(self.k("chunks", call_id))
-        return [codec.loads(raw[s]) for s in sorted(raw, key=int)]
+        return [loads(raw[s]) for s in sorted(raw, key=int)]
 
     # --- transcripts -------------------------------------------------------------------------
     @_guard
     def put_transcript(self, call_id: str, key: str, entry: dict[str, Any]) -> None:
-        self._put_tr(keys=[self.k("tr", call_id), self.k("trn", call_id)], args=[key, codec.dumps(entry)])
+        self._put_tr(keys=[self.k("tr", call_id), self.k("trn", call_id)], args=[key, dumps(entry)])
 
     @_guard
     def list_transcripts(self, call_id: str) -> list[dict[str, Any]]:
         rows = []
         for value in self.client.hgetall(self.k("tr", call_id)).values():
             n, _, raw = value.partition("|")
-            entry = codec.loads(raw)
+            entry = loads(raw)
             start = entry.get("start")
             rows.append(((start is not None, start if start is not None else 0.0, int(n)), entry))
         rows.sort(key=lambda r: r[0])  # SQLite: ORDER BY start (NULL first), rowid
@@ -302,17 +302,17 @@ class RedisStore(Store):
     # --- alerts ------------------------------------------------------------------------------
     @staticmethod
     def _alert(alert_id: int, rec: str, acked_at: str | None, acked_by: str | None) -> AlertRecord:
-        d = codec.loads(rec)
+        d = loads(rec)
         return AlertRecord(alert_id, d["call_id"], d["tenant"], d["agent_id"], d["level"], d["kind"],
                            d["created_at"], d["payload"],
-                           codec.loads(acked_at) if acked_at is not None else None,
-                           codec.loads(acked_by) if acked_by is not None else None)
+                           loads(acked_at) if acked_at is not None else None,
+                           loads(acked_by) if acked_by is not None else None)
 
     @_guard
     def add_alert(self, call_id: str, tenant: str, agent_id: str | None, level: int, kind: str,
                   payload: dict[str, Any], dedup_key: str) -> AlertRecord | None:
         created = time.time()
-        rec = codec.dumps({"call_id": call_id, "tenant": tenant, "agent_id": agent_id, "level": int(level),
+        rec = dumps({"call_id": call_id, "tenant": tenant, "agent_id": agent_id, "level": int(level),
                       "kind": kind, "created_at": created, "payload": payload})
         alert_id = int(self._add_alert(args=[self.prefix, dedup_key, call_id, tenant, agent_id or "", rec]))
         if alert_id == 0:
@@ -364,7 +364,7 @@ class RedisStore(Store):
 
     @_guard
     def ack_alert(self, alert_id: int, by: str | None) -> AlertRecord | None:
-        row = self._ack(args=[self.prefix, int(alert_id), codec.dumps(time.time()), codec.dumps(by)])
+        row = self._ack(args=[self.prefix, int(alert_id), dumps(time.time()), dumps(by)])
         if not row:
             return None
         rec, acked_at, acked_by = row

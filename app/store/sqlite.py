@@ -9,8 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from app.store import codec
 from app.store.base import AlertRecord, CallRecord, Store
+from app.store.codec import dumps, loads
 from pipelines.errors import StoreUnavailableError
 
 logger = logging.getLogger("nuqi.store.sqlite")
@@ -108,8 +108,8 @@ class SQLiteStore(Store):
     @staticmethod
     def _call(row: tuple) -> CallRecord:
         call_id, tenant, agent_id, status, created, updated, version, state, summary, meta = row
-        return CallRecord(call_id, tenant, agent_id, status, created, updated, version, codec.loads(state),
-                          codec.loads(summary) if summary else None, codec.loads(meta))
+        return CallRecord(call_id, tenant, agent_id, status, created, updated, version, loads(state),
+                          loads(summary) if summary else None, loads(meta))
 
     _CALL_COLS = "call_id, tenant, agent_id, status, created_at, updated_at, version, state, summary, meta"
 
@@ -122,8 +122,8 @@ class SQLiteStore(Store):
             cur = db.execute(
                 f"INSERT OR IGNORE INTO calls ({self._CALL_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (record.call_id, record.tenant, record.agent_id, record.status, record.created_at, record.updated_at,
-                 record.version, codec.dumps(record.state), codec.dumps(record.summary) if record.summary else None,
-                 codec.dumps(record.meta)),
+                 record.version, dumps(record.state), dumps(record.summary) if record.summary else None,
+                 dumps(record.meta)),
             )
             return cur.rowcount == 1
 
@@ -132,8 +132,8 @@ class SQLiteStore(Store):
         cur = db.execute(
             "UPDATE calls SET tenant=?, agent_id=?, status=?, updated_at=?, version=?, state=?, summary=?, meta=? "
             "WHERE call_id=? AND version=?",
-            (record.tenant, record.agent_id, record.status, now, expected_version + 1, codec.dumps(record.state),
-             codec.dumps(record.summary) if record.summary else None, codec.dumps(record.meta), record.call_id,
+            (record.tenant, record.agent_id, record.status, now, expected_version + 1, dumps(record.state),
+             dumps(record.summary) if record.summary else None, dumps(record.meta), record.call_id,
              expected_version),
         )
         if cur.rowcount != 1:
@@ -167,15 +167,15 @@ class SQLiteStore(Store):
             if not self._cas(db, record, expected_version):
                 return False
             db.execute("INSERT OR REPLACE INTO chunks (call_id, seq, entry) VALUES (?,?,?)",
-                       (record.call_id, seq, codec.dumps(entry)))
+                       (record.call_id, seq, dumps(entry)))
             return True
 
     def get_chunk(self, call_id: str, seq: int) -> dict[str, Any] | None:
         rows = self._query("SELECT entry FROM chunks WHERE call_id=? AND seq=?", (call_id, seq))
-        return codec.loads(rows[0][0]) if rows else None
+        return loads(rows[0][0]) if rows else None
 
     def list_chunks(self, call_id: str) -> list[dict[str, Any]]:
-        return [codec.loads(r[0]) for r in self._query("SELECT entry FROM chunks WHERE call_id=? ORDER BY seq", (call_id,))]
+        return [loads(r[0]) for r in self._query("SELECT entry FROM chunks WHERE call_id=? ORDER BY seq", (call_id,))]
 
     @staticmethod
     def _expire_detail(db: sqlite3.Connection, call_id: str, after_s: float) -> None:
@@ -191,11 +191,11 @@ class SQLiteStore(Store):
     def put_transcript(self, call_id: str, key: str, entry: dict[str, Any]) -> None:
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO transcripts (call_id, key, start, entry) VALUES (?,?,?,?)",
-                       (call_id, key, entry.get("start"), codec.dumps(entry)))
+                       (call_id, key, entry.get("start"), dumps(entry)))
 
     def list_transcripts(self, call_id: str) -> list[dict[str, Any]]:
         rows = self._query("SELECT entry FROM transcripts WHERE call_id=? ORDER BY start, rowid", (call_id,))
-        return [codec.loads(r[0]) for r in rows]
+        return [loads(r[0]) for r in rows]
 
     # --- alerts ------------------------------------------------------------------------------
     _ALERT_COLS = "id, call_id, tenant, agent_id, level, kind, created_at, payload, acked_at, acked_by"
@@ -203,7 +203,7 @@ class SQLiteStore(Store):
     @staticmethod
     def _alert(row: tuple) -> AlertRecord:
         id_, call_id, tenant, agent_id, level, kind, created, payload, acked_at, acked_by = row
-        return AlertRecord(id_, call_id, tenant, agent_id, level, kind, created, codec.loads(payload), acked_at, acked_by)
+        return AlertRecord(id_, call_id, tenant, agent_id, level, kind, created, loads(payload), acked_at, acked_by)
 
     def add_alert(self, call_id: str, tenant: str, agent_id: str | None, level: int, kind: str,
                   payload: dict[str, Any], dedup_key: str) -> AlertRecord | None:
@@ -211,7 +211,7 @@ class SQLiteStore(Store):
             cur = db.execute(
                 "INSERT OR IGNORE INTO alerts (call_id, tenant, agent_id, level, kind, created_at, payload, dedup_key) "
                 "VALUES (?,?,?,?,?,?,?,?)",
-                (call_id, tenant, agent_id, level, kind, time.time(), codec.dumps(payload), dedup_key),
+                (call_id, tenant, agent_id, level, kind, time.time(), dumps(payload), dedup_key),
             )
             if cur.rowcount != 1:
                 return None

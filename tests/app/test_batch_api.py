@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from pipelines.errors import NotFoundError
 from tests.conftest import SAMPLE_AUDIO
 
 
@@ -117,5 +118,5 @@ def test_interrupted_job_resumes_after_restart(settings, models):
     assert view["progress"]["skipped"] == 1 and view["progress"]["scored"] == 1
     assert {r["call"] for r in view["results"]} == {"customer_angry_16k", "customer_calm_16k"}
     assert any("resumed" in n for n in view["notes"])
-    with pytest.raises(Exception):
+    with pytest.raises(NotFoundError):  # another tenant's job does not exist for it
         jobs.view(job_dir.name, "other-tenant")

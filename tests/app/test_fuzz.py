@@ -1,5 +1,6 @@
 """Hostile input at CI size: schemathesis over every OpenAPI operation (with auth) and a hypothesis
-fuzz of the audio decoder through the HTTP API.  Both require no 5xx and no hung request.
+fuzz of the audio decoder through the HTTP API.  Both require no 5xx and no hung request; a success
+response must match its operation's documented schema.
 The larger runs are ``bench/fuzz.py`` (figures in bench/RESULTS_fuzz.md).
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pytest
 import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
+from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from pipelines.settings import Settings
 from tests.app.fuzz_inputs import hostile_bodies, tame
@@ -58,6 +60,8 @@ def test_openapi_operations_never_5xx_or_hang(case):
     assert response.status_code < 500, (case.method, case.formatted_path, case.query, response.status_code,
                                         response.text[:500])
     assert took < SLOW_S, (case.method, case.formatted_path, took)
+    if response.status_code < 300:  # a success body matches the operation's documented response model
+        case.validate_response(response, checks=[response_schema_conformance])
 
 
 # --------------------------------------------------------------------------- audio decoder fuzz

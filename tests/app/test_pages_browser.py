@@ -180,9 +180,9 @@ def _check_screenshot(path: Path, size: tuple[int, int], ink: str) -> None:
 # ------------------------------------------------------------------------------------------ tests
 def test_app_routes_pages(settings):
     """app/main.py serves the pages (fails until it includes app.routes.pages.router)."""
-    from app.main import create_app
-
     from fastapi.testclient import TestClient
+
+    from app.main import create_app
 
     client = TestClient(create_app(settings))  # not entered: no lifespan, the pages need no runtime
     for path in ("/widget?agent_id=a1", "/board", "/static/nuqi.js"):

@@ -254,8 +254,8 @@ def test_random_operations_give_identical_results(pair, seed):
         return None if r is None else (r.call_id, r.tenant, r.agent_id, r.status, r.version, r.state, r.summary, r.meta)
 
     def norm_alert(a, ids=None):
-        return None if a is None else ((ids or {}).get(a.id, a.id), a.call_id, a.tenant, a.agent_id, a.level, a.kind, a.payload,
-                                       a.acked_at is not None, a.acked_by)
+        return None if a is None else ((ids or {}).get(a.id, a.id), a.call_id, a.tenant, a.agent_id, a.level, a.kind,
+                                       a.payload, a.acked_at is not None, a.acked_by)
 
     for step in range(400):
         op = rng.choice(["create", "save", "commit", "get", "list", "tr", "alert", "ack", "alerts", "chunks"])
@@ -304,7 +304,8 @@ def test_random_operations_give_identical_results(pair, seed):
         elif op == "ack" and len(alert_map) > 1:
             aid = rng.choice(list(alert_map)[1:] + [10_000])
             by = rng.choice(["a1", None])
-            assert norm_alert(ref.ack_alert(aid, by), alert_map) == norm_alert(red.ack_alert(alert_map.get(aid, aid), by))
+            assert (norm_alert(ref.ack_alert(aid, by), alert_map)
+                    == norm_alert(red.ack_alert(alert_map.get(aid, aid), by)))
         elif op == "alerts":
             kw = {"tenant": rng.choice([None, "t1", "t2"]), "agent_id": rng.choice([None, "a1", "a2"]),
                   "call_id": rng.choice([None, cid]), "after": rng.randrange(8), "limit": rng.choice([1, 3, 100]),
