@@ -24,10 +24,11 @@ Known syllable counts (text → syllables)
   * aishell-sample-dev (Mandarin read speech, one speaker): one syllable per Chinese character;
     every transcript is all Hanzi (digits are written as characters).  Erhua (哪儿/这儿/那儿/…)
     is ambiguous (one or two syllables) and such utterances are excluded (W0043).
-  * emodb (German): ``labsilb`` labels (complete 2.0 s clips and truncated ones alike: only the
-    labelled time inside the clip counts).
+  * emodb (German): ``labsilb`` syllable labels (a mark's time is where its label starts, see
+    :func:`labsilb_syllables`); the shared WAVs are cut to 2.0 s, so a syllable cut by the clip end
+    counts with the fraction of its labelled interval inside the clip.
   * ravdess-speech (English): "Kids are talking by the door" / "Dogs are sitting by the door",
-    6 syllables each.
+    7 syllables each (kids·are·tal·king·by·the·door).
   * korean-emotiontts: Hangul syllable blocks (texts with digits or Latin letters excluded).
   * nemo-polish: orthographic vowel nuclei (a ą e ę i o ó u y; "i" before another vowel only
     palatalises and is not counted; texts with digits excluded).  Approximate for loanword
@@ -82,7 +83,8 @@ MIN_WINDOW_SPEECH_S = 2.0  # score rate windows with 2-3 s of VAD speech
 FRAME_CENTRE_S = FRAME / 2 / SR  # time of a frame's centre after its start
 _TEL = butter(4, [300, 3400], btype="band", fs=8000, output="sos")
 
-RAVDESS_SYLLABLES = {"Kids are talking by the door": 6, "Dogs are sitting by the door": 6}
+# kids·are·tal·king·by·the·door, dogs·are·sit·ting·by·the·door: 7 each (not 6)
+RAVDESS_SYLLABLES = {"Kids are talking by the door": 7, "Dogs are sitting by the door": 7}
 _ERHUA = re.compile(r"[哪这那点会玩]儿")
 _HANZI = re.compile(r"[\u4e00-\u9fff]")
 _HANGUL = re.compile(r"[\uac00-\ud7a3]")
@@ -118,19 +120,27 @@ def pl_syllables(text: str) -> int | None:
     return n or None
 
 
-def read_labsilb(p: Path) -> list[tuple[float, float, str]]:
-    """(start, end, label) segments of an EmoDB xlabel file (time column = segment end)."""
+def read_labsilb(p: Path) -> list[tuple[float, str]]:
+    """(time, label) marks of an EmoDB xlabel file."""
     text = p.read_text(encoding="latin-1")
     body = text.split("\n#", 1)[1] if "\n#" in text else text
-    segs, prev = [], 0.0
+    marks = []
     for line in body.splitlines():
         parts = line.split()
-        if len(parts) < 3:
-            continue
-        t = float(parts[0])
-        segs.append((prev, t, parts[2]))
-        prev = t
-    return segs
+        if len(parts) >= 3:
+            marks.append((float(parts[0]), parts[2]))
+    return marks
+
+
+def labsilb_syllables(p: Path) -> list[tuple[float, float]]:
+    """Syllable intervals: a mark's time is where its label *starts*, the next mark ends it.
+
+    Checked on the shared copy: the span between the last two marks is 99 % VAD speech (the last
+    syllable) and every file ends with a "." mark (the final pause), so reading the times as
+    segment *ends* (as pipelines/audio/eval_rate.py does) shifts every syllable by one.
+    """
+    m = read_labsilb(p)
+    return [(t, m[j + 1][0]) for j, (t, lbl) in enumerate(m[:-1]) if lbl != "." and m[j + 1][0] > t]
 
 
 # ------------------------------------------------------------------------------ corpora
@@ -174,7 +184,7 @@ def emodb_clips(data_dir: Path | None = None, clip_s: float = 2.0) -> list[Clip]
         lab = root / "labsilb" / (p.stem + ".labsilb")
         if not lab.exists():
             continue
-        syl = [(b, e) for b, e, lbl in read_labsilb(lab) if lbl != "." and b < clip_s and e > b]
+        syl = [(b, e) for b, e in labsilb_syllables(lab) if b < clip_s]
         count = sum((min(e, clip_s) - b) / (e - b) for b, e in syl)  # a syllable cut by the clip end counts in part
         if not syl or count < 1:
             continue
