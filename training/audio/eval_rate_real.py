@@ -401,6 +401,23 @@ class Score:
     n_windows: int
     window_mae: float  # mean |reported - true| / true per 2-3 s window, %
     window_bias: float  # mean (reported - true) / true, %
+    window_ci: tuple[float, float] | None = None  # 95 % bootstrap interval of window_mae, resampling utterances
+
+
+def _window_ci(groups: list[str], err: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float] | None:
+    """Percentile interval of the mean |error| when whole utterances (a window's main clip) are resampled:
+    overlapping windows of one utterance are not independent."""
+    names = sorted(set(groups))
+    if len(names) < 5:
+        return None
+    idx = {n: np.flatnonzero(np.asarray(groups) == n) for n in names}
+    sums = np.array([err[idx[n]].sum() for n in names])
+    cnts = np.array([len(idx[n]) for n in names])
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, len(names), size=(n_boot, len(names)))
+    m = sums[pick].sum(axis=1) / cnts[pick].sum(axis=1)
+    lo, hi = np.percentile(m, [2.5, 97.5])
+    return round(100 * float(lo), 1), round(100 * float(hi), 1)
 
 
 def evaluate(clips: list[Clip], cond: str, params: RateParams | None = None) -> Score:
@@ -421,6 +438,7 @@ def evaluate(clips: list[Clip], cond: str, params: RateParams | None = None) -> 
         n_windows=len(we),
         window_mae=round(100 * float(np.mean(np.abs(rel))), 1) if we else float("nan"),
         window_bias=round(100 * float(np.mean(rel)), 1) if we else float("nan"),
+        window_ci=_window_ci([c.name for c, _, _, _ in we], np.abs(rel)) if we else None,
     )
 
 
@@ -526,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
             print("BEST", json.dumps(r))
         return 0
     conds = a.conds.split(",")
-    print("| set | clips | windows (8k) | " + " | ".join(f"window MAE % {c} (bias)" for c in conds)
+    print("| set | clips | windows (8k) | " + " | ".join(f"window MAE % {c} (bias) [95 % CI]" for c in conds)
           + " | " + " | ".join(f"clip MAE % {c} (bias)" for c in conds) + " |")
     print("|---|---|---|" + "---|" * (2 * len(conds)))
     t0 = time.process_time()
@@ -541,7 +559,11 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             scores[cond] = evaluate(clips, cond)
         first = next(iter(scores.values()))
-        wcell = " | ".join(f"{scores[c].window_mae} ({scores[c].window_bias:+})" if c in scores else "–" for c in conds)
+        def wfmt(sc: Score) -> str:
+            ci = f" [{sc.window_ci[0]}–{sc.window_ci[1]}]" if sc.window_ci else ""
+            return f"{sc.window_mae} ({sc.window_bias:+}){ci}"
+
+        wcell = " | ".join(wfmt(scores[c]) if c in scores else "–" for c in conds)
         ccell = " | ".join(f"{scores[c].clip_mae} ({scores[c].clip_bias:+})" if c in scores else "–" for c in conds)
         print(f"| {name} | {first.n_clips} | {first.n_windows} | {wcell} | {ccell} |", flush=True)
     logger.info("CPU %.1f s", time.process_time() - t0)
