@@ -8,9 +8,11 @@ Ground truth
   * Synthetic Mandarin from ``scripts/synth_mandarin.py`` (espeak-ng, one syllable per
     character; made on the fly under /tmp when espeak-ng + pypinyin are available).
 
-Split: detector parameters were tuned (``--tune``, objective = mean per-clip count MAPE over
-both rates and both corpora) on EmoDB speakers 03 08 09 10 11 + synthetic utterances 0–59,
-and are reported on EmoDB speakers 12 13 14 15 16 and synthetic utterances 60–119.
+Superseded for the detector's figures by :mod:`training.audio.eval_rate_real` (real Mandarin with known
+text, own-VAD speech time, 2–3 s windows; its tune/report split is the one that chose today's parameters,
+see bench/RESULTS_rate.md).  Kept for the EmoDB/synthetic per-clip view and for :func:`telephone`, the
+8 kHz band the other evaluations use.  Note: EmoDB ``labsilb`` times mark where a label *starts*
+(eval_rate_real reads them so); this module's speaking time treats them as ends.
 
 Each clip is streamed in 1 s chunks (+0.3 s of trailing silence so the 38 ms frame lag and the
 one-frame peak confirmation flush), at 16 kHz and at 8 kHz telephone band (soxr to 8 kHz,
@@ -19,7 +21,6 @@ clip (count MAPE) and of the articulation rate (syllables / speaking time; EmoDB
 syllables / summed duration of labelled syllables).
 
     .venv/bin/python -m training.audio.eval_rate            # report
-    .venv/bin/python -m training.audio.eval_rate --tune     # grid search on the tune split
 """
 from __future__ import annotations
 
@@ -169,36 +170,13 @@ def evaluate(items: list[Item], sr: int, params: RateParams | None = None) -> di
     }
 
 
-def tune(sets: list[list[Item]]) -> None:
-    grid = {
-        "nucleus_aperiodicity": [0.6, 0.7, 0.8],
-        "dip_db": [2.0, 3.0, 4.0],
-        "min_dist": [7, 9, 11],
-        "smooth": [1, 2],
-    }
-    base = RateParams()
-    results = []  # 54 configurations x 2 rates x 2 corpora: ~5 min on one core
-    keys = list(grid)
-    for vals in itertools.product(*grid.values()):
-        p = replace(base, **dict(zip(keys, vals)))
-        m = [evaluate(items, sr, p)["count_mape_pct"] for items in sets for sr in (8000, 16000)]
-        results.append((float(np.mean(m)), m, dict(zip(keys, vals))))
-    results.sort(key=lambda r: r[0])
-    for r in results[:10]:
-        print(json.dumps(r))
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--tune", action="store_true", help="grid-search detector parameters on the tune split")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     em = emodb_items()
     tune_set = [i for i in em if i.group in TUNE_SPEAKERS and i.complete]
     synth = synth_items(120)
-    if a.tune:
-        tune([tune_set, synth[:60]])
-        return 0
     sets = {
         "emodb tune spk, complete clips": tune_set,
         "synthetic Mandarin 0-59 (tune)": synth[:60],
