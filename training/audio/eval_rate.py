@@ -26,11 +26,9 @@ from __future__ import annotations
 
 import argparse
 import csv
-import itertools
-import json
 import logging
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -172,7 +170,7 @@ def evaluate(items: list[Item], sr: int, params: RateParams | None = None) -> di
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    a = ap.parse_args(argv)
+    ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     em = emodb_items()
     tune_set = [i for i in em if i.group in TUNE_SPEAKERS and i.complete]
