@@ -9,10 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator
 
-from pipelines.analyze import Turn, load_turns, process_file
+from pipelines.analyze import process_file
 from pipelines.registry import ModelRegistry
 from pipelines.session import CallState, process_transcript, summarize
 from pipelines.settings import get_settings
+from pipelines.transcripts import Turn, load_turns
 
 
 def _line(entry: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -41,9 +42,8 @@ def replay_turns(turns: list[Turn], models: ModelRegistry) -> Iterator[dict[str,
     state = CallState()
     for turn in turns:
         state.clock_s = max(state.clock_s, turn.end)
-        entry = process_transcript(state, turn.role, turn.text, turn.start, turn.end, True, models)
-        entry["alerts"] = entry.pop("_alerts", [])
-        yield _line(entry, "turn")
+        result = process_transcript(state, turn.role, turn.text, turn.start, turn.end, True, models)
+        yield _line(result.to_dict(), "turn")
     yield {"kind": "summary", **summarize(state, [], models.fusion)}
 
 

@@ -106,7 +106,7 @@ def load_text_emotion() -> Callable[[list[str]], list[dict[str, float]]]:
         from pipelines.text.emotion import TextEmotionModel  # noqa: PLC0415 (optional component)
     except ImportError as exc:
         raise ModelNotAvailableError(f"pipelines.text.emotion is not available: {exc}") from exc
-    model = TextEmotionModel.load() if hasattr(TextEmotionModel, "load") else TextEmotionModel()
+    model = TextEmotionModel.load(get_settings().models_dir / "text-emotion")
 
     def run(texts: list[str]) -> list[dict[str, float]]:
         for name in ("predict_batch", "predict_many", "predict", "analyze", "analyse", "__call__"):
