@@ -2,15 +2,19 @@
 state round trip, alerts, view and summary.  Real fusion parameters, rules, guidance, text model and lexicon."""
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
 from pipelines.errors import InputError
 from pipelines.fusion import CallAlert, CallAnalyzer, DecisionModel
 from pipelines.fusion.engine import MIN_SPEECH_S
+from pipelines.settings import REPO_ROOT
 
 LOUD = {"speech_rate_pct": 35.0, "f0_st": 3.5, "f0_range_st": 2.0, "loudness_db": 7.0}
+DATA = Path(__file__).with_name("data")
 CALM = {"speech_rate_pct": 0.0, "f0_st": 0.0, "f0_range_st": 0.0, "loudness_db": 0.0}
 
 
@@ -142,3 +146,44 @@ def test_summary_and_view(model, models):
     turn(calm, models, "customer", 0.5, 19.0, "好的，谢谢你，问题解决了")
     cs = calm.summary()
     assert cs["peak_stage"] == 0 and cs["alert_count"] == 0 and cs["time_to_first_escalation_s"] is None
+
+
+def test_a_call_stored_by_the_previous_engine_loads_and_continues_identically(model):
+    """``data/fusion_state_v1.json``: a call's stored decision-layer state written by the previous engine
+    (pipelines.escalation.FusionEngine, commit 440424d) on the sample escalating call, and what that engine
+    returned for the next transcript turn (its text cues recorded too) and audio window.  The merged class must
+    load it unchanged and, with the same fusion parameters, rules and guidance, give the same verdicts; after a
+    refit of those only the shape of the verdicts is compared (no pinned scores)."""
+    doc = json.loads((DATA / "fusion_state_v1.json").read_text(encoding="utf-8"))
+    same_artifacts = all(hashlib.sha256((REPO_ROOT / k).read_bytes()).hexdigest() == v
+                         for k, v in doc["artifacts"].items())
+
+    def check(got: dict, expected: dict) -> None:
+        if same_artifacts:
+            assert got == expected
+        else:
+            assert set(got) == set(expected) and set(got["stage"]) == set(expected["stage"])
+
+    call = model.call_from_state(doc["state"])
+    assert call.state_dict() == doc["state"]
+    t = doc["turn"]
+    r = call.text_turn(t["role"], t["t_start"], t["t_end"], text=t["text"], text_probs=t["probs"],
+                       text_anger=t["anger"], keyword_hits=t["keywords"], keyword_score=t["keyword_score"],
+                       keyword_stage_hint=t["keyword_stage_hint"], calming=t["calming"])
+    expected = dict(doc["turn_result"])
+    expected_alerts = expected.pop("_alerts")
+    check({"fused": r.fused.to_dict(), **r.fields()}, expected)
+    assert r.stage["level"] >= doc["state"]["stage"]["level"]  # 我要投诉 / 12315 never lowers the stage
+    if same_artifacts:
+        assert [x.to_dict() for x in r.alerts] == expected_alerts
+    a = doc["audio"]
+    r = call.audio_window(a["role"], a["t_start"], a["t_end"], acoustic_anger=a["acoustic_anger"], delta=a["delta"],
+                          speech_s=a["speech_s"], baseline_ready=a["baseline_ready"])
+    expected = dict(doc["audio_result"])
+    expected_alerts = expected.pop("_alerts")
+    check({"fused": r.fused.to_dict(), **r.fields()}, expected)
+    if same_artifacts:
+        assert [x.to_dict() for x in r.alerts] == expected_alerts
+        assert json.loads(json.dumps(call.state_dict(), ensure_ascii=False)) == doc["state_after"]
+        assert call.view() == doc["view_after"] and call.summary() == doc["summary_after"]
+    assert set(call.state_dict()) == set(doc["state_after"])
