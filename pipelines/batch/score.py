@@ -29,7 +29,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from tqdm import tqdm
 
@@ -40,7 +40,8 @@ from pipelines.batch.records import ASR_MODES, BatchProgress, BatchResult, CallJ
 from pipelines.batch.report import render_index_html, write_summary_csv
 from pipelines.batch.scorer import Scorer, asr_available, check_models
 from pipelines.errors import InputError, ModelNotAvailableError
-from pipelines.settings import Settings, get_settings
+from pipelines.registry import ModelRegistry
+from pipelines.settings import Settings
 
 logger = logging.getLogger("nuqi.batch.score")
 
@@ -200,15 +201,19 @@ def write_reports(out_dir: Path, records: list[ScoredCall]) -> tuple[Path, Path]
 
 def run_batch(paths: Iterable[str | Path], out_dir: str | Path, *, settings: Settings | None = None,
               channel_map: str | None = None, workers: int = 1, force: bool = False, asr: str = "auto",
-              ray_address: str | None = None, html: bool = True, models: Any = None, progress: bool = False,
-              on_update: Callable[[BatchProgress, list[ScoredCall]], None] | None = None) -> BatchResult:
+              ray_address: str | None = None, html: bool = True, models: ModelRegistry | None = None,
+              progress: bool = False, on_update: Callable[[BatchProgress, list[ScoredCall]], None] | None = None
+              ) -> BatchResult:
     """Score every audio file under ``paths`` into ``out_dir`` (see the module docstring).
 
     ``models``: an already loaded :class:`~pipelines.registry.ModelRegistry` used in-process when
     ``workers == 1`` (the service passes its own); otherwise each worker loads its own.
     ``on_update(progress, records)`` is called after every finished call (records in input order).
     """
-    settings = settings or get_settings()
+    if settings is None:
+        if models is None:
+            raise InputError("run_batch needs the settings or a loaded model registry (which carries them)")
+        settings = models.settings
     if asr not in ASR_MODES:
         raise InputError(f"asr must be one of {', '.join(ASR_MODES)}, got {asr!r}", field="asr")
     if channel_map:
@@ -287,7 +292,7 @@ def run_batch(paths: Iterable[str | Path], out_dir: str | Path, *, settings: Set
 
 
 def _execute(jobs: list[CallJob], *, workers: int, settings: Settings, options: ScoreOptions,
-             ray_address: str | None, models: Any) -> Iterator[tuple[CallJob, CallOutput]]:
+             ray_address: str | None, models: ModelRegistry | None) -> Iterator[tuple[CallJob, CallOutput]]:
     if not jobs:
         return iter(())
     workers = max(1, int(workers))

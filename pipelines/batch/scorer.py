@@ -77,7 +77,7 @@ def build_record(job: CallJob, analysis: Any, metrics: Any, source: str) -> Scor
 class Scorer:
     """Scores calls with models loaded once (per process, per Ray actor, or the service's own)."""
 
-    def __init__(self, models: Any, options: ScoreOptions) -> None:
+    def __init__(self, models: ModelRegistry, options: ScoreOptions) -> None:
         if options.asr not in ASR_MODES:
             raise InputError(f"asr must be one of {', '.join(ASR_MODES)}, got {options.asr!r}", field="asr")
         self.models = models
@@ -186,7 +186,7 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
-def check_models(models: Any) -> None:
+def check_models(models: ModelRegistry) -> None:
     failed = {k: v.error for k, v in models.status.items() if not v.loaded}
     if failed:
         raise ModelNotAvailableError("batch scoring needs every model; could not load: " +
