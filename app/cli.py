@@ -65,10 +65,12 @@ def cmd_analyze_audio(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from pipelines.replay import replay  # lazy: the analysis stack
+    from pipelines.registry import ModelRegistry  # lazy: the analysis stack
+    from pipelines.replay import components_for, replay
 
-    for line in replay(Path(args.file), audio=Path(args.audio) if args.audio else None,
-                       channel_map=args.channel_map):
+    audio = Path(args.audio) if args.audio else None
+    models = ModelRegistry.load(get_settings(), components=components_for(audio))
+    for line in replay(Path(args.file), models, audio=audio, channel_map=args.channel_map):
         _print(line)
     return 0
 

@@ -66,7 +66,7 @@ def speed(repeats: int) -> None:
     import opensmile
 
     x16 = _audio()
-    model = AcousticAngerModel.load()
+    model = AcousticAngerModel.load(get_settings().models_dir / "acoustic-anger" / "model.json")
     smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
                             feature_level=opensmile.FeatureLevel.Functionals)
     load_before = os.getloadavg()

@@ -78,7 +78,8 @@ def run(label: str, inputs: Path, out: Path, **kw) -> dict:
 
 
 def asr_rtf(models, tmp: Path) -> dict | None:
-    from pipelines.batch.score import asr_available, asr_model_dir, run_batch
+    from pipelines.batch.score import asr_model_dir, run_batch
+    from pipelines.batch.scorer import asr_available
 
     settings = get_settings()
     reason = asr_available(asr_model_dir(settings))
@@ -108,7 +109,9 @@ def asr_rtf(models, tmp: Path) -> dict | None:
 
 
 def profile_one(models, tmp: Path) -> str:
-    from pipelines.batch.score import ScoreOptions, Scorer, collect_jobs
+    from pipelines.batch.records import ScoreOptions
+    from pipelines.batch.score import collect_jobs
+    from pipelines.batch.scorer import Scorer
 
     job = collect_jobs([REPO / "sample_audio" / "call_escalating_8k.wav"])[0]
     scorer = Scorer(models, ScoreOptions(asr="off", html=True))
@@ -136,7 +139,7 @@ def profile_one(models, tmp: Path) -> str:
         lines.append(f"| {k} | {v:.3f} | {100 * v / total:.1f} |")
     buf = io.StringIO()
     pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(
-        "score.py|analyze.py|session.py|stream.py|escalation.py|report.py|emotion.py|pitch.py", 18)
+        "scorer.py|analyze.py|session.py|stream.py|engine.py|report.py|emotion.py|pitch.py", 18)
     cum = [ln for ln in buf.getvalue().splitlines() if "/work/" in ln or "ncalls" in ln]
     return ("\n".join(lines) + f"\n\nTotal profiled self time {total:.2f} s for 74.4 s of stereo audio "
             "(cProfile overhead included).\n\n```\n" + "\n".join(cum[:22]) + "\n```\n")
@@ -167,7 +170,8 @@ def main() -> None:
         audio_only = make_inputs(tmp, args.copies, sidecars=False)
         # warm-up: imports, matplotlib font cache, first-call allocations
         run("warm-up (ignored)", calls, tmp / "warm", models=models, asr="off")
-        rows.append(run("inline, sidecar transcripts, no HTML", calls, tmp / "o1", models=models, asr="off", html=False))
+        rows.append(run("inline, sidecar transcripts, no HTML", calls, tmp / "o1", models=models, asr="off",
+                        html=False))
         rows.append(run("inline, sidecar transcripts, HTML", calls, tmp / "o2", models=models, asr="off"))
         rows.append(run("inline, audio only (no transcript), no HTML", audio_only, tmp / "o3", models=models,
                         asr="off", html=False))

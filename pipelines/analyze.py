@@ -7,7 +7,6 @@ send, feeds them (and, when given, transcript turns at their end times) through
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,21 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.audio.decode import ROLES, DecodedChunk, analysis_rate, parse_channel_map
+from pipelines.audio.decode import ROLES, DecodedChunk, analysis_rate, parse_channel_map, resample
 from pipelines.audio.files import read_audio_file
 from pipelines.errors import InputError
 from pipelines.registry import ModelRegistry
 from pipelines.session import CallState, process_audio, process_transcript, summarize
+from pipelines.transcripts import Turn
 
 logger = logging.getLogger("nuqi.analyze")
-
-
-@dataclass(frozen=True)
-class Turn:
-    role: str
-    text: str
-    start: float
-    end: float
 
 
 @dataclass
@@ -92,38 +84,13 @@ def default_roles(n_channels: int, channel_map: str | None = None) -> tuple[str,
                      field="channel_map")
 
 
-def load_turns(path: Path) -> list[Turn]:
-    """Transcript turns from a sidecar: ``.json`` (``{"turns": [...]}`` or a list), ``.jsonl`` or ``.srt``."""
-    path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".srt":
-        from pipelines.transcript_formats import parse_srt
-
-        return parse_srt(text)
-    if path.suffix == ".jsonl":
-        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    else:
-        data = json.loads(text)
-        rows = data.get("turns", []) if isinstance(data, dict) else data
-    turns = []
-    for i, r in enumerate(rows):
-        try:
-            turns.append(Turn(str(r.get("role", "customer")), str(r["text"]), float(r["start"]), float(r["end"])))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"{path}: turn {i} needs role, text, start, end ({exc})", field="transcript") from None
-    return sorted(turns, key=lambda t: t.end)
-
-
 def process_file(path: Path, models: ModelRegistry, *, channel_map: str | None = None,
                  turns: list[Turn] | None = None, chunk_s: float = 1.0) -> FileAnalysis:
     """Run a recording (and optional transcript turns) through the live pipeline."""
     frames, rate = read_audio_file(Path(path))
     roles = default_roles(frames.shape[1], channel_map)
     sr = analysis_rate(rate)
-    if sr != rate:
-        import soxr
-
-        frames = soxr.resample(frames, rate, sr, quality="HQ").astype(np.float32)
+    frames = resample(frames, rate, sr)
     state = CallState()
     timeline: list[dict[str, Any]] = []
     utterances: list[dict[str, Any]] = []
@@ -137,9 +104,7 @@ def process_file(path: Path, models: ModelRegistry, *, channel_map: str | None =
         audio = {role: np.ascontiguousarray(block[:, i]) for i, role in enumerate(roles) if role in ROLES}
         chunk = DecodedChunk(sample_rate=sr, input_rate=rate, duration_s=block.shape[0] / sr, audio=audio,
                              encoding="file")
-        entry = process_audio(state, chunk, seq, models, start / sr)
-        entry["alerts"] = entry.pop("_alerts", [])
-        timeline.append(entry)
+        timeline.append(process_audio(state, chunk, seq, models, start / sr).to_dict())
         seq += 1
     for turn in pending:
         utterances.append(_turn(state, turn, models))
@@ -150,6 +115,4 @@ def process_file(path: Path, models: ModelRegistry, *, channel_map: str | None =
 
 
 def _turn(state: CallState, turn: Turn, models: ModelRegistry) -> dict[str, Any]:
-    entry = process_transcript(state, turn.role, turn.text, turn.start, turn.end, True, models)
-    entry["alerts"] = entry.pop("_alerts", [])
-    return entry
+    return process_transcript(state, turn.role, turn.text, turn.start, turn.end, True, models).to_dict()

@@ -10,9 +10,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
+from pipelines.audio.anger_model import AcousticAngerModel
+from pipelines.fusion import DecisionModel
 from pipelines.settings import Settings
+from pipelines.text.emotion import TextEmotionModel
+from pipelines.text.lexicon import KeywordLexicon
 
 logger = logging.getLogger("nuqi.registry")
 
@@ -31,10 +35,10 @@ class ComponentStatus:
 @dataclass
 class ModelRegistry:
     settings: Settings
-    acoustic: Any = None  # pipelines.audio.anger_model.AcousticAngerModel
-    text: Any = None  # pipelines.text.emotion.TextEmotionModel
-    lexicon: Any = None  # pipelines.text.lexicon.KeywordLexicon
-    fusion: Any = None  # pipelines.escalation.FusionEngine
+    acoustic: AcousticAngerModel | None = None
+    text: TextEmotionModel | None = None
+    lexicon: KeywordLexicon | None = None
+    fusion: DecisionModel | None = None  # the decision layer's load-once part
     status: dict[str, ComponentStatus] = field(default_factory=dict)
 
     REQUIRED = ("acoustic", "text", "lexicon", "fusion")
@@ -42,7 +46,7 @@ class ModelRegistry:
     @classmethod
     def load(cls, settings: Settings, components: tuple[str, ...] = REQUIRED) -> "ModelRegistry":
         reg = cls(settings=settings)
-        loaders = {
+        loaders: dict[str, Callable[[], Any]] = {
             "acoustic": reg._load_acoustic,
             "text": reg._load_text,
             "lexicon": reg._load_lexicon,
@@ -55,29 +59,22 @@ class ModelRegistry:
                 reg.status[name] = ComponentStatus(name, True, time.perf_counter() - t0)
             except Exception as exc:  # noqa: BLE001 - recorded and reported by /readyz
                 logger.error("could not load %s: %s", name, exc)
-                reg.status[name] = ComponentStatus(name, False, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}")
+                reg.status[name] = ComponentStatus(name, False, time.perf_counter() - t0,
+                                                   f"{type(exc).__name__}: {exc}")
         return reg
 
     @property
     def ready(self) -> bool:
         return bool(self.status) and all(s.loaded for s in self.status.values())
 
-    def _load_acoustic(self) -> Any:
-        from pipelines.audio.anger_model import AcousticAngerModel
-
+    def _load_acoustic(self) -> AcousticAngerModel:
         return AcousticAngerModel.load(self.settings.models_dir / "acoustic-anger" / "model.json")
 
-    def _load_text(self) -> Any:
-        from pipelines.text.emotion import TextEmotionModel
-
+    def _load_text(self) -> TextEmotionModel:
         return TextEmotionModel.load(self.settings.models_dir / "text-emotion", threads=1)
 
-    def _load_lexicon(self) -> Any:
-        from pipelines.text.lexicon import KeywordLexicon
-
+    def _load_lexicon(self) -> KeywordLexicon:
         return KeywordLexicon.load()
 
-    def _load_fusion(self) -> Any:
-        from pipelines.escalation import FusionEngine
-
-        return FusionEngine.load(self.settings.models_dir / "fusion")
+    def _load_fusion(self) -> DecisionModel:
+        return DecisionModel.load(self.settings.models_dir / "fusion")

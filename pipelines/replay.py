@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator
 
-from pipelines.analyze import Turn, load_turns, process_file
+from pipelines.analyze import process_file
 from pipelines.registry import ModelRegistry
 from pipelines.session import CallState, process_transcript, summarize
-from pipelines.settings import get_settings
+from pipelines.transcripts import Turn, load_turns
 
 
 def _line(entry: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -41,20 +41,23 @@ def replay_turns(turns: list[Turn], models: ModelRegistry) -> Iterator[dict[str,
     state = CallState()
     for turn in turns:
         state.clock_s = max(state.clock_s, turn.end)
-        entry = process_transcript(state, turn.role, turn.text, turn.start, turn.end, True, models)
-        entry["alerts"] = entry.pop("_alerts", [])
-        yield _line(entry, "turn")
+        result = process_transcript(state, turn.role, turn.text, turn.start, turn.end, True, models)
+        yield _line(result.to_dict(), "turn")
     yield {"kind": "summary", **summarize(state, [], models.fusion)}
 
 
-def replay(path: Path, *, audio: Path | None = None, channel_map: str | None = None,
-           models: ModelRegistry | None = None) -> Iterator[dict[str, Any]]:
+def components_for(audio: Path | None) -> tuple[str, ...]:
+    """The model components :func:`replay` needs (a text-only replay loads no acoustic model)."""
+    return ModelRegistry.REQUIRED if audio is not None else ("text", "lexicon", "fusion")
+
+
+def replay(path: Path, models: ModelRegistry, *, audio: Path | None = None, channel_map: str | None = None
+           ) -> Iterator[dict[str, Any]]:
+    """Replay the turns of ``path`` (and ``audio`` when given) with ``models`` (see :func:`components_for`)."""
     turns = load_turns(path)
     if audio is None:
-        models = models or ModelRegistry.load(get_settings(), components=("text", "lexicon", "fusion"))
         yield from replay_turns(turns, models)
         return
-    models = models or ModelRegistry.load(get_settings())
     result = process_file(audio, models, channel_map=channel_map, turns=turns)
     events: list[tuple[float, dict[str, Any]]] = []
     last_level = 0

@@ -8,6 +8,10 @@ pure with respect to I/O and are run in the analysis thread pool.
 chunk → decode (``pipelines.audio.decode``) → features (``pipelines.audio.stream``)
 → cues (baseline deltas, acoustic anger, text emotion, keywords) → fusion/stage
 (``pipelines.fusion``) → alert decision.
+
+``process_audio`` and ``process_transcript`` return a typed result (:class:`ChunkResult`,
+:class:`UtteranceResult`): the JSON entry of the timeline / transcript and the alerts raised,
+as :class:`~pipelines.fusion.CallAlert` objects.
 """
 from __future__ import annotations
 
@@ -17,12 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.audio.decode import DecodedChunk
+from pipelines.audio.baseline import SpeakerBaseline
+from pipelines.audio.decode import DecodedChunk, resample
+from pipelines.audio.stream import SpeakerStream
+from pipelines.fusion import CallAlert, CallAnalyzer, DecisionModel, WindowResult
 from pipelines.registry import ModelRegistry
 
 logger = logging.getLogger("nuqi.session")
-
-TIMELINE_KEEP = 600  # recent assessments kept in the live state (the full timeline is in the store)
 
 
 @dataclass
@@ -41,7 +46,7 @@ class CallState:
     chunks: int = 0
     gaps: list[list[int]] = field(default_factory=list)  # [first_missing_seq, last_missing_seq]
     roles: dict[str, RoleState] = field(default_factory=dict)
-    fusion: dict[str, Any] = field(default_factory=dict)  # FusionEngine per-call state
+    fusion: dict[str, Any] = field(default_factory=dict)  # CallAnalyzer.state_dict() (the decision layer)
     utterances: int = 0
 
     def state_dict(self) -> dict[str, Any]:
@@ -72,20 +77,32 @@ class RoleAnalysis:
         }
 
 
-def _resample(x: np.ndarray, src: int, dst: int) -> np.ndarray:
-    if src == dst:
-        return x
-    import soxr
+@dataclass
+class ChunkResult:
+    """One chunk's timeline entry (the JSON stored and sent back) and the alerts it raised."""
 
-    return soxr.resample(x, src, dst, quality="HQ").astype(np.float32)
+    entry: dict[str, Any]
+    alerts: list[CallAlert] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry with its alerts inline (``alerts``: their JSON), as offline analysis reports it."""
+        return {**self.entry, "alerts": [a.to_dict() for a in self.alerts]}
+
+
+@dataclass
+class UtteranceResult:
+    """One transcript snippet's analysis entry and the alerts it raised (only final snippets raise any)."""
+
+    entry: dict[str, Any]
+    alerts: list[CallAlert] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.entry, "alerts": [a.to_dict() for a in self.alerts]}
 
 
 def analyze_role(state: CallState, role: str, samples: np.ndarray, sample_rate: int,
                  models: ModelRegistry) -> RoleAnalysis:
     """Features → baseline delta → acoustic anger for one speaker's part of a chunk."""
-    from pipelines.audio.baseline import SpeakerBaseline
-    from pipelines.audio.stream import SpeakerStream
-
     rs = state.roles.get(role)
     if rs is None:
         stream, baseline = SpeakerStream(sample_rate), SpeakerBaseline(models.settings.baseline_seconds)
@@ -94,7 +111,7 @@ def analyze_role(state: CallState, role: str, samples: np.ndarray, sample_rate: 
     else:
         stream = SpeakerStream.from_state(rs.stream)
         baseline = SpeakerBaseline.from_state(rs.baseline)
-        samples = _resample(samples, sample_rate, rs.sample_rate)  # a speaker keeps the rate it started with
+        samples = resample(samples, sample_rate, rs.sample_rate)  # a speaker keeps the rate it started with
     feats = stream.process(samples)
     baseline.update(feats)
     delta = baseline.delta(feats)
@@ -111,22 +128,30 @@ def analyze_role(state: CallState, role: str, samples: np.ndarray, sample_rate: 
     )
 
 
+def _call(state: CallState, models: ModelRegistry) -> CallAnalyzer | None:
+    return models.fusion.call_from_state(state.fusion) if models.fusion is not None else None
+
+
 def process_audio(state: CallState, chunk: DecodedChunk, seq: int, models: ModelRegistry,
-                  start_s: float | None = None) -> dict[str, Any]:
-    """Advance ``state`` by one decoded chunk and return its timeline entry."""
+                  start_s: float | None = None) -> ChunkResult:
+    """Advance ``state`` by one decoded chunk; its timeline entry and alerts."""
     if seq > state.last_seq + 1 and state.last_seq >= 0:
         state.gaps.append([state.last_seq + 1, seq - 1])
         logger.info("gap in chunk sequence: %d..%d missing", state.last_seq + 1, seq - 1)
     t_start = state.clock_s if start_s is None else float(start_s)
     t_end = t_start + chunk.duration_s
+    call = _call(state, models)
     roles: dict[str, Any] = {}
-    alerts: list[dict[str, Any]] = []
+    alerts: list[CallAlert] = []
     for role, samples in chunk.audio.items():
         analysis = analyze_role(state, role, samples, chunk.sample_rate, models)
         entry = analysis.to_dict()
-        if models.fusion is not None:
-            _merge_assessment(entry, models.fusion.assess_audio(state.fusion, role, analysis, t_start, t_end),
-                              alerts)
+        if call is not None:
+            res = call.audio_window(role, t_start, t_end, acoustic_anger=analysis.acoustic, delta=analysis.delta,
+                                    speech_s=float(analysis.features.get("speech_s") or 0.0),
+                                    baseline_ready=bool(analysis.baseline.get("ready")))
+            _merge_result(entry, res)
+            alerts.extend(res.alerts)
         roles[role] = entry
     state.last_seq = seq
     state.clock_s = max(state.clock_s, t_end)
@@ -138,27 +163,27 @@ def process_audio(state: CallState, chunk: DecodedChunk, seq: int, models: Model
         "sample_rate": chunk.sample_rate,
         "input_rate": chunk.input_rate,
         "roles": roles,
-        "_alerts": alerts,
     }
-    if state.fusion.get("stage") is not None:
-        out["stage"] = state.fusion["stage"]  # the call's stage after this chunk (all roles)
-    return out
+    if call is not None:
+        state.fusion = call.state_dict()
+        if call.assessed:
+            out["stage"] = state.fusion["stage"]  # the call's stage after this chunk (all roles)
+    return ChunkResult(out, alerts)
 
 
-def _merge_assessment(entry: dict[str, Any], assessment: dict[str, Any], alerts: list[dict[str, Any]]) -> None:
-    """Fold a FusionEngine assessment into a role/utterance entry (``anger.fused``, ``stage``, ...)."""
-    alerts.extend(assessment.pop("_alerts", []))
-    fused = assessment.pop("fused", None)
-    if fused is not None:
+def _merge_result(entry: dict[str, Any], res: WindowResult) -> None:
+    """Fold a decision-layer result into a role/utterance entry (``anger.fused``, ``fusion``, ``stage``, ...)."""
+    if res.fused is not None:
+        fused = res.fused.to_dict()
         if isinstance(entry.get("anger"), dict):  # audio window: anger = {"acoustic": ..., "fused": ...}
             entry["anger"]["fused"] = fused["fused"]
         else:  # utterance: "anger" is the text model's probability
             entry["anger_fused"] = fused["fused"]
         entry["fusion"] = fused
-    entry.update(assessment)
+    entry.update(res.fields())
 
 
-def public_view(state: CallState, fusion: Any = None) -> dict[str, Any]:
+def public_view(state: CallState, fusion: DecisionModel | None = None) -> dict[str, Any]:
     """The caller-facing part of a call's state (no stream internals)."""
     roles = {}
     for role, rs in state.roles.items():
@@ -172,7 +197,7 @@ def public_view(state: CallState, fusion: Any = None) -> dict[str, Any]:
         "gaps": state.gaps, "utterances": state.utterances, "roles": roles,
     }
     if fusion is not None:
-        view.update(fusion.view(state.fusion))
+        view.update(fusion.call_from_state(state.fusion).view())
     return view
 
 
@@ -184,7 +209,8 @@ def _stats(values: list[float]) -> dict[str, float | None]:
             "p90": round(float(np.percentile(arr, 90)), 4)}
 
 
-def summarize(state: CallState, timeline: list[dict[str, Any]], fusion: Any = None) -> dict[str, Any]:
+def summarize(state: CallState, timeline: list[dict[str, Any]], fusion: DecisionModel | None = None
+              ) -> dict[str, Any]:
     """End-of-call summary from the state and the per-chunk timeline."""
     per_role: dict[str, Any] = {}
     for role, rs in state.roles.items():
@@ -202,7 +228,7 @@ def summarize(state: CallState, timeline: list[dict[str, Any]], fusion: Any = No
         "utterances": state.utterances, "roles": per_role,
     }
     if fusion is not None:
-        summary.update(fusion.summary(state.fusion))
+        summary.update(fusion.call_from_state(state.fusion).summary())
     return summary
 
 
@@ -248,18 +274,23 @@ def analyze_texts(texts: list[str], models: ModelRegistry) -> list[TextAnalysis]
 
 
 def process_transcript(state: CallState, role: str, text: str, start: float | None, end: float | None,
-                       final: bool, models: ModelRegistry) -> dict[str, Any]:
+                       final: bool, models: ModelRegistry) -> UtteranceResult:
     """Analyse one transcript snippet; only final snippets advance the call's escalation state."""
     analysis = analyze_texts([text], models)[0]
     entry: dict[str, Any] = {"role": role, "text": text, "start": start, "end": end, "final": final,
                              **analysis.to_dict()}
-    if final:
-        state.utterances += 1
-        t_end = end if end is not None else state.clock_s
-        t_start = start if start is not None else t_end
-        if models.fusion is not None:
-            alerts: list[dict[str, Any]] = []
-            _merge_assessment(entry, models.fusion.assess_text(state.fusion, role, analysis, t_start, t_end),
-                              alerts)
-            entry["_alerts"] = alerts
-    return entry
+    if not final:
+        return UtteranceResult(entry)
+    state.utterances += 1
+    t_end = end if end is not None else state.clock_s
+    t_start = start if start is not None else t_end
+    call = _call(state, models)
+    if call is None:
+        return UtteranceResult(entry)
+    res = call.text_turn(role, t_start, t_end, text=analysis.text, text_probs=analysis.probs,
+                         text_anger=analysis.anger, keyword_hits=analysis.keywords,
+                         keyword_score=analysis.keyword_score, keyword_stage_hint=analysis.keyword_stage_hint,
+                         calming=analysis.calming)
+    _merge_result(entry, res)
+    state.fusion = call.state_dict()
+    return UtteranceResult(entry, res.alerts)

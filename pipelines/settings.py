@@ -61,7 +61,8 @@ class Settings(BaseSettings):
     # --- audio ingest --------------------------------------------------------
     max_chunk_seconds: float = 30.0  # longer chunks are refused with 413
     max_body_bytes: int = 8 * 1024 * 1024  # hard cap on one request body
-    supported_rates: tuple[int, ...] = (8000, 16000)  # analysis rates; others are resampled to the nearest
+    # how long a chunk waits for its missing predecessor (perhaps on another worker) before the hole is a gap
+    gap_wait_s: float = 1.5
     baseline_seconds: float = 15.0  # speech time that forms a speaker's opening baseline
 
     # --- inference -----------------------------------------------------------

@@ -28,6 +28,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from app.errors import ForbiddenError
+from pipelines.batch.records import BatchProgress, ScoredCall
+from pipelines.batch.score import collect_jobs, run_batch
 from pipelines.errors import ConflictError, InputError, NotFoundError, NuqiError
 from pipelines.registry import ModelRegistry
 from pipelines.settings import Settings
@@ -96,8 +99,6 @@ class BatchJobs:
 
     def check_server_paths(self, paths: list[str]) -> list[Path]:
         """Resolve server-side paths; each must exist inside one of ``settings.batch_input_roots``."""
-        from app.errors import ForbiddenError
-
         if not paths:
             raise InputError("paths: give at least one server-side file or folder", field="paths")
         if len(paths) > MAX_PATHS:
@@ -119,8 +120,6 @@ class BatchJobs:
     def submit(self, job_id: str, job_dir: Path, *, tenant: str, inputs: list[str], options: BatchOptions,
                source: str) -> dict[str, Any]:
         """Persist a new job as ``queued`` and hand it to the runner thread."""
-        from pipelines.batch.score import collect_jobs
-
         n = len(collect_jobs(inputs))
         if n == 0:
             raise InputError("no audio files (.wav .flac .mp3 .ogg) found in the request", field="paths")
@@ -203,15 +202,13 @@ class BatchJobs:
                     os.close(fd)
 
     def _run(self, job_id: str) -> None:
-        from pipelines.batch.score import BatchProgress, CallRecord, run_batch
-
         d = self.job_dir(job_id)
         job = self.read(job_id)
         job.update(status="running", started_at=job.get("started_at") or _now())
         _atomic_json(d / "job.json", job)
         last = 0.0
 
-        def update(prog: BatchProgress, records: list[CallRecord]) -> None:
+        def update(prog: BatchProgress, records: list[ScoredCall]) -> None:
             nonlocal last
             now = time.monotonic()
             if now - last < WRITE_EVERY_S and prog.done < prog.total:

@@ -2,7 +2,8 @@
 
 Per chunk: decode (pure; a bad chunk never touches state) → load the call's state →
 wait briefly for a missing predecessor (another worker may be processing it) →
-analyse → commit state + timeline entry with a version check → persist alerts.
+analyse → commit state + timeline entry with a version check → persist alerts.  Lost
+compare-and-set races are retried within one bound (:mod:`app.services.cas`).
 """
 from __future__ import annotations
 
@@ -14,17 +15,20 @@ from typing import Any
 
 from app import observability as obs
 from app.runtime import Runtime
+from app.services.cas import RETRY_SLEEP_S, CasRetry, retry_cas
 from app.store import CallRecord
-from pipelines.audio.decode import ChunkFormat, decode_chunk
+from pipelines.audio.decode import ChunkFormat, DecodedChunk, decode_chunk
 from pipelines.errors import ConflictError, InputError, NotFoundError
+from pipelines.fusion import CallAlert
 from pipelines.pii import redact_obj
-from pipelines.session import CallState, process_audio
+from pipelines.session import CallState, ChunkResult, process_audio, public_view, summarize
 
 logger = logging.getLogger("nuqi.calls")
 
-GAP_WAIT_S = 1.5  # how long a chunk waits for its predecessor before the hole is recorded as a gap
-RETRY_SLEEP_S = 0.02
 MAX_SEQ = 10**9
+# field of a stored timeline entry that holds the chunk's alerts (re-delivered when the chunk is retried);
+# never sent to clients.  The name is part of the stored format: calls stored earlier carry it too.
+STORED_ALERTS = "_alerts"
 
 
 def state_dict(state: CallState) -> dict[str, Any]:
@@ -58,13 +62,19 @@ def ensure_call(rt: Runtime, call_id: str, tenant: str, agent_id: str | None,
     if rec.tenant != tenant:
         raise NotFoundError(f"call {call_id!r} not found", call_id=call_id)
     if (agent_id and rec.agent_id != agent_id) or meta:
-        for _ in range(20):
+        current = rec
+
+        def bind() -> CallRecord | None:
+            nonlocal current
             if agent_id:
-                rec.agent_id = agent_id
-            rec.meta.update(meta or {})
-            if rt.store.save_call(rec, rec.version):
-                break
-            rec = rt.store.get_call(call_id) or rec
+                current.agent_id = agent_id
+            current.meta.update(meta or {})
+            if rt.store.save_call(current, current.version):
+                return current
+            current = rt.store.get_call(call_id) or current
+            return None
+
+        rec = retry_cas(bind, f"binding call {call_id!r}", call_id=call_id)
     return rec
 
 
@@ -75,7 +85,18 @@ def get_call(rt: Runtime, call_id: str, tenant: str) -> CallRecord:
     return rec
 
 
-def _attempt(rt: Runtime, call_id: str, tenant: str, agent_id: str | None, seq: int, chunk: Any,
+def _stored_entry(result: ChunkResult) -> dict[str, Any]:
+    """The timeline entry as stored: with the chunk's alerts (redacted) when it raised any."""
+    if not result.alerts:
+        return result.entry
+    return {**result.entry, STORED_ALERTS: redact_obj([a.to_dict() for a in result.alerts])}
+
+
+def _public_entry(stored: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in stored.items() if k != STORED_ALERTS}
+
+
+def _attempt(rt: Runtime, call_id: str, tenant: str, agent_id: str | None, seq: int, chunk: DecodedChunk,
              start_s: float | None, waited: float) -> tuple[str, dict[str, Any] | None]:
     """One try at applying a chunk. Returns ("done", response) or ("wait"|"retry", None)."""
     rec = ensure_call(rt, call_id, tenant, agent_id)
@@ -85,34 +106,36 @@ def _attempt(rt: Runtime, call_id: str, tenant: str, agent_id: str | None, seq: 
     stored = rt.store.get_chunk(call_id, seq) if seq <= int(rec.state.get("last_seq", -1)) else None
     if stored is not None:  # a retry: re-deliver the chunk's alerts (dedup keys keep this idempotent), so an
         # alert is never lost when a worker died between committing the chunk and storing its alerts
-        redelivered = [a for a in (store_alert(rt, rec, a) for a in stored.pop("_alerts", [])) if a is not None]
-        return "done", {**stored, "duplicate": True, "alerts": redelivered}
+        alerts = [CallAlert.from_dict(a) for a in stored.get(STORED_ALERTS, [])]
+        redelivered = [a for a in (store_alert(rt, rec, a) for a in alerts) if a is not None]
+        return "done", {**_public_entry(stored), "duplicate": True, "alerts": redelivered}
     state = CallState.from_state(rec.state)
     if seq <= state.last_seq:
         raise ConflictError(
             f"chunk seq {seq} arrived after seq {state.last_seq} was processed; it was recorded as a gap",
             call_id=call_id, seq=seq, last_seq=state.last_seq,
         )
-    if seq > state.last_seq + 1 and waited < GAP_WAIT_S:  # also a new call's seq 1 waits for its seq 0
+    if seq > state.last_seq + 1 and waited < rt.settings.gap_wait_s:  # also a new call's seq 1 waits for its seq 0
         return "wait", None
     expected = rec.version
     level_before = obs.stage_level(rec.state)
     with obs.inference("audio"):
-        entry = process_audio(state, chunk, seq, rt.models, start_s)
-    alerts = entry.pop("_alerts", [])
+        result = process_audio(state, chunk, seq, rt.models, start_s)
     rec.state = state_dict(state)
-    if not rt.store.commit_chunk(rec, expected, seq, {**entry, "_alerts": redact_obj(alerts)} if alerts else entry):
+    if not rt.store.commit_chunk(rec, expected, seq, _stored_entry(result)):
         return "retry", None
     obs.stage_change(level_before, rec.state)
-    stored_alerts = [a for a in (store_alert(rt, rec, a) for a in alerts) if a is not None]
-    return "done", {**entry, "duplicate": False, "alerts": stored_alerts, "gaps": state.gaps}
+    stored_alerts = [a for a in (store_alert(rt, rec, a) for a in result.alerts) if a is not None]
+    return "done", {**result.entry, "duplicate": False, "alerts": stored_alerts, "gaps": state.gaps}
 
 
-def store_alert(rt: Runtime, rec: CallRecord, alert: dict[str, Any]) -> dict[str, Any] | None:
-    payload = redact_obj({k: v for k, v in alert.items() if k not in ("level", "kind", "dedup_key")})
-    stored = rt.store.add_alert(rec.call_id, rec.tenant, rec.agent_id, int(alert["level"]), str(alert["kind"]),
-                                payload, f"{rec.call_id}:{alert['dedup_key']}")
-    obs.alert_raised(alert if stored else None)
+def store_alert(rt: Runtime, rec: CallRecord, alert: CallAlert) -> dict[str, Any] | None:
+    """Persist an alert (idempotent by its dedup key); its stored JSON, or None when it was stored before."""
+    data = alert.to_dict()
+    payload = redact_obj({k: v for k, v in data.items() if k not in ("level", "kind", "dedup_key")})
+    stored = rt.store.add_alert(rec.call_id, rec.tenant, rec.agent_id, alert.level, alert.kind,
+                                payload, f"{rec.call_id}:{alert.dedup_key}")
+    obs.alert_raised(data if stored else None)
     return stored.to_dict() if stored else None
 
 
@@ -136,7 +159,7 @@ async def ingest_audio(rt: Runtime, call_id: str, body: bytes, fmt: ChunkFormat,
     t_request = time.perf_counter()
     if not 0 <= seq <= MAX_SEQ:  # also guards the X-Seq header and the WebSocket's seq, which carry no bound
         raise InputError(f"seq must be between 0 and {MAX_SEQ}", field="seq", seq=str(seq)[:32])
-    decoded: list[Any] = []
+    decoded: list[DecodedChunk] = []
 
     def attempt(waited: float) -> tuple[str, dict[str, Any] | None]:
         if not decoded:  # decoded in the same thread hop as the first attempt (a bad chunk never touches state)
@@ -148,6 +171,7 @@ async def ingest_audio(rt: Runtime, call_id: str, body: bytes, fmt: ChunkFormat,
     progress.inflight.add(seq)
     t0 = time.monotonic()
     polls = 0
+    races = CasRetry(f"chunk {seq} of call {call_id!r}", call_id=call_id, seq=seq)
     try:
         while True:
             # a predecessor in flight in this worker will come (however loaded we are): never record it as a gap
@@ -169,8 +193,8 @@ async def ingest_audio(rt: Runtime, call_id: str, body: bytes, fmt: ChunkFormat,
                     await asyncio.wait_for(progress.event.wait(), timeout)
                 except asyncio.TimeoutError:
                     pass
-            else:
-                await asyncio.sleep(RETRY_SLEEP_S)
+            else:  # another worker committed first: re-read and analyse again
+                await races.lose_and_wait_async()
     finally:
         progress.inflight.discard(seq)
         if not progress.inflight and _PROGRESS.get(key) is progress:
@@ -178,8 +202,6 @@ async def ingest_audio(rt: Runtime, call_id: str, body: bytes, fmt: ChunkFormat,
 
 
 def call_view(rt: Runtime, call_id: str, tenant: str, timeline: bool = True) -> dict[str, Any]:
-    from pipelines.session import public_view
-
     rec = get_call(rt, call_id, tenant)
     state = CallState.from_state(rec.state)
     view: dict[str, Any] = {
@@ -188,16 +210,15 @@ def call_view(rt: Runtime, call_id: str, tenant: str, timeline: bool = True) -> 
         "state": public_view(state, rt.models.fusion), "summary": rec.summary,
     }
     if timeline:
-        view["timeline"] = [{k: v for k, v in e.items() if k != "_alerts"} for e in rt.store.list_chunks(call_id)]
+        view["timeline"] = [_public_entry(e) for e in rt.store.list_chunks(call_id)]
         view["transcripts"] = rt.store.list_transcripts(call_id)
     return view
 
 
 def end_call(rt: Runtime, call_id: str, tenant: str) -> dict[str, Any]:
     """Mark the call ended (idempotent) and store its summary."""
-    from pipelines.session import summarize
 
-    for _ in range(50):
+    def attempt() -> dict[str, Any] | None:
         rec = get_call(rt, call_id, tenant)
         if rec.status == "ended" and rec.summary is not None:
             return {"call_id": call_id, "status": "ended", "summary": rec.summary}
@@ -209,5 +230,6 @@ def end_call(rt: Runtime, call_id: str, tenant: str) -> dict[str, Any]:
         ttl = rt.settings.ended_call_detail_ttl_s
         if rt.store.save_call(rec, expected, detail_ttl_s=ttl if ttl > 0 else None):
             return {"call_id": call_id, "status": "ended", "summary": rec.summary}
-        time.sleep(RETRY_SLEEP_S)
-    raise ConflictError(f"call {call_id!r} is being updated too often to end it; retry", call_id=call_id)
+        return None
+
+    return retry_cas(attempt, f"ending call {call_id!r}", call_id=call_id)

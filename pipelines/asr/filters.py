@@ -22,13 +22,13 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
+from opencc import OpenCC
+
 logger = logging.getLogger("nuqi.asr.filters")
 
 
 @lru_cache(maxsize=1)
-def _t2s():
-    from opencc import OpenCC
-
+def _t2s() -> OpenCC:
     return OpenCC("t2s")
 
 

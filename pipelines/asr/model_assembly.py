@@ -20,7 +20,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -204,13 +203,6 @@ def assemble_model(dest: Path | None = None, force: bool = False) -> Path:
     }
     (dest / STAMP_NAME).write_text(json.dumps(stamp, indent=2) + "\n", encoding="utf-8")
     return dest
-
-
-def remove_model(dest: Path) -> None:
-    """Delete an assembled model dir (only if it looks like one this module wrote)."""
-    dest = Path(dest)
-    if (dest / STAMP_NAME).is_file():
-        shutil.rmtree(dest)
 
 
 def cli_assemble(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 import numpy as np
+import soxr
 
 from pipelines.errors import (
     AudioDecodeError,
@@ -92,7 +93,8 @@ def parse_channel_map(value: str | None) -> tuple[str, ...] | None:
             index = {"left": 0, "l": 0, "right": 1, "r": 1}.get(idx)
             if index is None:
                 if not idx.isdigit():
-                    raise InputError(f"channel_map entry {p!r}: channel must be 0, 1, left or right", field="channel_map")
+                    raise InputError(f"channel_map entry {p!r}: channel must be 0, 1, left or right",
+                                     field="channel_map")
                 index = int(idx)
             slots[index] = role
         if sorted(slots) != list(range(len(slots))):
@@ -107,7 +109,8 @@ def parse_channel_map(value: str | None) -> tuple[str, ...] | None:
     if len(set(named)) != len(named):
         raise InputError(f"channel_map {value!r} names a role twice", field="channel_map")
     if len(roles) > 2:
-        raise UnsupportedAudioError(f"channel_map has {len(roles)} channels; at most 2 are supported", field="channel_map")
+        raise UnsupportedAudioError(f"channel_map has {len(roles)} channels; at most 2 are supported",
+                                    field="channel_map")
     return roles
 
 
@@ -198,7 +201,8 @@ def _wav_samples(info: _WavInfo) -> np.ndarray:
     elif tag == 1 and bits == 24:
         n = len(data) // 3
         if len(data) % (3 * ch):
-            raise AudioDecodeError(f"24-bit WAV payload of {len(data)} bytes is not a whole number of frames", field="body")
+            raise AudioDecodeError(f"24-bit WAV payload of {len(data)} bytes is not a whole number of frames",
+                                   field="body")
         b = np.frombuffer(data, np.uint8).reshape(n, 3).astype(np.int32)
         v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
         v = np.where(v >= 1 << 23, v - (1 << 24), v)
@@ -240,11 +244,10 @@ def analysis_rate(input_rate: int) -> int:
     return 16000 if input_rate >= 16000 else 8000
 
 
-def _resample(x: np.ndarray, src: int, dst: int) -> np.ndarray:
+def resample(x: np.ndarray, src: int, dst: int) -> np.ndarray:
+    """``x`` (samples, or samples x channels) from ``src`` Hz to ``dst`` Hz as float32 (soxr, high quality)."""
     if src == dst:
         return x
-    import soxr  # light C extension; imported lazily so import of this module stays cheap
-
     return soxr.resample(x, src, dst, quality="HQ").astype(np.float32)
 
 
@@ -272,7 +275,9 @@ def decode_chunk(body: bytes, fmt: ChunkFormat, *, max_seconds: float = 30.0) ->
             table = MULAW if encoding is Encoding.mulaw else ALAW
             frames = table[np.frombuffer(body, np.uint8)]
             if frames.size % channels:
-                raise AudioDecodeError(f"{encoding.value} payload of {len(body)} bytes is not a whole number of stereo frames", field="body")
+                raise AudioDecodeError(
+                    f"{encoding.value} payload of {len(body)} bytes is not a whole number of stereo frames",
+                    field="body")
         frames = frames.reshape(-1, channels)
 
     sr = analysis_rate(rate)
@@ -304,7 +309,7 @@ def decode_chunk(body: bytes, fmt: ChunkFormat, *, max_seconds: float = 30.0) ->
                 f"(limit {MAX_CLIPPED_FRACTION:.0%}); lower the gain",
                 field="body", role=role, clipped_fraction=round(clipped, 3),
             )
-        audio[role] = _resample(x, rate, sr)
+        audio[role] = resample(x, rate, sr)
     if not audio:
         raise InputError("channel_map assigns no channel to customer or agent", field="channel_map")
     if max(peaks) < DIGITAL_SILENCE_PEAK:
@@ -318,7 +323,8 @@ def decode_chunk(body: bytes, fmt: ChunkFormat, *, max_seconds: float = 30.0) ->
 def _roles_for(n_channels: int, fmt: ChunkFormat) -> tuple[str, ...]:
     if n_channels == 1:
         if fmt.channel_map and len(fmt.channel_map) != 1:
-            raise InputError(f"channel_map names {len(fmt.channel_map)} channels but the audio is mono", field="channel_map")
+            raise InputError(f"channel_map names {len(fmt.channel_map)} channels but the audio is mono",
+                             field="channel_map")
         role = fmt.channel_map[0] if fmt.channel_map else fmt.role
         if role not in ROLES:
             raise InputError(f"role {role!r} is not one of customer, agent", field="role")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
 from pipelines.audio.decode import _parse_wav, _wav_samples
 from pipelines.errors import AudioDecodeError, UnsupportedAudioError
@@ -24,8 +25,6 @@ def read_audio_file(path: Path) -> tuple[np.ndarray, int]:
         if info.channels < 1:
             raise UnsupportedAudioError(f"{path}: WAV declares 0 channels", field="path")
         return _wav_samples(info), info.sample_rate
-    import soundfile as sf
-
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (RuntimeError, sf.LibsndfileError) as exc:  # type: ignore[attr-defined]

@@ -26,6 +26,7 @@ import numpy as np
 from scipy.signal import firwin, lfilter
 
 from pipelines.audio import loudness, spectral
+from pipelines.audio.loudness import percentiles
 from pipelines.audio.pitch import OctaveGuard, YinConfig, yin
 from pipelines.audio.rate import NucleusDetector, RateParams, RateWindow
 from pipelines.audio.vad import EnergyVad
@@ -47,19 +48,6 @@ _YIN = YinConfig(sr=SR, frame_len=FRAME)
 _BAND_NORM = 2.0 / (spectral.NFFT * float(np.sum(spectral._HANN**2)))
 F0_STATS_APERIODICITY = 0.25  # voiced frames entering the F0 statistics need CMNDF below this
 STATE_VERSION = 1
-
-
-def _percentiles(v: np.ndarray) -> tuple[float, float, float]:
-    """p10, p50, p90 with linear interpolation (= np.percentile), without its overhead."""
-    v = np.sort(v)
-    n = v.size - 1
-    out = []
-    for q in (0.1, 0.5, 0.9):
-        pos = q * n
-        lo = int(pos)
-        hi = min(lo + 1, n)
-        out.append(float(v[lo] + (v[hi] - v[lo]) * (pos - lo)))
-    return out[0], out[1], out[2]
 
 
 def _b64(a: np.ndarray) -> str:
@@ -161,7 +149,7 @@ class SpeakerStream:
 
         fv = f0[voiced & (ap < F0_STATS_APERIODICITY)]
         if fv.size >= 3:
-            p10, p50, p90 = _percentiles(fv)
+            p10, p50, p90 = percentiles(fv)
             f0_med, f0_rng = float(p50), float(12.0 * math.log2(p90 / p10))
             f0_mad = float(1.4826 * np.median(np.abs(np.log2(fv / p50))) * 12.0)
         else:

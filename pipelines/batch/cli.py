@@ -13,13 +13,16 @@ import json
 import logging
 import sys
 
+from pipelines.errors import NuqiError
+from pipelines.settings import get_settings
+
 logger = logging.getLogger("nuqi.batch.cli")
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    # lazy on purpose: the scoring stack (onnxruntime, models, matplotlib) loads only when `nuqi score` runs,
+    # not for `nuqi --help` or the other sub-commands that register this parser
     from pipelines.batch.score import run_batch
-    from pipelines.errors import NuqiError
-    from pipelines.settings import get_settings
 
     try:
         result = run_batch(args.paths, args.out, settings=get_settings(), channel_map=args.channel_map,
@@ -53,7 +56,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                     "(see the status/error columns of summary.csv), 2 when the batch could not run.")
     s.add_argument("paths", nargs="+", metavar="PATH", help="audio files or folders (searched recursively)")
     s.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
-    s.add_argument("--channel-map", help="roles of the channels, e.g. agent,customer (stereo default) or customer,agent")
+    s.add_argument("--channel-map",
+                   help="roles of the channels, e.g. agent,customer (stereo default) or customer,agent")
     s.add_argument("--workers", type=int, default=1, help="worker processes (each loads the models once); default 1")
     s.add_argument("--force", action="store_true", help="score again calls that already have DIR/calls/<call>.json")
     s.add_argument("--asr", choices=("auto", "on", "off"), default="auto",

@@ -22,7 +22,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Iterator
 
-from pipelines.batch.score import CallJob, CallOutput, CallRecord, ScoreOptions, Scorer
+from pipelines.batch.records import CallJob, CallOutput, ScoredCall, ScoreOptions
+from pipelines.batch.scorer import Scorer
 from pipelines.errors import InputError, ModelNotAvailableError
 from pipelines.settings import Settings
 
@@ -75,7 +76,7 @@ def _read(job: CallJob) -> tuple[bytes | None, bytes | None, str | None]:
 
 
 def _error(job: CallJob, message: str) -> CallOutput:
-    return CallOutput(CallRecord(file=job.file, call=job.name, status="error", error=message))
+    return CallOutput(ScoredCall(file=job.file, call=job.name, status="error", error=message))
 
 
 def run_on_ray(jobs: list[CallJob], *, address: str, workers: int, settings: Settings,
@@ -129,7 +130,8 @@ def run_on_ray(jobs: list[CallJob], *, address: str, workers: int, settings: Set
                 idle.append(actor)
             except RayActorError as exc:
                 logger.warning("Ray actor died while scoring %s: %s; starting a new one", job.file, exc)
-                yield job, _error(job, f"Ray worker died while scoring this call ({type(exc).__name__}); rerun to resume")
+                yield job, _error(job, f"Ray worker died while scoring this call ({type(exc).__name__}); "
+                                       "rerun to resume")
                 idle.append(Actor.remote(settings, options))
             except RayTaskError as exc:
                 cause = exc.as_instanceof_cause() if hasattr(exc, "as_instanceof_cause") else exc

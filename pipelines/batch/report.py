@@ -21,9 +21,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
+from pipelines.batch.records import SUMMARY_COLUMNS
+from pipelines.fusion.rules import default_rules
+
 logger = logging.getLogger("nuqi.batch.report")
 
-STAGE_NAMES = {0: "平静", 1: "潜在不满", 2: "即将转化为抱怨", 3: "显化抱怨", 4: "潜在投诉", 5: "投诉", 6: "投诉升级"}
 STAGE_COLORS = {0: "#e8f5e9", 1: "#fff59d", 2: "#ffd54f", 3: "#ffa726", 4: "#ff7043", 5: "#e53935", 6: "#8e24aa"}
 ROLE_COLORS = {"customer": "#d62728", "agent": "#1f77b4"}
 ROLE_LABELS = {"customer": "客户", "agent": "坐席"}
@@ -36,6 +38,8 @@ CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Source Han Sans SC", "W
 
 @lru_cache(maxsize=1)
 def _pyplot() -> Any:
+    # matplotlib is imported here, not at module top, on purpose: it is heavy (~0.5 s and its font cache) and
+    # only the HTML pages with plots need it; the Agg backend must be chosen before pyplot is imported
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -65,8 +69,13 @@ def cjk_font() -> str | None:
     return next((fam for fam in CJK_FAMILIES if fam in names), None)
 
 
+def _stage_name(level: int) -> str:
+    """The stage's Chinese name from the rules (``pipelines/fusion/rules.yaml``), "" for an unknown level."""
+    return default_rules().stage_names.get(level, "")
+
+
 def _stage_label(level: int) -> str:
-    return f"{level} {STAGE_NAMES.get(level, '')}" if cjk_font() else f"stage {level}"
+    return f"{level} {_stage_name(level)}" if cjk_font() else f"stage {level}"
 
 
 def _png(fig: Any, dpi: int = 80) -> str:
@@ -253,7 +262,7 @@ def _stage_chip(level: Any, name: Any = None) -> str:
     lv = int(level)
     fg = "#fff" if lv >= 5 else "#222"
     return (f'<span class="stage" style="background:{STAGE_COLORS.get(lv, "#eee")};color:{fg}">'
-            f'{lv} {_e(name or STAGE_NAMES.get(lv, ""))}</span>')
+            f'{lv} {_e(name or _stage_name(lv))}</span>')
 
 
 def _page(title: str, body: str, script: str = "") -> str:
@@ -303,7 +312,6 @@ def render_call_html(payload: dict[str, Any]) -> str:
     """One call's page: summary cards, timeline plots, alerts and the transcript."""
     rec = payload.get("record") or {}
     s = payload.get("summary") or {}
-    m = payload.get("metrics") or {}
     complaint = s.get("complaint") or {}
     cards = [
         (_stage_chip(rec.get("peak_stage"), rec.get("peak_stage_name")), "peak stage"),
@@ -327,7 +335,8 @@ def render_call_html(payload: dict[str, Any]) -> str:
         f'<div class="muted">{_e(payload.get("file"))} · {_e(payload.get("input_rate"))} Hz · '
         f'channels {_e(", ".join(f"{k}={v}" for k, v in (payload.get("channels") or {}).items()))} · '
         f'transcript: {_e(payload.get("transcript_source"))} · scored {_e(payload.get("scored_at"))} · '
-        f'<a href="../index.html">batch overview</a> · <a href="{_e(payload.get("call"))}.json">timeline JSON</a></div>',
+        f'<a href="../index.html">batch overview</a> · '
+        f'<a href="{_e(payload.get("call"))}.json">timeline JSON</a></div>',
         f'<div class="cards">{card_html}</div>',
         f'<div class="muted">complaint reason: {_e(complaint.get("reason") or "–")}</div>',
         "<h2>Timeline</h2>",
@@ -340,7 +349,8 @@ def render_call_html(payload: dict[str, Any]) -> str:
     if alerts:
         rows = "".join(
             f"<tr><td>{_fmt(float(a.get('at') or 0.0), 1)} s</td><td>{_stage_chip(a.get('level'))}</td>"
-            f"<td>{_e(a.get('kind'))}</td><td>{_e(a.get('message') or a.get('reason') or (a.get('stage') or {}).get('name'))}</td></tr>"
+            f"<td>{_e(a.get('kind'))}</td>"
+            f"<td>{_e(a.get('message') or a.get('reason') or (a.get('stage') or {}).get('name'))}</td></tr>"
             for a in alerts)
         parts.append(f"<h2>Alerts ({len(alerts)})</h2><table><thead><tr><th>at</th><th>level</th><th>kind</th>"
                      f"<th>why</th></tr></thead><tbody>{rows}</tbody></table>")
@@ -355,8 +365,10 @@ def render_call_html(payload: dict[str, Any]) -> str:
                 f"<tr><td>{i}</td><td>{_fmt(u.get('start'), 1)}–{_fmt(u.get('end'), 1)}</td>"
                 f'<td class="role-{_e(role)}">{_e(ROLE_LABELS.get(role, role))}</td>'
                 f"<td>{highlight(str(u.get('text') or ''), hits)}</td>{_anger_cell(u.get('anger'))}"
-                f"{_anger_cell(u.get('anger_fused'))}<td>{_stage_chip(stage.get('level'), stage.get('name')) if stage else '–'}</td>"
-                f"<td>{_e(', '.join(str(h.get('term')) for h in hits if not h.get('negated') and not is_calming(h)))}</td></tr>")
+                f"{_anger_cell(u.get('anger_fused'))}"
+                f"<td>{_stage_chip(stage.get('level'), stage.get('name')) if stage else '–'}</td>"
+                f"<td>{_e(', '.join(str(h.get('term')) for h in hits if not h.get('negated') and not is_calming(h)))}"
+                "</td></tr>")
         parts.append("<h2>Transcript</h2><table><thead><tr><th>#</th><th>time (s)</th><th>role</th><th>text</th>"
                      "<th>text anger</th><th>fused anger</th><th>stage</th><th>keywords</th></tr></thead>"
                      f"<tbody>{''.join(rows)}</tbody></table>")
@@ -411,8 +423,6 @@ def render_index_html(records: list[Any]) -> str:
 
 def write_summary_csv(records: list[Any], path: Path) -> None:
     """One row per call (input order), UTF-8 with BOM so spreadsheet programs read the Chinese right."""
-    from pipelines.batch.score import SUMMARY_COLUMNS
-
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with tmp.open("w", encoding="utf-8-sig", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(SUMMARY_COLUMNS))

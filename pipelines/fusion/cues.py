@@ -1,9 +1,8 @@
 """Input dataclasses of the decision layer: what one window / turn of one speaker tells us.
 
-The fusion layer never imports the acoustic or text pipelines: they hand over plain numbers.
-:meth:`Cues.from_parts` accepts their result objects by duck typing (any object or mapping with the
-documented attribute names), so ``pipelines.audio`` / ``pipelines.text`` can change without breaking
-this package.
+The fusion layer hands over plain numbers from the acoustic and text pipelines; the one shared type is the
+lexicon's :class:`~pipelines.text.lexicon.KeywordHit` (a light dataclass).  :meth:`Cues.from_parts` accepts
+their result objects by duck typing (any object or mapping with the documented attribute names).
 """
 from __future__ import annotations
 
@@ -12,15 +11,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from pipelines.audio.decode import ROLES
 from pipelines.errors import InputError
-
-ROLES = ("customer", "agent")
+from pipelines.text.lexicon import KeywordHit
 
 # names of the relative prosody measures (vs the speaker's opening baseline) the fusion reads
 DELTA_KEYS = ("speech_rate_pct", "f0_st", "f0_range_st", "loudness_db")
-
-# the six-class label set of the text emotion model
-TEXT_LABELS = ("angry", "happy", "neutral", "sad", "fear", "surprise")
 
 
 def _get(obj: Any, name: str, default: Any = None) -> Any:
@@ -53,49 +49,31 @@ def _prob_or_none(x: Any, what: str) -> float | None:
     return min(1.0, max(0.0, v))
 
 
-@dataclass(frozen=True)
-class Hit:
-    """One keyword hit (mirror of ``pipelines.text.lexicon.KeywordHit``, duck-typed)."""
-
-    term: str
-    category: str = ""
-    weight: float = 1.0
-    stage_hint: int = 0
-    negated: bool = False
-    killer: str = ""  # the course's four killers: "wait" | "annoy" | "think" | "repeat" ("" = none)
-    hypothetical: bool = False  # conditional threat (如果再不解决我就投诉); the lexicon already lowered its hint
-    start: int | None = None
-    end: int | None = None
-    text: str | None = None
-
-    @classmethod
-    def coerce(cls, obj: Any) -> "Hit":
-        if isinstance(obj, Hit):
-            return obj
-        if isinstance(obj, str):
-            return cls(term=obj)
-        term = _get(obj, "term")
-        if not term:
-            raise InputError(f"keyword hit without a term: {obj!r}")
-        hint = _get(obj, "stage_hint", 0) or 0
-        killer = _get(obj, "killer", "")
-        if killer is True:
-            killer = "yes"
-        return cls(
-            term=str(term),
-            category=str(_get(obj, "category", "") or ""),
-            weight=float(_get(obj, "weight", 1.0) if _get(obj, "weight") is not None else 1.0),
-            stage_hint=int(max(0, min(6, int(hint)))),
-            negated=bool(_get(obj, "negated", False)),
-            killer=str(killer) if killer else "",
-            hypothetical=bool(_get(obj, "hypothetical", False)),
-            start=_get(obj, "start"),
-            end=_get(obj, "end"),
-            text=_get(obj, "text"),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+def as_keyword_hit(obj: Any) -> KeywordHit:
+    """A :class:`KeywordHit` from a hit, a bare term, or a mapping/object with its field names."""
+    if isinstance(obj, KeywordHit):
+        return obj
+    if isinstance(obj, str):
+        return KeywordHit(term=obj)
+    term = _get(obj, "term")
+    if not term:
+        raise InputError(f"keyword hit without a term: {obj!r}")
+    hint = _get(obj, "stage_hint", 0) or 0
+    killer = _get(obj, "killer")
+    if killer is True:
+        killer = "yes"
+    return KeywordHit(
+        term=str(term),
+        category=str(_get(obj, "category", "") or ""),
+        weight=float(_get(obj, "weight", 1.0) if _get(obj, "weight") is not None else 1.0),
+        stage_hint=int(max(0, min(6, int(hint)))),
+        start=_get(obj, "start"),
+        end=_get(obj, "end"),
+        text=_get(obj, "text"),
+        negated=bool(_get(obj, "negated", False)),
+        killer=str(killer) if killer else None,
+        hypothetical=bool(_get(obj, "hypothetical", False)),
+    )
 
 
 @dataclass
@@ -126,7 +104,7 @@ class Cues:
     baseline_ready: bool = False
     text_probs: dict[str, float] | None = None
     text_anger: float | None = None
-    keyword_hits: list[Hit] = field(default_factory=list)
+    keyword_hits: list[KeywordHit] = field(default_factory=list)
     keyword_score: float | None = None
     keyword_stage_hint: int = 0
     calming: bool = False
@@ -159,7 +137,7 @@ class Cues:
         self.text_anger = _prob_or_none(self.text_anger, "text_anger")
         if self.text_anger is None and self.text_probs is not None and "angry" in self.text_probs:
             self.text_anger = self.text_probs["angry"]
-        self.keyword_hits = [Hit.coerce(h) for h in (self.keyword_hits or [])]
+        self.keyword_hits = [as_keyword_hit(h) for h in (self.keyword_hits or [])]
         self.keyword_score = _finite_or_none(self.keyword_score, "keyword_score")
         self.keyword_stage_hint = int(max(0, min(6, int(self.keyword_stage_hint or 0))))
         self.calming = bool(self.calming)
@@ -172,7 +150,7 @@ class Cues:
         return max(0.0, self.t_end - self.t_start)
 
     @property
-    def active_hits(self) -> list[Hit]:
+    def active_hits(self) -> list[KeywordHit]:
         """Hits that count as evidence (negated ones, e.g. 「不是要投诉」, do not)."""
         return [h for h in self.keyword_hits if not h.negated]
 
@@ -184,9 +162,7 @@ class Cues:
         return {k: self.delta[k] for k in DELTA_KEYS if k in self.delta}  or None
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["keyword_hits"] = [h.to_dict() for h in self.keyword_hits]
-        return d
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Cues":

@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines.fusion.cues import Cues, Hit
+from pipelines.fusion.cues import Cues
 from pipelines.fusion.fuse import FusedAnger
 from pipelines.fusion.rules import Rules, default_rules
 from pipelines.fusion.stage import StageUpdate, zh_ordinal
+from pipelines.text.lexicon import KeywordHit
 
 TEXT_LABEL_ZH = {"angry": "愤怒", "happy": "高兴", "neutral": "中性", "sad": "悲伤", "fear": "恐惧",
                  "surprise": "惊讶"}
@@ -70,7 +71,7 @@ def _feature_weight(fused: FusedAnger, group: str, feature: str) -> float:
     return contribution * part / pos
 
 
-def hit_kind(h: Hit, rules: Rules) -> str:
+def hit_kind(h: KeywordHit, rules: Rules) -> str:
     """Cue kind of a keyword hit (drives the guidance): external / complaint / killer_* / insult / demand."""
     if h.category in rules.external_categories:
         return "external"

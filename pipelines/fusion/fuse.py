@@ -178,11 +178,8 @@ class FusionParams:
         )
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> "FusionParams":
-        if path is None:
-            from pipelines.settings import get_settings
-
-            path = get_settings().models_dir / "fusion" / "params.json"
+    def load(cls, path: str | Path) -> "FusionParams":
+        """``path``: the ``params.json`` (``settings.models_dir / "fusion" / "params.json"``)."""
         path = Path(path)
         if not path.is_file():
             raise ModelNotAvailableError(
@@ -240,7 +237,7 @@ class Fuser:
         self.params = params
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> "Fuser":
+    def load(cls, path: str | Path) -> "Fuser":
         return cls(FusionParams.load(path))
 
     def fuse(self, cues: Cues, exclude: tuple[str, ...] = ()) -> FusedAnger:

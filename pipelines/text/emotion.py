@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
 
 from pipelines.errors import ModelNotAvailableError
-from pipelines.settings import get_settings
 from pipelines.text.ngram import CharNgramModel, log_softmax
 
 log = logging.getLogger("nuqi.text.emotion")
@@ -71,8 +72,9 @@ class TextEmotionModel:
         self.ensemble_temperature = float(ensemble_temperature)
 
     @classmethod
-    def load(cls, model_dir: Path | None = None, threads: int = 1) -> "TextEmotionModel":
-        model_dir = Path(model_dir) if model_dir is not None else get_settings().models_dir / "text-emotion"
+    def load(cls, model_dir: Path, threads: int = 1) -> "TextEmotionModel":
+        """``model_dir``: the model folder (``settings.models_dir / "text-emotion"``)."""
+        model_dir = Path(model_dir)
         missing = [f for f in _FILES if not (model_dir / f).is_file()]
         if missing:
             raise ModelNotAvailableError(
@@ -81,9 +83,6 @@ class TextEmotionModel:
                 model_dir=str(model_dir), missing=missing,
             )
         try:
-            import onnxruntime as ort
-            from tokenizers import Tokenizer
-
             cfg = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
             tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
             so = ort.SessionOptions()

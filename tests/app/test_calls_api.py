@@ -83,7 +83,8 @@ def test_sample_call_chunk_by_chunk(client, call8k):
     assert r.status_code == 409 and "ended" in r.json()["error"]["message"]
 
 
-def test_duplicate_seq_is_idempotent_and_gap_recorded(client, call8k):
+def test_duplicate_seq_is_idempotent_and_gap_recorded(client, settings, call8k):
+    settings.gap_wait_s = 0.1  # the app's own settings object: how long seq 3 waits for 1 and 2
     blocks = dict(chunks(call8k))
     first = post(client, "c2", 0, wav_bytes(blocks[0], 8000, 2)).json()
     again = post(client, "c2", 0, wav_bytes(blocks[0], 8000, 2)).json()

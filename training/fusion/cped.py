@@ -105,7 +105,7 @@ def _files_key(paths: Iterable[Path]) -> str:
 
 def load_text_emotion() -> Callable[[list[str]], list[dict[str, float]]]:
     """The project's text-emotion model as ``texts -> [probs]`` (raises if it is not trained yet)."""
-    model = TextEmotionModel.load()
+    model = TextEmotionModel.load(get_settings().models_dir / "text-emotion")
 
     def run(texts: list[str]) -> list[dict[str, float]]:
         return [dict(r.probs) for r in model.predict(texts)]

@@ -37,7 +37,7 @@ import soundfile as sf
 import soxr
 
 from pipelines.audio.decode import DecodedChunk
-from pipelines.escalation import FusionEngine
+from pipelines.fusion.engine import DecisionModel
 from pipelines.registry import ModelRegistry
 from pipelines.session import CallState, process_audio
 from pipelines.settings import Settings
@@ -94,8 +94,9 @@ def run_stream(x: np.ndarray, rate: int, body_start_s: float, models: ModelRegis
         block = x[i:i + rate].astype(np.float32)
         chunk = DecodedChunk(sample_rate=rate, input_rate=rate, duration_s=block.size / rate,
                              audio={"customer": block}, encoding="file")
-        entry = process_audio(state, chunk, seq, models, i / rate)
-        alerts += len(entry["_alerts"])
+        result = process_audio(state, chunk, seq, models, i / rate)
+        entry = result.entry
+        alerts += len(result.alerts)
         role = entry["roles"]["customer"]
         if "stage" not in role or entry["t_end"] <= body_start_s:
             continue
@@ -170,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for params in args.params or [settings.models_dir / "fusion" / "params.json"]:
         if params.name != "params.json":
             raise SystemExit(f"--params must name a params.json, got {params}")
-        models.fusion = FusionEngine.load(params.parent)
+        models.fusion = DecisionModel.load(params.parent)
         res = evaluate(models, settings.data_dir)
         label = params.parent.name if params.parent.name != "fusion" else "shipped"
         tables.append(table(res, label))

@@ -32,7 +32,7 @@ from typing import Any, Sequence
 from pipelines.fusion.engine import CallAnalyzer
 from pipelines.fusion.fuse import Fuser
 from pipelines.fusion.rules import Rules, default_rules
-from pipelines.settings import REPO_ROOT
+from pipelines.settings import REPO_ROOT, get_settings
 from training.fusion.cped import Utterance, load_dialogues, make_cues, split_of, text_cues
 
 log = logging.getLogger("nuqi.fusion.eval_cped")
@@ -186,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tcs = text_cues(dialogues, use_lexicon=not args.no_lexicon)
     have_text = any(v.get("probs") for v in tcs.values())
     have_lex = any(v.get("lexicon") for v in tcs.values())
-    fuser = Fuser.load()
+    fuser = Fuser.load(get_settings().models_dir / "fusion" / "params.json")
     rules = default_rules()
 
     shipped = run_all(dialogues, tcs, fuser, rules)

@@ -10,13 +10,14 @@ from helpers_audio import at_rate, emodb, stream
 from pipelines.audio.anger_model import AcousticAngerModel
 from pipelines.audio.baseline import SpeakerBaseline
 from pipelines.errors import ModelNotAvailableError
+from pipelines.settings import Settings
 
 HELD_OUT = "16"
 
 
 @pytest.fixture(scope="module")
 def model():
-    return AcousticAngerModel.load()
+    return AcousticAngerModel.load(Settings().models_dir / "acoustic-anger" / "model.json")
 
 
 def _auc(pos, neg):

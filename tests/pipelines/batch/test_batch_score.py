@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 from helpers_batch import BAD_FILES, load_call, read_summary
 
+from pipelines.batch.records import SUMMARY_COLUMNS, ScoredCall
 from pipelines.batch.report import ranked
-from pipelines.batch.score import SUMMARY_COLUMNS, CallRecord, asr_available, asr_model_dir, collect_jobs, run_batch
+from pipelines.batch.score import asr_model_dir, collect_jobs, run_batch
+from pipelines.batch.scorer import asr_available
 from pipelines.errors import InputError
 from pipelines.settings import Settings
 from tests.conftest import SAMPLE_AUDIO, read_wav, wav_bytes
@@ -63,13 +65,13 @@ def test_escalating_call_ranks_above_calm_call(cli_batch):
     assert index.index("calls/call_escalating_8k.html") < index.index("calls/call_calm_8k.html")
 
 
-def _record(row: dict[str, str]) -> CallRecord:
+def _record(row: dict[str, str]) -> ScoredCall:
     conv = {k: (None if v == "" else v) for k, v in row.items()}
     for k in ("peak_stage",):
         conv[k] = int(conv[k]) if conv[k] is not None else None
     for k in ("max_anger_customer", "anger_seconds_customer"):
         conv[k] = float(conv[k]) if conv[k] is not None else None
-    return CallRecord.from_row(conv)
+    return ScoredCall.from_row(conv)
 
 
 def test_broken_files_are_error_rows(cli_batch):
@@ -164,7 +166,8 @@ def test_asr_transcribes_each_channel_and_tags_roles(models, tmp_path):
     # synthetic voices: Whisper base gets many words wrong, so check that each channel's text is the one that
     # was spoken on it (closer to its own script than to the other channel's) and holds a word it reliably hears
     scripts = {"agent": "你好，我想查询一下订单什么时候能到，麻烦你帮我看一下，谢谢。",
-               "customer": "我都等了三天了！说了多少遍了，你们这什么破服务！我要投诉！马上给我处理！再不解决我就打12315！"}
+               "customer": "我都等了三天了！说了多少遍了，你们这什么破服务！我要投诉！"
+                           "马上给我处理！再不解决我就打12315！"}
 
     def sim(a: str, b: str) -> float:
         return difflib.SequenceMatcher(None, a, b).ratio()

@@ -6,8 +6,9 @@ import pytest
 @pytest.fixture(scope="session")
 def fuser():
     from pipelines.fusion.fuse import Fuser
+    from pipelines.settings import Settings
 
-    return Fuser.load()
+    return Fuser.load(Settings().models_dir / "fusion" / "params.json")
 
 
 @pytest.fixture(scope="session")

@@ -5,9 +5,9 @@ import json
 from helpers_fusion import fused_of, win
 
 from pipelines.fusion.complaint import classify_complaint
-from pipelines.fusion.cues import Hit
 from pipelines.fusion.engine import CallAnalyzer
 from pipelines.fusion.stage import StageTracker
+from pipelines.text.lexicon import KeywordHit
 
 LOUD = {"speech_rate_pct": 40.0, "f0_st": 4.0, "loudness_db": 8.0}
 
@@ -28,25 +28,26 @@ def test_no_complaint(rules):
 
 
 def test_ordinary_complaint(rules):
-    tr, t = run(rules, [(0.6, {"keyword_hits": [Hit("投诉", "complaint_intent", 1.0, 5)]})] + [(0.05, {"calming": True})] * 30)
+    tr, t = run(rules, [(0.6, {"keyword_hits": [KeywordHit("投诉", "complaint_intent", 1.0, 5)]})]
+                + [(0.05, {"calming": True})] * 30)
     res = classify_complaint(tr.state, tr.stats, t, rules)
     assert res.type == "普通投诉" and res.max_level == 5
 
 
 def test_escalated_complaint(rules):
-    tr, t = run(rules, [(0.6, {"keyword_hits": [Hit("媒体曝光", "external_escalation", 1.0, 6)]})])
+    tr, t = run(rules, [(0.6, {"keyword_hits": [KeywordHit("媒体曝光", "external_escalation", 1.0, 6)]})])
     res = classify_complaint(tr.state, tr.stats, t, rules)
     assert res.type == "升级投诉" and "媒体曝光" in res.reason
 
 
 def test_major_complaint(rules):
-    tr, t = run(rules, [(0.6, {"keyword_hits": [Hit("投诉", "complaint_intent", 1.0, 5),
-                                               Hit("赔偿", "demands", 0.6, 4)]})])
+    tr, t = run(rules, [(0.6, {"keyword_hits": [KeywordHit("投诉", "complaint_intent", 1.0, 5),
+                                               KeywordHit("赔偿", "demands", 0.6, 4)]})])
     assert classify_complaint(tr.state, tr.stats, t, rules).type == "重大投诉"
 
 
 def test_difficult_complaint(rules):
-    steps = [(0.6, {"keyword_hits": [Hit("投诉", "complaint_intent", 1.0, 5)]})]
+    steps = [(0.6, {"keyword_hits": [KeywordHit("投诉", "complaint_intent", 1.0, 5)]})]
     steps += [(0.5, {"text": "我的退款到底什么时候到账"})] * 3
     tr, t = run(rules, steps)
     res = classify_complaint(tr.state, tr.stats, t, rules)
@@ -56,9 +57,10 @@ def test_difficult_complaint(rules):
 def test_engine_end_to_end(fuser):
     call = CallAnalyzer(fuser)
     out = [call.process(win(0, 3, text_anger=0.05, text="你好，我想问一下我的订单"))]
-    out.append(call.process(win(3, 5, role="agent", text_anger=0.02, delta={"speech_rate_pct": 30.0, "loudness_db": 7.0},
-                                baseline_ready=True, text="你有病吧",
-                                keyword_hits=[Hit("你有病", "insults", 0.7, 3)])))
+    out.append(call.process(win(3, 5, role="agent", text_anger=0.02,
+                                delta={"speech_rate_pct": 30.0, "loudness_db": 7.0}, baseline_ready=True,
+                                text="你有病吧",
+                                keyword_hits=[KeywordHit("你有病", "insults", 0.7, 3)])))
     t = 5.0
     for _ in range(4):
         out.append(call.process(win(t, t + 3, text_anger=0.9, acoustic_anger=0.85, delta=LOUD, baseline_ready=True,
@@ -67,7 +69,7 @@ def test_engine_end_to_end(fuser):
     state = json.loads(json.dumps(call.state_dict(), ensure_ascii=False))
     call = CallAnalyzer.from_state(fuser, state)
     out.append(call.process(win(t, t + 2, text_anger=0.7, text="我要打12315投诉你们",
-                                keyword_hits=[Hit("12315", "external_escalation", 1.0, 6)])))
+                                keyword_hits=[KeywordHit("12315", "external_escalation", 1.0, 6)])))
     ag = out[1].agent
     assert ag is not None and {f.code for f in ag.flags} >= {"fast", "loud", "insult"}
     assert out[1].guidance and out[1].stage.level == 0

@@ -4,17 +4,17 @@ import pytest
 from helpers_fusion import win
 
 from pipelines.errors import InputError
-from pipelines.fusion.cues import Hit
 from pipelines.fusion.explain import explain
 from pipelines.fusion.guidance import Guidance
 from pipelines.fusion.stage import StageTracker
+from pipelines.text.lexicon import KeywordHit
 
 LOUD = {"speech_rate_pct": 38.0, "f0_st": 4.2, "loudness_db": 6.0}
 
 
 def test_explanation_names_the_numbers(fuser):
     c = win(0, 3, text_anger=0.82, delta=LOUD, baseline_ready=True,
-            keyword_hits=[Hit("12315", "external_escalation", 1.0, 6)])
+            keyword_hits=[KeywordHit("12315", "external_escalation", 1.0, 6)])
     e = explain(c, fuser.fuse(c), top_k=10)
     texts = [x.text_zh for x in e.cues]
     assert "语速比开场快 38%" in texts
@@ -90,7 +90,8 @@ def test_guidance_file_must_cover_all_stages(tmp_path):
 
 def test_keyword_cue_kinds(fuser):
     c = win(0, 2, text_anger=0.5, keyword_hits=[
-        Hit("12315", "external_escalation", 0.85, 6), Hit("等了半天", "repetition_waiting", 0.4, 2, killer="wait"),
-        Hit("赔偿", "demands", 0.6, 4), Hit("工号", "complaint_intent", 0.6, 4)])
+        KeywordHit("12315", "external_escalation", 0.85, 6),
+        KeywordHit("等了半天", "repetition_waiting", 0.4, 2, killer="wait"),
+        KeywordHit("赔偿", "demands", 0.6, 4), KeywordHit("工号", "complaint_intent", 0.6, 4)])
     kinds = {x.kind for x in explain(c, fuser.fuse(c), top_k=10).cues}
     assert {"external", "killer_wait", "demand", "complaint"} <= kinds

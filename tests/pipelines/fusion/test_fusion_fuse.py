@@ -7,8 +7,9 @@ import pytest
 from helpers_fusion import win
 
 from pipelines.errors import InputError, ModelNotAvailableError
-from pipelines.fusion.cues import Cues, Hit
-from pipelines.fusion.fuse import FusionParams, Fuser, sigmoid
+from pipelines.fusion.cues import Cues
+from pipelines.fusion.fuse import Fuser, FusionParams, sigmoid
+from pipelines.text.lexicon import KeywordHit
 
 LOUD = {"speech_rate_pct": 38.0, "f0_st": 4.2, "f0_range_st": 3.0, "loudness_db": 6.0}
 CALM = {"speech_rate_pct": 0.0, "f0_st": 0.0, "f0_range_st": 0.0, "loudness_db": 0.0}
@@ -24,7 +25,7 @@ def test_single_group_passes_its_calibrated_score_through(fuser):
     """Renormalisation: with one cue group the fused score IS that group's calibrated probability."""
     for c in (win(0, 2, text_anger=0.8), win(0, 2, acoustic_anger=0.8),
               win(0, 2, delta=LOUD, baseline_ready=True),
-              win(0, 2, keyword_hits=[Hit("投诉", "complaint_intent", 1.0, 5)])):
+              win(0, 2, keyword_hits=[KeywordHit("投诉", "complaint_intent", 1.0, 5)])):
         r = fuser.fuse(c)
         assert len(r.available) == 1
         g = r.groups[r.available[0]]
@@ -90,13 +91,13 @@ def test_loud_but_neutral_words_stay_low(fuser):
 
 
 def test_external_keyword_is_strong_evidence(fuser):
-    r = fuser.fuse(win(0, 2, keyword_hits=[Hit("12315", "external_escalation", 1.0, 6)]))
+    r = fuser.fuse(win(0, 2, keyword_hits=[KeywordHit("12315", "external_escalation", 1.0, 6)]))
     assert r.fused > 0.5
     assert r.dominant == "keyword"
 
 
 def test_negated_hits_carry_no_evidence(fuser):
-    r = fuser.fuse(win(0, 2, keyword_hits=[Hit("投诉", "complaint_intent", 1.0, 5, negated=True)]))
+    r = fuser.fuse(win(0, 2, keyword_hits=[KeywordHit("投诉", "complaint_intent", 1.0, 5, negated=True)]))
     assert r.available == []
 
 
@@ -104,7 +105,7 @@ def test_params_round_trip(tmp_path, fuser):
     p = tmp_path / "params.json"
     fuser.params.save(p)
     again = Fuser(FusionParams.load(p))
-    c = win(0, 2, text_anger=0.6, acoustic_anger=0.7, keyword_hits=[Hit("太慢", "dissatisfaction", 0.5, 1)])
+    c = win(0, 2, text_anger=0.6, acoustic_anger=0.7, keyword_hits=[KeywordHit("太慢", "dissatisfaction", 0.5, 1)])
     assert again.fuse(c).fused == pytest.approx(fuser.fuse(c).fused)
     d = json.loads(p.read_text(encoding="utf-8"))
     assert set(d["groups"]) == {"acoustic", "prosody", "text", "keyword"}

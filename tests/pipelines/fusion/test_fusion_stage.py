@@ -6,8 +6,8 @@ import pytest
 from helpers_fusion import fused_of, win
 
 from pipelines.errors import InputError
-from pipelines.fusion.cues import Hit
 from pipelines.fusion.stage import StageState, StageTracker, text_similarity, zh_ordinal
+from pipelines.text.lexicon import KeywordHit
 
 
 def feed(tr: StageTracker, t0: float, dur: float, p: float, **kw):
@@ -107,7 +107,7 @@ def test_calming_words_decay_faster(rules):
 def test_external_threat_jumps_immediately(rules):
     tr = StageTracker(rules)
     u = feed(tr, 0.0, 1.5, 0.4, text="再不处理我就打12315",
-             keyword_hits=[Hit("12315", "external_escalation", 1.0, 6)])
+             keyword_hits=[KeywordHit("12315", "external_escalation", 1.0, 6)])
     assert u.changed and u.state.level == 6 and u.state.name == "投诉升级"
     assert "12315" in u.reason
 
@@ -126,13 +126,13 @@ def test_complaint_intent_and_floor(rules):
 def test_negated_complaint_does_not_jump(rules):
     tr = StageTracker(rules)
     u = feed(tr, 0.0, 2.0, 0.1, text="我不是要投诉",
-             keyword_hits=[Hit("投诉", "complaint_intent", 1.0, 5, negated=True)])
+             keyword_hits=[KeywordHit("投诉", "complaint_intent", 1.0, 5, negated=True)])
     assert u.state.level == 0
 
 
 def test_weak_keyword_hints_need_persistence(rules):
     tr = StageTracker(rules)
-    u = feed(tr, 0.0, 1.0, 0.1, keyword_hits=[Hit("怎么回事", "dissatisfaction", 0.5, 2)])
+    u = feed(tr, 0.0, 1.0, 0.1, keyword_hits=[KeywordHit("怎么回事", "dissatisfaction", 0.5, 2)])
     assert u.state.level < 2
 
 
@@ -141,7 +141,8 @@ def test_repetition_counting_by_text(rules):
     ups = []
     t = 0.0
     mild = (rules.weak_min_anger + rules.rise[1]) / 2  # some displeasure, no stage support by itself
-    for text in ("我的退款到底什么时候到账", "好的", "那我的退款到底什么时候到账啊", "嗯嗯", "我就问我的退款到底什么时候到账"):
+    for text in ("我的退款到底什么时候到账", "好的", "那我的退款到底什么时候到账啊", "嗯嗯",
+                 "我就问我的退款到底什么时候到账"):
         ups.append(feed(tr, t, 2.5, mild, text=text))
         t += 3.0
     assert [u.repetition for u in ups if u.repetition] == [1, 2, 3]
@@ -151,7 +152,7 @@ def test_repetition_counting_by_text(rules):
 
 def test_repetition_by_keyword_category_and_resend(rules):
     tr = StageTracker(rules)
-    hit = Hit("退款", "demands", 0.35, 2)
+    hit = KeywordHit("退款", "demands", 0.35, 2)
     mild = (rules.weak_min_anger + rules.rise[1]) / 2
     a = feed(tr, 0.0, 2.0, mild, text="退款", keyword_hits=[hit])
     again = tr.update(win(0.0, 2.0, text="退款", keyword_hits=[hit]), fused_of(mild))  # same turn re-sent
@@ -191,7 +192,7 @@ def test_helpers():
 
 
 def test_ambiguous_strong_hint_needs_angry_context(rules):
-    weak = Hit("网上", "external_escalation", 0.55, 6)
+    weak = KeywordHit("网上", "external_escalation", 0.55, 6)
     tr = StageTracker(rules)
     assert feed(tr, 0.0, 2.0, 0.1, text="我在网上买的", keyword_hits=[weak]).state.level == 0
     tr = StageTracker(rules)
@@ -202,12 +203,12 @@ def test_conditional_threat_hint_is_respected(rules):
     # the lexicon lowers 「再不解决我就打12315」 to stage 5: the tracker follows the hint it is given
     tr = StageTracker(rules)
     calm = rules.weak_min_anger / 2
-    u = feed(tr, 0.0, 2.0, calm, keyword_hits=[Hit("12315", "external_escalation", 0.595, 5, hypothetical=True)])
+    u = feed(tr, 0.0, 2.0, calm, keyword_hits=[KeywordHit("12315", "external_escalation", 0.595, 5, hypothetical=True)])
     assert u.state.level == 5
 
 
 def test_weak_keywords_lift_one_stage_above_anger(rules):
-    hit = Hit("太慢了", "dissatisfaction", 0.45, 3)
+    hit = KeywordHit("太慢了", "dissatisfaction", 0.45, 3)
     tr = StageTracker(rules)
     mild = (rules.weak_min_anger + rules.rise[1]) / 2  # some anger, below stage 1 by itself
     for i in range(6):
@@ -216,7 +217,7 @@ def test_weak_keywords_lift_one_stage_above_anger(rules):
     # a calm request with a demand word is not dissatisfaction
     tr = StageTracker(rules)
     for i in range(6):
-        feed(tr, 3.0 * i, 3.0, rules.weak_min_anger / 2, keyword_hits=[Hit("退款", "demands", 0.35, 2)])
+        feed(tr, 3.0 * i, 3.0, rules.weak_min_anger / 2, keyword_hits=[KeywordHit("退款", "demands", 0.35, 2)])
     assert tr.state.level == 0
 
 

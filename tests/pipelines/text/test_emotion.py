@@ -32,7 +32,7 @@ HAPPY = [
 
 @pytest.fixture(scope="module")
 def model() -> TextEmotionModel:
-    return TextEmotionModel.load()
+    return TextEmotionModel.load(get_settings().models_dir / "text-emotion")
 
 
 def _valid(r: EmotionResult) -> None:
@@ -52,7 +52,7 @@ def test_display_names_cover_labels():
 
 def test_load_is_fast():
     t = time.perf_counter()
-    TextEmotionModel.load()
+    TextEmotionModel.load(get_settings().models_dir / "text-emotion")
     assert time.perf_counter() - t < 5.0  # bench/bench_text.py reports the real figure (target ≤ 2 s)
 
 

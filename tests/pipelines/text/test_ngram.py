@@ -31,7 +31,7 @@ def _ensemble_config(d):
 
 
 def test_shipped_artifact_has_no_member():
-    assert TextEmotionModel.load().ngram_weight == 0.0
+    assert TextEmotionModel.load(get_settings().models_dir / "text-emotion").ngram_weight == 0.0
 
 
 def test_ensemble_config_without_member_files_is_refused(tmp_path):
