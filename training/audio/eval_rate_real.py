@@ -37,7 +37,7 @@ Known syllable counts (text → syllables)
 Conditions
   * ``16k``: the 16 kHz file as is (aishell, emodb only).
   * ``8k``: 16 kHz sources resampled with the service's decoder resampler
-    (:func:`pipelines.audio.decode._resample`, soxr HQ) and band-limited to the telephone band
+    (:func:`pipelines.audio.decode.resample`, soxr HQ) and band-limited to the telephone band
     (300–3400 Hz, 4th-order Butterworth); the 8 kHz FLAC corpora band-limited the same way.
   * ``8k-ulaw``: ``8k`` then a G.711 µ-law round trip: encoded here (ITU-T G.711 segment
     encoder, checked against ``sox -e u-law`` when sox is installed) and decoded by the service's
@@ -71,7 +71,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import butter, sosfilt
 
-from pipelines.audio.decode import ChunkFormat, _resample, decode_chunk
+from pipelines.audio.decode import ChunkFormat, decode_chunk, resample
 from pipelines.audio.rate import NucleusDetector, RateParams
 from pipelines.audio.stream import FRAME, HOP_S, SR, SpeakerStream
 from pipelines.settings import get_settings
@@ -271,7 +271,7 @@ def channel(x: np.ndarray, fs: int, cond: str) -> tuple[np.ndarray, int]:
         if fs != 16000:
             raise ValueError("16k condition needs a 16 kHz source")
         return x, 16000
-    y = np.asarray(_resample(x.astype(np.float32), fs, 8000), dtype=np.float64) if fs != 8000 else x
+    y = np.asarray(resample(x.astype(np.float32), fs, 8000), dtype=np.float64) if fs != 8000 else x
     y = sosfilt(_TEL, y)
     if cond == "8k":
         return y, 8000

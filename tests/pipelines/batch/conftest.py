@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from helpers_batch import CliRun, make_bad_files, make_format_files, read_summary
 
-from tests.conftest import SAMPLE_AUDIO
 from pipelines.settings import REPO_ROOT
+from tests.conftest import SAMPLE_AUDIO
 
 # runs the CLI and fails if the driver imported Ray without being asked to
 WRAPPER = ("import sys; from pipelines.batch.cli import main; rc = main(sys.argv[1:]); "
