@@ -172,6 +172,7 @@ class CallAnalyzer:
             expl = Explanation(cues=[], text=f"坐席怒气 {fused.fused:.2f}" + (f"。{text}。" if text else "。"))
             return Assessment(cues.t_start, cues.t_end, "agent", fused, self.tracker.state.copy(), False,
                               expl, lines, None, ag)
+        self.agent.note_customer(cues)  # the customer's turn spans (overtalk)
         upd = self.tracker.update(cues, fused)
         expl = explain_window(cues, fused, upd, rules=self.rules)
         lines = self.guidance.choose(upd.state.level, [c.kind for c in expl.cues], self.rules.guidance_lines)

@@ -101,9 +101,11 @@ class Rules:
         ag = r["agent"]
         self.agent_rate_pct = float(ag["speech_rate_pct"])
         self.agent_loudness_db = float(ag["loudness_db"])
-        self.agent_anger = _anger_value(ag["anger"], self.rise, self.fall, "agent.anger")
         self.agent_min_seconds = float(ag["min_seconds"])
+        self.agent_acoustic_anger = float(ag.get("acoustic_anger", 1.01))
+        self.agent_overtalk_s = float(ag.get("overtalk_s", float("inf")))
         self.agent_bad_categories = {str(c) for c in ag.get("bad_categories", [])}
+        self.agent_blame_phrases = tuple(str(p) for p in ag.get("blame_phrases", []) if str(p))
         c = r["complaint"]
         self.complaint_min_level = int(c["min_level"])
         self.difficult_repeats = int(c["difficult_repeats"])

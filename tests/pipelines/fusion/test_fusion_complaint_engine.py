@@ -57,7 +57,7 @@ def test_difficult_complaint(rules):
 def test_engine_end_to_end(fuser):
     call = CallAnalyzer(fuser)
     out = [call.process(win(0, 3, text_anger=0.05, text="你好，我想问一下我的订单"))]
-    out.append(call.process(win(3, 5, role="agent", text_anger=0.02,
+    out.append(call.process(win(2, 5, role="agent", text_anger=0.02,
                                 delta={"speech_rate_pct": 30.0, "loudness_db": 7.0}, baseline_ready=True,
                                 text="你有病吧",
                                 keyword_hits=[KeywordHit("你有病", "insults", 0.7, 3)])))
@@ -71,7 +71,7 @@ def test_engine_end_to_end(fuser):
     out.append(call.process(win(t, t + 2, text_anger=0.7, text="我要打12315投诉你们",
                                 keyword_hits=[KeywordHit("12315", "external_escalation", 1.0, 6)])))
     ag = out[1].agent
-    assert ag is not None and {f.code for f in ag.flags} >= {"fast", "loud", "insult"}
+    assert ag is not None and {f.code for f in ag.flags} >= {"fast", "loud", "insult", "confront"}
     assert out[1].guidance and out[1].stage.level == 0
     assert out[0].alert is None
     alerts = [a.alert for a in out if a.alert]
