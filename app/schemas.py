@@ -201,6 +201,11 @@ class Alert(Open):
     stage: Stage | None = None
 
 
+class CallAnger(Open):
+    fused: float | None = Field(None, description="latest fused anger of the customer")
+    agent: float | None = Field(None, description="latest fused anger of the agent")
+
+
 class ChunkEntry(Open):
     """A chunk's timeline entry."""
 
@@ -211,6 +216,7 @@ class ChunkEntry(Open):
     input_rate: int | None = None
     roles: dict[str, RoleWindow]
     stage: Stage | None = Field(None, description="the call's stage after this chunk (all roles)")
+    anger: CallAnger | None = Field(None, description="the call's latest fused anger after this chunk")
 
 
 class ChunkResult(ChunkEntry):
@@ -225,11 +231,6 @@ class RoleStateView(Open):
     speech_s: float | None = None
     chunks: int | None = None
     baseline: Baseline | None = None
-
-
-class CallAnger(Open):
-    fused: float | None = Field(None, description="latest fused anger of the customer")
-    agent: float | None = Field(None, description="latest fused anger of the agent")
 
 
 class CallStateView(Open):
@@ -312,9 +313,16 @@ class Utterance(TextResult):
 
 
 class TranscriptResult(Open):
+    """The chunk response's top-level shape (``stage``, ``anger.fused``, ``alerts``) plus the snippet's
+    analysis (``utterance``) and the call's live view (``state``)."""
+
     call_id: str
+    duplicate: bool = Field(description="true: a final snippet with this id was applied before (a retry); "
+                                        "nothing changed and the stored utterance is returned")
+    stage: Stage | None = Field(None, description="the call's stage after this snippet (null before any analysis)")
+    anger: CallAnger | None = Field(None, description="the call's latest fused anger after this snippet")
+    alerts: list[Alert] = Field(description="alerts raised (or re-delivered) by this snippet")
     utterance: Utterance
-    alerts: list[Alert]
     state: CallStateView
 
 

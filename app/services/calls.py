@@ -211,7 +211,7 @@ def call_view(rt: Runtime, call_id: str, tenant: str, timeline: bool = True) -> 
     }
     if timeline:
         view["timeline"] = [_public_entry(e) for e in rt.store.list_chunks(call_id)]
-        view["transcripts"] = rt.store.list_transcripts(call_id)
+        view["transcripts"] = [_public_entry(t) for t in rt.store.list_transcripts(call_id)]
     return view
 
 

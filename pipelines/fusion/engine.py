@@ -229,11 +229,15 @@ class CallAnalyzer:
         return classify_complaint(self.tracker.state, self.tracker.stats, end_t, self.rules)
 
     # ------------------------------------------------------------------ views
+    def anger(self) -> dict[str, float | None]:
+        """The latest fused anger: ``fused`` of the customer, ``agent`` of the agent (None before any)."""
+        return {"fused": self.trend.last("customer"), "agent": self.trend.last("agent")}
+
     def view(self) -> dict[str, Any]:
         """The live view: stage, last fused anger per role, the customer's recent trend."""
         return {
             "stage": self.stage.state_dict(),
-            "anger": {"fused": self.trend.last("customer"), "agent": self.trend.last("agent")},
+            "anger": self.anger(),
             "trend": self.trend.recent("customer", VIEW_TREND_POINTS),
         }
 
