@@ -185,6 +185,20 @@ def mask_value(v: Any) -> Any:
     return "***" + text[-2:] if len(text) > 6 else "***"
 
 
+def redact_utterances(utterances: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Analysed utterances (``text`` plus keyword ``keywords`` with character offsets) with personal data
+    redacted; where a text changed, its hits lose their offsets (they no longer point into it) and keep the
+    matched words, which a reader finds again by search."""
+    out = []
+    for u in utterances:
+        r = redact_obj(u)
+        if isinstance(u.get("text"), str) and r.get("text") != u["text"]:
+            r["keywords"] = [{k: v for k, v in h.items() if k not in ("start", "end")} if isinstance(h, dict) else h
+                             for h in r.get("keywords") or []]
+        out.append(r)
+    return out
+
+
 def redact_call_state(state: dict[str, Any]) -> dict[str, Any]:
     """Redact the text the escalation tracker keeps between turns (normalised utterances used to spot
     repetition) so a stored call state holds no personal data.  Mutates and returns ``state``."""
