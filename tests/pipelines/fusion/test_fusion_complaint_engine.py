@@ -32,6 +32,17 @@ def test_ordinary_complaint(rules):
                 + [(0.05, {"calming": True})] * 30)
     res = classify_complaint(tr.state, tr.stats, t, rules)
     assert res.type == "普通投诉" and res.max_level == 5
+    assert tr.state.level < 5 and "缓解" in res.reason and f"结束时为「{tr.state.name}」" in res.reason
+
+
+def test_ordinary_complaint_reason_does_not_contradict_itself(rules):
+    """Issue 17 item 19: 「达到投诉，通话中得到缓解（结束时：投诉）」: no relief when the call ends where it peaked."""
+    tr, t = run(rules, [(0.6, {"keyword_hits": [KeywordHit("投诉", "complaint_intent", 1.0, 5)]})])
+    res = classify_complaint(tr.state, tr.stats, t, rules)
+    assert res.type == "普通投诉" and tr.state.level == 5
+    assert "缓解" in res.reason and "未见缓解" in res.reason and "得到缓解" not in res.reason
+    # the stage is named as a stage, never bare next to the type
+    assert "阶段达到「投诉」" in res.reason
 
 
 def test_escalated_complaint(rules):
