@@ -326,6 +326,31 @@ class TranscriptResult(Open):
     state: CallStateView
 
 
+# =========================================================================== stage scale (pages)
+class StageInfo(BaseModel):
+    level: int = Field(description="0 平静 … 6 投诉升级")
+    name: str
+    severity: str | None = Field(None, description="severity of an alert at this stage (null: stage 0)")
+
+
+class AngerBand(BaseModel):
+    start: float = Field(alias="from", description="fused anger from (inclusive)")
+    end: float = Field(alias="to", description="fused anger to (exclusive; the last band's end is the scale's end)")
+    level: int = Field(description="the stage this much anger supports (colour of the band)")
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
+class StageScale(BaseModel):
+    """The escalation stages and the fused-anger scale of the stage rules (``pipelines/fusion/rules.yaml``),
+    so that pages show the names and thresholds the service uses."""
+
+    stages: list[StageInfo]
+    rise: dict[int, float] = Field(description="fused anger from which a window supports stage 1..3")
+    gauge_max: float = Field(description="end of the anger gauge (anger above it is drawn at the end)")
+    bands: list[AngerBand]
+
+
 # =========================================================================== alerts, board
 class AlertList(BaseModel):
     alerts: list[Alert]

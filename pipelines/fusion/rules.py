@@ -134,6 +134,20 @@ class Rules:
     def name(self, level: int) -> str:
         return self.stage_names[int(level)]
 
+    def anger_bands(self) -> list[tuple[float, float, int]]:
+        """The fused-anger scale as the stage rules read it: ``(from, to, level)`` bands, where ``level`` is
+        the highest stage that anger alone supports (``rise``), then ``sustained_to_4`` (anger that lifts the
+        call to 潜在投诉 when it lasts).  The last band is as wide as the one before it; anger above it is
+        off the scale.  For gauges that must agree with the stage badge next to them."""
+        edges = [(0.0, 0)] + [(self.rise[lvl], lvl) for lvl in sorted(self.rise)]
+        if self.sustained4_threshold < 1.0:
+            edges.append((self.sustained4_threshold, 4))
+        bands = [(a, b, lvl) for (a, lvl), (b, _) in zip(edges, edges[1:])]
+        last, lvl = edges[-1]
+        width = bands[-1][1] - bands[-1][0] if bands else 1.0
+        bands.append((last, min(1.0, last + width), lvl))
+        return [(round(a, 4), round(b, 4), int(lvl)) for a, b, lvl in bands]
+
     @classmethod
     def load(cls, path: str | Path | None = None) -> "Rules":
         path = Path(path) if path else RULES_PATH
