@@ -52,6 +52,8 @@ def test_blame_phrases_respect_negation(rules):
     assert blame_phrases("这不是你自己的问题，是我们的", rules.agent_blame_phrases) == []
     assert blame_phrases("這不歸我管", rules.agent_blame_phrases) == ["不归我管"]  # Traditional
     assert blame_phrases("好的，我马上为您登记投诉，两小时内给您回电。", rules.agent_blame_phrases) == []
+    for polite in ("时间随便你选，我们都可以上门", "你自己不用担心，我来跟进", "您可以通过官网投诉，也可以找我"):
+        assert blame_phrases(polite, rules.agent_blame_phrases) == [], polite
 
 
 def test_overtalk_on_transcript_turns(fuser, rules):
