@@ -307,7 +307,8 @@ class Utterance(TextResult):
     start: float | None = None
     end: float | None = None
     final: bool
-    key: str | None = None
+    key: str | None = Field(None, description="the store's key of the utterance (a digest of its id)")
+    id: str | None = Field(None, description="the utterance id sent (personal data in it masked)")
     anger_fused: float | None = None
     stage: Stage | None = None
 

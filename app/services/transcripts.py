@@ -57,11 +57,11 @@ def _top(view: dict[str, Any]) -> dict[str, Any]:
 def _duplicate(rt: Runtime, rec: CallRecord, call_id: str, key: str, s: Snippet) -> dict[str, Any]:
     stored = next((t for t in rt.store.list_transcripts(call_id) if t.get("key") == key), None)
     if stored is None:  # the state was committed but the worker died before the entry was stored
-        stored = {"role": s.role, "text": redact(s.text), "start": s.start, "end": s.end, "final": True}
+        stored = {"role": s.role, "text": redact(s.text), "start": s.start, "end": s.end, "final": True, "key": key,
+                  "id": redact(s.id or "")}
     alerts = [CallAlert.from_dict(a) for a in stored.get(STORED_ALERTS, [])]
     redelivered = [a for a in (store_alert(rt, rec, a) for a in alerts) if a is not None]
     utterance = {k: v for k, v in stored.items() if k != STORED_ALERTS}
-    utterance["key"] = redact(s.id or "")
     view = public_view(CallState.from_state(rec.state), rt.models.fusion)
     return {"call_id": call_id, "duplicate": True, **_top(view), "alerts": redelivered, "utterance": utterance,
             "state": view}
@@ -83,6 +83,8 @@ def _apply(rt: Runtime, call_id: str, tenant: str, s: Snippet) -> dict[str, Any]
             result = process_transcript(state, s.role, s.text, s.start, s.end, s.final, rt.models)
         entry = redact_obj(result.entry)  # nothing personal is stored, returned or logged
         entry["key"] = key
+        if s.id:
+            entry["id"] = redact(s.id)
         if s.final and s.id:
             state.final_ids = [*state.final_ids, key][-MAX_FINAL_IDS:]
         rec.state = redact_call_state(state_dict(state))
@@ -96,8 +98,7 @@ def _apply(rt: Runtime, call_id: str, tenant: str, s: Snippet) -> dict[str, Any]
         rt.store.put_transcript(call_id, key, stored_entry)
         stored = [a for a in (store_alert(rt, rec, a) for a in result.alerts) if a is not None]
         view = public_view(state, rt.models.fusion)
-        utterance = {**entry, "key": redact(s.id) if s.id else key}
-        return {"call_id": call_id, "duplicate": False, **_top(view), "alerts": stored, "utterance": utterance,
+        return {"call_id": call_id, "duplicate": False, **_top(view), "alerts": stored, "utterance": entry,
                 "state": view}
 
     return retry_cas(attempt, f"transcript of call {call_id!r}", call_id=call_id)

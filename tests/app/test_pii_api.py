@@ -38,9 +38,10 @@ def test_call_ids_in_logs_are_digests(settings, models, caplog):
         with caplog.at_level(logging.INFO, logger="nuqi"):
             r = c.post(f"/v1/calls/{PHONE}/transcript", json={"role": "customer", "text": "你好", "id": PHONE})
             assert r.status_code == 200, r.text
-            assert r.json()["utterance"]["key"] == "[手机号]"
-            # the store keys an utterance by a digest of its id
-            assert all(PHONE not in t["key"] for t in c.get(f"/v1/calls/{PHONE}").json()["transcripts"])
+            utt = r.json()["utterance"]
+            assert utt["id"] == "[手机号]" and PHONE not in utt["key"]  # the store's key: a digest of the id
+            listed = c.get(f"/v1/calls/{PHONE}").json()["transcripts"]
+            assert [(t["key"], t["id"]) for t in listed] == [(utt["key"], "[手机号]")]
     assert log_id(PHONE) != "#" + PHONE and PHONE not in log_id(PHONE)
     # uvicorn's access line: ('client', 'method', 'path', 'http version', status)
     rec = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',

@@ -64,7 +64,7 @@ def test_transcript_retry_by_id_is_idempotent(client):
     retry = client.post("/v1/calls/idem/transcript", json=turn).json()
     assert retry["duplicate"] is True
     assert retry["state"]["utterances"] == 2 and retry["stage"] == first["stage"]
-    assert retry["utterance"]["text"] == first["utterance"]["text"]
+    assert retry["utterance"]["text"] == first["utterance"]["text"] and retry["utterance"]["id"] == "u1"
     assert [a["id"] for a in retry["alerts"]] == []  # stored once, not raised again
     late_interim = dict(turn, final=False, text="我要")
     assert client.post("/v1/calls/idem/transcript", json=late_interim).json()["duplicate"] is True
