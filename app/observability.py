@@ -15,7 +15,9 @@ With several uvicorn workers set ``PROMETHEUS_MULTIPROC_DIR`` to an empty direct
 
 Logs: the ``nuqi.*`` loggers write one JSON object per line (``ts``, ``level``, ``logger``, ``msg``,
 ``call_id`` when known, ``exc``); messages and tracebacks pass through :func:`pipelines.pii.redact`,
-so no phone/ID/card number or e-mail reaches a log.
+so no phone/ID/card number or e-mail reaches a log.  Call ids are chosen by the client and may be a phone
+number: logs (these and uvicorn's access lines) show them as keyed digests (``#3f9a…``, setting
+``pii_log_key``), the same digest for the same id, so a call's lines can still be followed.
 """
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from app.errors import error_body
 from pipelines.errors import StoreUnavailableError
-from pipelines.pii import redact
+from pipelines.pii import id_digest, redact
 
 logger = logging.getLogger("nuqi.observability")
 
@@ -150,21 +152,47 @@ async def metrics(request: Request) -> Response:
 
 
 # --------------------------------------------------------------------------- logs
+_LOG_KEY = {"key": ""}  # settings.security.pii_log_key, set by install()
+_PATH_IDS = re.compile(r"(/v1/calls/)([^/?#\s\"]+)|([?&]call_id=)([^&#\s\"]+)")
+
+
+def log_id(value: str) -> str:
+    """How a client-chosen id (call id) appears in logs: a keyed digest."""
+    return "#" + id_digest(str(value), _LOG_KEY["key"])
+
+
+def log_path(text: str) -> str:
+    """``text`` (a request path, a log argument) with call ids as digests and personal data redacted."""
+    return redact(_PATH_IDS.sub(lambda m: m.group(1) + log_id(m.group(2)) if m.group(1)
+                                else m.group(3) + log_id(m.group(4)), text))
+
+
+class AccessLogIds(logging.Filter):
+    """uvicorn's access and WebSocket lines: call ids in the path as digests (a phone number as call id)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(log_path(a) if isinstance(a, str) and "/" in a else a for a in record.args)
+        elif isinstance(record.msg, str):
+            record.msg = log_path(record.msg)
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     EXTRA = ("call_id", "seq", "tenant", "key_id", "status", "duration_ms", "path", "method")
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
             "ts": round(record.created, 3), "level": record.levelname, "logger": record.name,
-            "msg": redact(record.getMessage()),
+            "msg": log_path(record.getMessage()),
         }
         call_id = getattr(record, "call_id", None) or CALL_ID.get()
         if call_id:
-            out["call_id"] = call_id
+            out["call_id"] = log_id(call_id)
         for k in self.EXTRA[1:]:
             v = getattr(record, k, None)
             if v is not None:
-                out[k] = redact(v) if isinstance(v, str) else v
+                out[k] = log_path(v) if isinstance(v, str) else v
         if record.exc_info:
             out["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(out, ensure_ascii=False, default=str)
@@ -232,5 +260,10 @@ def install(app: FastAPI, settings: Any) -> None:
         return JSONResponse(error_body(exc.code, exc.message, **exc.detail), status_code=503,
                             headers={"Retry-After": "1"})
 
+    _LOG_KEY["key"] = settings.security.pii_log_key
+    for name in ("uvicorn.access", "uvicorn.error"):
+        lg = logging.getLogger(name)
+        if not any(isinstance(f, AccessLogIds) for f in lg.filters):
+            lg.addFilter(AccessLogIds())
     if settings.log_json:
         setup_logging(settings.log_level)

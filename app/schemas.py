@@ -201,6 +201,11 @@ class Alert(Open):
     stage: Stage | None = None
 
 
+class CallAnger(Open):
+    fused: float | None = Field(None, description="latest fused anger of the customer")
+    agent: float | None = Field(None, description="latest fused anger of the agent")
+
+
 class ChunkEntry(Open):
     """A chunk's timeline entry."""
 
@@ -211,6 +216,7 @@ class ChunkEntry(Open):
     input_rate: int | None = None
     roles: dict[str, RoleWindow]
     stage: Stage | None = Field(None, description="the call's stage after this chunk (all roles)")
+    anger: CallAnger | None = Field(None, description="the call's latest fused anger after this chunk")
 
 
 class ChunkResult(ChunkEntry):
@@ -225,11 +231,6 @@ class RoleStateView(Open):
     speech_s: float | None = None
     chunks: int | None = None
     baseline: Baseline | None = None
-
-
-class CallAnger(Open):
-    fused: float | None = Field(None, description="latest fused anger of the customer")
-    agent: float | None = Field(None, description="latest fused anger of the agent")
 
 
 class CallStateView(Open):
@@ -306,16 +307,49 @@ class Utterance(TextResult):
     start: float | None = None
     end: float | None = None
     final: bool
-    key: str | None = None
+    key: str | None = Field(None, description="the store's key of the utterance (a digest of its id)")
+    id: str | None = Field(None, description="the utterance id sent (personal data in it masked)")
     anger_fused: float | None = None
     stage: Stage | None = None
 
 
 class TranscriptResult(Open):
+    """The chunk response's top-level shape (``stage``, ``anger.fused``, ``alerts``) plus the snippet's
+    analysis (``utterance``) and the call's live view (``state``)."""
+
     call_id: str
+    duplicate: bool = Field(description="true: a final snippet with this id was applied before (a retry); "
+                                        "nothing changed and the stored utterance is returned")
+    stage: Stage | None = Field(None, description="the call's stage after this snippet (null before any analysis)")
+    anger: CallAnger | None = Field(None, description="the call's latest fused anger after this snippet")
+    alerts: list[Alert] = Field(description="alerts raised (or re-delivered) by this snippet")
     utterance: Utterance
-    alerts: list[Alert]
     state: CallStateView
+
+
+# =========================================================================== stage scale (pages)
+class StageInfo(BaseModel):
+    level: int = Field(description="0 平静 … 6 投诉升级")
+    name: str
+    severity: str | None = Field(None, description="severity of an alert at this stage (null: stage 0)")
+
+
+class AngerBand(BaseModel):
+    start: float = Field(alias="from", description="fused anger from (inclusive)")
+    end: float = Field(alias="to", description="fused anger to (exclusive; the last band's end is the scale's end)")
+    level: int = Field(description="the stage this much anger supports (colour of the band)")
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
+class StageScale(BaseModel):
+    """The escalation stages and the fused-anger scale of the stage rules (``pipelines/fusion/rules.yaml``),
+    so that pages show the names and thresholds the service uses."""
+
+    stages: list[StageInfo]
+    rise: dict[int, float] = Field(description="fused anger from which a window supports stage 1..3")
+    gauge_max: float = Field(description="end of the anger gauge (anger above it is drawn at the end)")
+    bands: list[AngerBand]
 
 
 # =========================================================================== alerts, board

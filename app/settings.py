@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode
 
 from pipelines.settings import ENV, Settings
@@ -37,6 +37,19 @@ class SecuritySettings(BaseSettings):
     rate_limit_per_s: float = 50.0  # default token-bucket refill per API key (a key may carry its own)
     rate_limit_burst: int = 100  # default bucket size per API key
     key_cache_s: float = 2.0  # how long a worker caches a key lookup (revocation reaches other workers within it)
+    # call `meta` is stored and returned masked (「***78」), except these fields, which are only redacted (phone,
+    # ID, card numbers and e-mails inside them become tags).  Env: comma-separated, NUQI_PII_KEEP_META_FIELDS=queue,skill
+    pii_keep_meta_fields: Annotated[frozenset[str], NoDecode] = frozenset()
+    # secret key of the digests that stand for call and utterance ids in logs (a phone number used as a call id
+    # must not be found again by hashing every number); unset: unkeyed digests
+    pii_log_key: str = ""
+
+    @field_validator("pii_keep_meta_fields", mode="before")
+    @classmethod
+    def _fields(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return frozenset(x.strip() for x in v.split(",") if x.strip())
+        return v
 
 
 class IngestSettings(BaseSettings):

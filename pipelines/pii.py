@@ -1,22 +1,31 @@
-"""Redaction of personal data in Mandarin call transcripts and log lines.
+"""Redaction of personal data in Mandarin call transcripts, call metadata and log lines.
 
 Found and masked (each kept out of stores and logs; keyword matching still runs on the original
 text in memory, before redaction):
 
-* mainland mobile numbers ``1[3-9]\\d{9}``, also with separators (``138 1234 5678``, ``138-1234-5678``)
-  and a ``+86`` / ``0086`` / ``86`` prefix                                  → ``[手机号]``
+* mainland mobile numbers ``1[3-9]\\d{9}``, with any separators between the digits (``138 1234 5678``,
+  ``138-1234-5678``, ``137.1234.5678``, ``1 3 6 1 2 3 4 5 6 7 8``) and a ``+86`` / ``0086`` / ``86``
+  prefix                                                                    → ``[手机号]``
 * landlines ``0\\d{2,3}-?\\d{7,8}`` (also ``(010) 1234 5678``)              → ``[座机]``
-* 18-character resident ID numbers whose ISO 7064 check character (0-9/X) is right → ``[身份证]``
-* bank card numbers of 16-19 digits (optionally in groups) that pass the Luhn check → ``[银行卡]``
+* resident ID numbers: 18 characters whose ISO 7064 check character (0-9/X) is right, and the
+  15-digit first-generation numbers (area code + a valid YYMMDD birth date + 3 digits), also written
+  in groups (``110105 19491231 002X``)                                        → ``[身份证]``
+* bank card numbers of 16-19 digits that pass the Luhn check, and any 16-19 digits written in groups
+  of four (``6222 0212 3456 7890``: read out or typed by a person, where a misheard digit breaks Luhn)
+                                                                            → ``[银行卡]``
 * e-mail addresses                                                          → ``[邮箱]``
 
 Digits are matched in a normalised view of the text where full-width digits (``１３８``) and spoken
 Chinese digits (``幺三八``, ``一三八``, ``零``/``〇``, ``两``) count as ASCII digits, one character for one
 character, so ``一三八一二三四五六七八`` is masked too.  The functions are pure and cheap (a few regex
 passes), so they run on every transcript snippet and every log line.
+
+Identifiers a client chooses (call ids, utterance ids) may be personal too (a phone number used as a call
+id): :func:`id_digest` gives the short keyed digest that logs show instead.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -27,12 +36,23 @@ TAGS = {"mobile": "[手机号]", "landline": "[座机]", "id_card": "[身份证]
 _DIGIT_MAP = {**{chr(0xFF10 + i): str(i) for i in range(10)},
               **dict(zip("零〇一二三四五六七八九幺两", "0012345678912"))}
 _TRANS = str.maketrans(_DIGIT_MAP)
-_SEP = r"[ \-\u00a0\u3000\uff0d]"  # space, hyphen, nbsp, ideographic space, full-width hyphen
+_SEP = r"[ \-.\u00a0\u3000\uff0d\uff0e_/]"  # space, hyphen, dot, nbsp, ideographic space, full-width -/., _ /
+_GAP = rf"{_SEP}{{0,3}}"  # between two digits of one number: nothing, or up to three separators (" - ")
+
+
+def _run(n: int, last: str = r"\d") -> str:
+    """``n`` digits (the last one ``last``) with optional separators between them."""
+    return rf"\d(?:{_GAP}\d){{{n - 2}}}{_GAP}{last}"
+
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
-_ID18 = re.compile(r"(?<![0-9])[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[0-9Xx](?![0-9])")
-_CARD = re.compile(rf"(?<![0-9])\d(?:{_SEP}?\d){{15,18}}(?![0-9])")
-_MOBILE = re.compile(rf"(?<![0-9])(?:(?:\+|00)?86{_SEP}?)?1[3-9]\d(?:{_SEP}?\d){{8}}(?![0-9])")
+_ID18 = re.compile(rf"(?<![0-9]){_run(18, '[0-9Xx]')}(?![0-9])")
+_ID18_SHAPE = re.compile(r"[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[0-9Xx]")
+_ID15 = re.compile(rf"(?<![0-9]){_run(15)}(?![0-9Xx])")
+_ID15_SHAPE = re.compile(r"[1-9]\d{5}\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}")
+_CARD = re.compile(rf"(?<![0-9])\d(?:{_GAP}\d){{15,18}}(?![0-9])")
+_CARD_GROUPED = re.compile(rf"(?<![0-9])\d{{4}}(?:{_SEP}{{1,2}}\d{{4}}){{3}}(?:{_SEP}{{1,2}}\d{{1,3}})?(?![0-9])")
+_MOBILE = re.compile(rf"(?<![0-9])(?:(?:\+|00)?86{_GAP})?1{_GAP}[3-9](?:{_GAP}\d){{9}}(?![0-9])")
 _LANDLINE = re.compile(rf"(?<![0-9])(?:\(0\d{{2,3}}\)|0\d{{2,3}}){_SEP}?\d{{3,4}}{_SEP}?\d{{4}}(?![0-9])")
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
@@ -90,8 +110,14 @@ def find_pii(text: str) -> list[Finding]:
     for m in _EMAIL.finditer(text):
         claim("email", m)
     for m in _ID18.finditer(norm):
-        if id_card_valid(m.group(0)):
+        d = _digits(m.group(0))
+        if _ID18_SHAPE.fullmatch(d) and id_card_valid(d):
             claim("id_card", m)
+    for m in _ID15.finditer(norm):
+        if _ID15_SHAPE.fullmatch(_digits(m.group(0))):
+            claim("id_card", m)
+    for m in _CARD_GROUPED.finditer(norm):
+        claim("bank_card", m)
     for m in _CARD.finditer(norm):
         d = _digits(m.group(0))
         if 16 <= len(d) <= 19 and luhn_valid(d):
@@ -129,6 +155,48 @@ def redact_obj(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [redact_obj(v) for v in obj]
     return obj
+
+
+def id_digest(value: str, key: str = "") -> str:
+    """A short stable digest of a client-chosen identifier (``blake2b``, 16 hex digits), for logs and store
+    keys.  ``key`` (a secret of the deployment) keeps a phone number used as an id from being found again
+    by hashing every phone number."""
+    h = hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=8, key=key.encode("utf-8")[:64])
+    return h.hexdigest()
+
+
+def redact_meta(meta: dict[str, Any], keep: frozenset[str] | set[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """Call metadata with every value masked (see :func:`mask_value`), except the fields named in ``keep``
+    (e.g. ``queue``, ``skill``: settings ``pii_keep_meta_fields``), whose values are only redacted."""
+    return {k: redact_obj(v) if k in keep else mask_value(v) for k, v in meta.items()}
+
+
+def mask_value(v: Any) -> Any:
+    """A metadata value with its content hidden: strings become ``***`` plus their last two characters when
+    longer than 6 (``***78``: enough to tell two callers apart), numbers become ``***`` too, nested lists and
+    objects are masked value by value (keys kept); booleans and null stay (they name no one)."""
+    if v is None or isinstance(v, bool):
+        return v
+    if isinstance(v, dict):
+        return {k: mask_value(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [mask_value(x) for x in v]
+    text = str(v)
+    return "***" + text[-2:] if len(text) > 6 else "***"
+
+
+def redact_utterances(utterances: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Analysed utterances (``text`` plus keyword ``keywords`` with character offsets) with personal data
+    redacted; where a text changed, its hits lose their offsets (they no longer point into it) and keep the
+    matched words, which a reader finds again by search."""
+    out = []
+    for u in utterances:
+        r = redact_obj(u)
+        if isinstance(u.get("text"), str) and r.get("text") != u["text"]:
+            r["keywords"] = [{k: v for k, v in h.items() if k not in ("start", "end")} if isinstance(h, dict) else h
+                             for h in r.get("keywords") or []]
+        out.append(r)
+    return out
 
 
 def redact_call_state(state: dict[str, Any]) -> dict[str, Any]:

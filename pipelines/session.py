@@ -48,6 +48,7 @@ class CallState:
     roles: dict[str, RoleState] = field(default_factory=dict)
     fusion: dict[str, Any] = field(default_factory=dict)  # CallAnalyzer.state_dict() (the decision layer)
     utterances: int = 0
+    final_ids: list[str] = field(default_factory=list)  # storage keys of final utterances applied (idempotency)
 
     def state_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -168,6 +169,7 @@ def process_audio(state: CallState, chunk: DecodedChunk, seq: int, models: Model
         state.fusion = call.state_dict()
         if call.assessed:
             out["stage"] = state.fusion["stage"]  # the call's stage after this chunk (all roles)
+            out["anger"] = call.anger()  # the call's latest fused anger (customer; agent)
     return ChunkResult(out, alerts)
 
 

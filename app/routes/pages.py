@@ -4,6 +4,8 @@
   with its explanation and guidance, ack button, sound cue).
 * ``GET /board`` — the supervisors' live board (calls by stage, anger sparklines, stage history).
 * ``GET /static/{name}`` — the pages' shared CSS/JS from ``app/static`` (flat folder, no sub-paths).
+* ``GET /v1/stages`` — the stage names and the fused-anger scale of the stage rules (JSON, any role): the
+  pages take stage names and gauge thresholds/colours from here, so they always agree with ``rules.yaml``.
 
 The pages are static files; all data comes from the JSON API (``/v1/alerts``, ``/v1/calls``,
 ``/v1/board``) with the caller's ``X-API-Key``, so serving them needs no credentials.
@@ -12,11 +14,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse
 
+from app.deps import Principal, RuntimeDep, require_roles
+from app.schemas import StageScale
+from app.security.roles import ROLES
 from pipelines.errors import NotFoundError
+from pipelines.fusion.rules import Rules, default_rules
 
 router = APIRouter(tags=["pages"])
 
@@ -59,3 +66,24 @@ async def board_page() -> FileResponse:
             include_in_schema=False)
 async def static_file(name: str) -> FileResponse:
     return _file(name)
+
+
+AnyRole = Annotated[Principal, Depends(require_roles(*ROLES))]
+
+
+def stage_scale(rules: Rules) -> dict:
+    bands = rules.anger_bands()
+    return {
+        "stages": [{"level": lvl, "name": rules.name(lvl), "severity": rules.severity.get(lvl)}
+                   for lvl in sorted(rules.stage_names)],
+        "rise": dict(rules.rise),
+        "gauge_max": bands[-1][1],
+        "bands": [{"from": a, "to": b, "level": lvl} for a, b, lvl in bands],
+    }
+
+
+@router.get("/v1/stages", response_model=StageScale, tags=["pages"],
+            summary="Stage names and the fused-anger scale of the stage rules (what the pages draw)")
+async def stages(rt: RuntimeDep, _: AnyRole) -> dict:
+    fusion = rt.models.fusion
+    return stage_scale(fusion.rules if fusion is not None else default_rules())

@@ -223,7 +223,8 @@ class BatchJobs:
         try:
             result = run_batch(job["inputs"], d / "out", settings=self.settings, channel_map=opts.get("channel_map"),
                                workers=workers, asr=opts.get("asr", "auto"), ray_address=self.settings.batch.ray_address,
-                               models=self.models if workers == 1 else None, on_update=update)
+                               models=self.models if workers == 1 else None, on_update=update,
+                               display_base=d / "inputs")  # uploads are named as uploaded, not by server path
         except NuqiError as exc:
             job.update(status="failed", error={"code": exc.code, "message": exc.message}, finished_at=_now())
         except Exception as exc:  # noqa: BLE001 - recorded in the job, the service goes on
@@ -252,7 +253,7 @@ class BatchJobs:
         base = f"/v1/batch/{job_id}/files"
         return {
             **{k: v for k, v in job.items() if k not in ("tenant", "inputs")},
-            "inputs": [str(p) for p in job.get("inputs", [])],
+            "inputs": [Path(p).name if job.get("source") == "upload" else str(p) for p in job.get("inputs", [])],
             "fraction_done": round(int(prog.get("done") or 0) / total, 4) if total else 0.0,
             "results_total": len(results),
             "results": results[offset:offset + limit],

@@ -20,7 +20,7 @@ from app.store import CallRecord
 from pipelines.audio.decode import ChunkFormat, DecodedChunk, decode_chunk
 from pipelines.errors import ConflictError, InputError, NotFoundError
 from pipelines.fusion import CallAlert
-from pipelines.pii import redact_obj
+from pipelines.pii import redact_meta, redact_obj
 from pipelines.session import CallState, ChunkResult, process_audio, public_view, summarize
 
 logger = logging.getLogger("nuqi.calls")
@@ -54,6 +54,8 @@ def _new_record(call_id: str, tenant: str, agent_id: str | None, meta: dict[str,
 def ensure_call(rt: Runtime, call_id: str, tenant: str, agent_id: str | None,
                 meta: dict[str, Any] | None = None) -> CallRecord:
     """Get or create the call; bind the agent if it was not bound yet."""
+    if meta:  # nothing personal is stored or returned: every value masked but the kept fields (settings)
+        meta = redact_meta(meta, rt.settings.security.pii_keep_meta_fields)
     rec = rt.store.get_call(call_id)
     if rec is None:
         rt.store.create_call(_new_record(call_id, tenant, agent_id, meta))
@@ -211,7 +213,7 @@ def call_view(rt: Runtime, call_id: str, tenant: str, timeline: bool = True) -> 
     }
     if timeline:
         view["timeline"] = [_public_entry(e) for e in rt.store.list_chunks(call_id)]
-        view["transcripts"] = rt.store.list_transcripts(call_id)
+        view["transcripts"] = [_public_entry(t) for t in rt.store.list_transcripts(call_id)]
     return view
 
 

@@ -1,15 +1,30 @@
-"""Transcript snippets of a live call: analyse, persist (interim superseded by final), update state."""
+"""Transcript snippets of a live call: analyse, persist (interim superseded by final), update state.
+
+Idempotent by utterance ``id``: a final snippet whose id was already applied (a client's retry) changes
+nothing (no second utterance, no stage rise, no new alert); the answer is the stored utterance with
+``duplicate: true`` and its alerts re-delivered (their dedup keys keep that idempotent, so an alert is never
+lost when a worker died between committing the state and storing the alerts).  An interim snippet arriving
+after the final one of its id is ignored the same way.  Snippets without an id cannot be recognised.
+
+The response has the chunk response's top-level shape: ``stage`` (the call's stage), ``anger``
+(``fused``: the customer's latest fused anger, ``agent``), ``alerts``; the snippet's own analysis is under
+``utterance`` and the call's live view under ``state``.
+"""
 from __future__ import annotations
 
 from typing import Any, Protocol
 
 from app import observability as obs
 from app.runtime import Runtime
-from app.services.calls import ensure_call, state_dict, store_alert
+from app.services.calls import STORED_ALERTS, ensure_call, state_dict, store_alert
 from app.services.cas import retry_cas
+from app.store import CallRecord
 from pipelines.errors import ConflictError
-from pipelines.pii import redact_call_state, redact_obj
+from pipelines.fusion import CallAlert
+from pipelines.pii import id_digest, redact, redact_call_state, redact_obj
 from pipelines.session import CallState, process_transcript, public_view
+
+MAX_FINAL_IDS = 4096  # final utterance ids a call remembers (retries come within seconds; a call has far fewer)
 
 
 class Snippet(Protocol):
@@ -21,31 +36,72 @@ class Snippet(Protocol):
     id: str | None
 
 
+def storage_key(s: Snippet) -> str:
+    """The store's key of a snippet: a digest of its id (an id may be personal, e.g. a phone number), or
+    role and start time for snippets without one."""
+    if s.id:
+        return "id:" + id_digest(s.id)
+    return f"{s.role}:{s.start if s.start is not None else 'na'}"
+
+
+def _top(view: dict[str, Any]) -> dict[str, Any]:
+    """The call-level fields every ingest response carries at the top: stage and anger."""
+    out: dict[str, Any] = {}
+    if "stage" in view:
+        out["stage"] = view["stage"]
+    if "anger" in view:
+        out["anger"] = view["anger"]
+    return out
+
+
+def _duplicate(rt: Runtime, rec: CallRecord, call_id: str, key: str, s: Snippet) -> dict[str, Any]:
+    stored = next((t for t in rt.store.list_transcripts(call_id) if t.get("key") == key), None)
+    if stored is None:  # the state was committed but the worker died before the entry was stored
+        stored = {"role": s.role, "text": redact(s.text), "start": s.start, "end": s.end, "final": True, "key": key,
+                  "id": redact(s.id or "")}
+    alerts = [CallAlert.from_dict(a) for a in stored.get(STORED_ALERTS, [])]
+    redelivered = [a for a in (store_alert(rt, rec, a) for a in alerts) if a is not None]
+    utterance = {k: v for k, v in stored.items() if k != STORED_ALERTS}
+    view = public_view(CallState.from_state(rec.state), rt.models.fusion)
+    return {"call_id": call_id, "duplicate": True, **_top(view), "alerts": redelivered, "utterance": utterance,
+            "state": view}
+
+
 def _apply(rt: Runtime, call_id: str, tenant: str, s: Snippet) -> dict[str, Any]:
-    key = s.id or f"{s.role}:{s.start if s.start is not None else 'na'}"
+    key = storage_key(s)
 
     def attempt() -> dict[str, Any] | None:
         rec = ensure_call(rt, call_id, tenant, None)
         if rec.status == "ended":
             raise ConflictError(f"call {call_id!r} has ended; no more transcripts are accepted", call_id=call_id)
         state = CallState.from_state(rec.state)
+        if s.id and key in state.final_ids:
+            return _duplicate(rt, rec, call_id, key, s)
         expected = rec.version
         level_before = obs.stage_level(rec.state)
         with obs.inference("transcript"):  # keywords/emotion see the original text, in memory only
             result = process_transcript(state, s.role, s.text, s.start, s.end, s.final, rt.models)
         entry = redact_obj(result.entry)  # nothing personal is stored, returned or logged
         entry["key"] = key
+        if s.id:
+            entry["id"] = redact(s.id)
+        if s.final and s.id:
+            state.final_ids = [*state.final_ids, key][-MAX_FINAL_IDS:]
         rec.state = redact_call_state(state_dict(state))
         if s.final:
             if not rt.store.save_call(rec, expected):
                 return None
             obs.stage_change(level_before, rec.state)
-        rt.store.put_transcript(call_id, key, entry)
+        stored_entry = entry
+        if result.alerts:  # kept with the utterance so that a retry re-delivers them
+            stored_entry = {**entry, STORED_ALERTS: redact_obj([a.to_dict() for a in result.alerts])}
+        rt.store.put_transcript(call_id, key, stored_entry)
         stored = [a for a in (store_alert(rt, rec, a) for a in result.alerts) if a is not None]
-        return {"call_id": call_id, "utterance": entry, "alerts": stored,
-                "state": public_view(state, rt.models.fusion)}
+        view = public_view(state, rt.models.fusion)
+        return {"call_id": call_id, "duplicate": False, **_top(view), "alerts": stored, "utterance": entry,
+                "state": view}
 
-    return retry_cas(attempt, f"transcript {key!r} of call {call_id!r}", call_id=call_id)
+    return retry_cas(attempt, f"transcript of call {call_id!r}", call_id=call_id)
 
 
 async def ingest_transcript(rt: Runtime, call_id: str, snippet: Snippet, *, tenant: str) -> dict[str, Any]:

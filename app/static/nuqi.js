@@ -6,7 +6,10 @@
 (function (global) {
   "use strict";
 
-  var STAGE_NAMES = ["平静", "潜在不满", "即将转化为抱怨", "显化抱怨", "潜在投诉", "投诉", "投诉升级"];
+  // Stage names and the anger scale come from the service (GET /v1/stages, read from the stage rules):
+  // loadScale() fills them in place before a page starts.  Until then (or if it fails) names read "阶段 N".
+  var STAGE_NAMES = [];
+  var SCALE = { max: 1, rise: {}, bands: [] };
   var SEVERITY_ZH = { info: "提示", warning: "警告", critical: "紧急" };
   var KIND_ZH = { stage_rise: "阶段上升", sustained_anger: "持续愤怒" };
   var SVG_NS = "http://www.w3.org/2000/svg";
@@ -23,7 +26,32 @@
   function stageName(level, name) {
     if (name) return String(name);
     var l = clampLevel(level);
-    return l === null ? "—" : STAGE_NAMES[l];
+    return l === null ? "—" : STAGE_NAMES[l] || "阶段 " + l;
+  }
+
+  /** Load the stage names and the anger scale of the stage rules (GET /v1/stages). Never rejects. */
+  function loadScale() {
+    return api("/v1/stages", { timeoutMs: 8000 }).then(function (r) {
+      (r.stages || []).forEach(function (s) { STAGE_NAMES[s.level] = s.name; });
+      SCALE.max = Number(r.gauge_max) > 0 ? Number(r.gauge_max) : 1;
+      SCALE.rise = r.rise || {};
+      SCALE.bands = Array.isArray(r.bands) ? r.bands : [];
+      return SCALE;
+    }, function () { return SCALE; });
+  }
+
+  /** The stage colour level of a fused anger value on the rules' scale (the band it falls in). */
+  function angerLevel(x) {
+    var n = Number(x), bands = SCALE.bands;
+    if (!isFinite(n) || !bands.length) return 0;
+    for (var i = 0; i < bands.length; i++) if (n < bands[i].to) return bands[i].level;
+    return bands[bands.length - 1].level;
+  }
+
+  /** Position of a fused anger value on the gauge, 0..1 (the gauge ends at the scale's max). */
+  function angerFraction(x) {
+    var n = Number(x);
+    return isFinite(n) ? Math.max(0, Math.min(1, n / (SCALE.max || 1))) : 0;
   }
 
   /** Build an element: el("div", {class: "x", text: "y", dataset: {a: 1}, on: {click: fn}}, [children]) */
@@ -145,10 +173,14 @@
     return d.toLocaleTimeString("zh-CN", { hour12: false });
   }
 
-  /** Inline SVG sparkline of [[t, value0..1], ...]; fixed 0..1 scale, threshold guide at `guide`. */
+  /** Inline SVG sparkline of [[t, value], ...] on the 0..opts.max scale (default: the anger scale's max),
+   *  threshold guide at `guide` (default: the anger of 显化抱怨, rise[3]). */
   function sparkline(points, opts) {
     opts = opts || {};
-    var w = opts.width || 120, h = opts.height || 28, pad = 2, guide = opts.guide;
+    var w = opts.width || 120, h = opts.height || 28, pad = 2;
+    var max = opts.max || SCALE.max || 1;
+    var guide = opts.guide !== undefined ? opts.guide : SCALE.rise[3];
+    if (guide !== undefined) guide = Math.min(1, guide / max);
     var root = svg("svg", { class: "spark", width: w, height: h, viewBox: "0 0 " + w + " " + h,
                             role: "img", "aria-label": opts.label || "怒气趋势" });
     var pts = (points || []).filter(function (p) { return Array.isArray(p) && isFinite(p[0]) && isFinite(p[1]); });
@@ -164,7 +196,7 @@
     var span = t1 - t0 || 1;
     var xy = pts.map(function (p) {
       var x = pts.length === 1 ? w - pad : pad + ((p[0] - t0) / span) * (w - 2 * pad);
-      var v = Math.max(0, Math.min(1, p[1]));
+      var v = Math.max(0, Math.min(1, p[1] / max));
       return [x, pad + (1 - v) * (h - 2 * pad)];
     });
     var line = xy.map(function (q) { return q[0].toFixed(1) + "," + q[1].toFixed(1); }).join(" ");
@@ -178,7 +210,8 @@
   }
 
   global.Nuqi = {
-    STAGE_NAMES: STAGE_NAMES, SEVERITY_ZH: SEVERITY_ZH, KIND_ZH: KIND_ZH,
+    STAGE_NAMES: STAGE_NAMES, SCALE: SCALE, SEVERITY_ZH: SEVERITY_ZH, KIND_ZH: KIND_ZH,
+    loadScale: loadScale, angerLevel: angerLevel, angerFraction: angerFraction,
     params: params, apiKey: apiKey,
     clampLevel: clampLevel, stageName: stageName, el: el, svg: svg, setText: setText, stageBadge: stageBadge,
     api: api, ApiError: ApiError, qs: qs, fmtClock: fmtClock, fmtAnger: fmtAnger, fmtWallTime: fmtWallTime,

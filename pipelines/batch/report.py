@@ -136,6 +136,19 @@ def alerts_of(payload: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda a: float(a.get("at") or 0.0))
 
 
+def alert_why(alert: dict[str, Any]) -> str:
+    """Why an alert was raised: its explanation (anger, stage change and the cues behind it, e.g.
+    「怒气 0.31，阶段升至显化抱怨（…）。依据：语速比开场快 38%；提到“12315”。」), not just the stage name."""
+    expl = alert.get("explanation")
+    if isinstance(expl, dict):
+        expl = expl.get("text")
+    if expl:
+        return str(expl)
+    cues = [str(c.get("text_zh")) for c in alert.get("cues") or [] if isinstance(c, dict) and c.get("text_zh")]
+    name = alert.get("stage_name") or (alert.get("stage") or {}).get("name") or ""
+    return f"{name}：" + "；".join(cues) if cues else str(name or "–")
+
+
 def timeline_plot(payload: dict[str, Any]) -> str:
     """The call's timeline as a PNG data URI: anger, F0, speech rate and loudness per role over stage bands."""
     plt = _pyplot()
@@ -315,7 +328,7 @@ def render_call_html(payload: dict[str, Any]) -> str:
     complaint = s.get("complaint") or {}
     cards = [
         (_stage_chip(rec.get("peak_stage"), rec.get("peak_stage_name")), "peak stage"),
-        (_e(complaint.get("type") or "–"), "complaint"),
+        (_e(complaint.get("type") or "–"), "complaint type 投诉类型"),
         (_fmt(rec.get("max_anger_customer")), "max customer anger"),
         (_fmt(rec.get("anger_seconds_customer"), 1, " s"), "customer anger seconds"),
         (_fmt(rec.get("time_to_first_escalation_s"), 1, " s"), "first escalation at"),
@@ -338,7 +351,9 @@ def render_call_html(payload: dict[str, Any]) -> str:
         f'<a href="../index.html">batch overview</a> · '
         f'<a href="{_e(payload.get("call"))}.json">timeline JSON</a></div>',
         f'<div class="cards">{card_html}</div>',
-        f'<div class="muted">complaint reason: {_e(complaint.get("reason") or "–")}</div>',
+        f'<div class="muted">投诉类型 (complaint type, the call\'s outcome: 无投诉 / 普通投诉 / 重大投诉 / 升级投诉 / '
+        f'疑难投诉) is not the stage (阶段 0 平静 … 5 投诉, 6 投诉升级) · reason: '
+        f'{_e(complaint.get("reason") or "–")}</div>',
         "<h2>Timeline</h2>",
         f'<div class="muted">stage background: {legend} · dashed = acoustic anger, solid = fused anger, '
         f'◆ = fused anger of a finished turn, ▼ = alert, purple numbers = turns with keywords (see transcript); '
@@ -349,8 +364,7 @@ def render_call_html(payload: dict[str, Any]) -> str:
     if alerts:
         rows = "".join(
             f"<tr><td>{_fmt(float(a.get('at') or 0.0), 1)} s</td><td>{_stage_chip(a.get('level'))}</td>"
-            f"<td>{_e(a.get('kind'))}</td>"
-            f"<td>{_e(a.get('message') or a.get('reason') or (a.get('stage') or {}).get('name'))}</td></tr>"
+            f"<td>{_e(a.get('kind'))}</td><td>{_e(alert_why(a))}</td></tr>"
             for a in alerts)
         parts.append(f"<h2>Alerts ({len(alerts)})</h2><table><thead><tr><th>at</th><th>level</th><th>kind</th>"
                      f"<th>why</th></tr></thead><tbody>{rows}</tbody></table>")

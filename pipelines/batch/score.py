@@ -67,12 +67,25 @@ def _safe_name(stem: str) -> str:
     return name[:120]
 
 
-def collect_jobs(paths: Iterable[str | Path]) -> list[CallJob]:
+def _display(p: Path, base: Path | None) -> str:
+    """How reports name a file: relative to ``base`` when it lies inside (an upload's server folder is no
+    business of the reader), else as given."""
+    if base is not None:
+        try:
+            return str(p.resolve().relative_to(base.resolve()))
+        except ValueError:
+            pass
+    return str(p)
+
+
+def collect_jobs(paths: Iterable[str | Path], display_base: str | Path | None = None) -> list[CallJob]:
     """Files and folders (recursively) → one job per audio file, with unique, stable call names.
 
     A call's name is its file stem; stems that occur more than once in the batch get a short hash
     of the resolved path appended.  Paths that do not exist are kept (they become error rows).
+    Files inside ``display_base`` are shown (``file`` column, reports) relative to it.
     """
+    base = Path(display_base) if display_base is not None else None
     files: list[Path] = []
     seen: set[str] = set()
     for p in iter_audio_paths([Path(x) for x in paths]):
@@ -89,7 +102,7 @@ def collect_jobs(paths: Iterable[str | Path]) -> list[CallJob]:
         side = find_sidecar(p) if p.suffix.lower() not in SIDECAR_SUFFIXES else None
         size = p.stat().st_size if p.is_file() else 0
         jobs.append(CallJob(path=str(p), name=name, sidecar=str(side) if side else None, size=size,
-                            display=str(p)))
+                            display=_display(p, base)))
     return jobs
 
 
@@ -201,13 +214,14 @@ def write_reports(out_dir: Path, records: list[ScoredCall]) -> tuple[Path, Path]
 def run_batch(paths: Iterable[str | Path], out_dir: str | Path, *, settings: Settings | None = None,
               channel_map: str | None = None, workers: int = 1, force: bool = False, asr: str = "auto",
               ray_address: str | None = None, html: bool = True, models: ModelRegistry | None = None,
-              progress: bool = False, on_update: Callable[[BatchProgress, list[ScoredCall]], None] | None = None
-              ) -> BatchResult:
+              progress: bool = False, on_update: Callable[[BatchProgress, list[ScoredCall]], None] | None = None,
+              display_base: str | Path | None = None) -> BatchResult:
     """Score every audio file under ``paths`` into ``out_dir`` (see the module docstring).
 
     ``models``: an already loaded :class:`~pipelines.registry.ModelRegistry` used in-process when
     ``workers == 1`` (the service passes its own); otherwise each worker loads its own.
     ``on_update(progress, records)`` is called after every finished call (records in input order).
+    ``display_base``: files inside it are named relative to it in summary.csv and the reports (uploads).
     """
     if settings is None:
         if models is None:
@@ -222,7 +236,7 @@ def run_batch(paths: Iterable[str | Path], out_dir: str | Path, *, settings: Set
     ray_address = ray_address or settings.batch.ray_address
     notes: list[str] = []
     model_dir = asr_model_dir(settings)
-    jobs = collect_jobs(paths)
+    jobs = collect_jobs(paths, display_base)
     if asr == "on":
         reason = asr_available(model_dir)
         if reason is not None:

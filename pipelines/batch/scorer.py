@@ -22,6 +22,7 @@ from pipelines.batch.metrics import call_metrics
 from pipelines.batch.records import ASR_MODES, CallJob, CallOutput, ScoredCall, ScoreOptions
 from pipelines.batch.report import render_call_html
 from pipelines.errors import InputError, ModelNotAvailableError, NuqiError
+from pipelines.pii import redact_obj, redact_utterances
 from pipelines.registry import ModelRegistry
 from pipelines.settings import Settings
 from pipelines.transcripts import Turn, load_turns
@@ -158,9 +159,9 @@ class Scorer:
             "input_rate": analysis.input_rate,
             "channels": analysis.channels,
             "channel_map": self.options.channel_map,
-            "summary": analysis.summary,
-            "timeline": analysis.timeline,
-            "utterances": analysis.utterances,
+            "summary": redact_obj(analysis.summary),
+            "timeline": redact_obj(analysis.timeline),  # QA reports carry no personal data (sidecars may)
+            "utterances": redact_utterances(analysis.utterances),
             "scored_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "timing_s": {"asr": round(t_asr, 3), "analysis": round(time.perf_counter() - t0 - t_asr, 3)},
         }

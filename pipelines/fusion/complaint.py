@@ -1,5 +1,9 @@
 """Complaint type at call end: 无投诉 / 普通投诉 / 重大投诉 / 升级投诉 / 疑难投诉, with a Chinese reason.
 
+The complaint *type* is the call's outcome; it is not the escalation *stage* (0 平静 … 5 投诉, 6 投诉升级).
+The two look alike (类型「升级投诉」, 阶段「投诉升级」), so every reason names stages as 「阶段…」 in quotes
+and reports show the type under 「投诉类型」 and the stage under 「阶段」.
+
 Decision (thresholds in ``rules.yaml`` ``complaint`` and ``keywords``), first match wins:
   无投诉    the stage never reached ``complaint.min_level`` (default 5 投诉)
   升级投诉  stage 6 was reached or the customer named an external channel (12315 / 媒体 / 律师 …)
@@ -48,7 +52,8 @@ def classify_complaint(
     reps = int(stats.get("max_repetition", 0))
 
     if top < r.complaint_min_level:
-        return ComplaintResult("无投诉", f"最高阶段为{top_name}，未形成投诉", top, top_name)
+        return ComplaintResult("无投诉", f"最高阶段「{top_name}」，未到「{r.name(r.complaint_min_level)}」阶段", top,
+                               top_name)
 
     cat_terms: dict[str, list[str]] = dict(stats.get("category_terms", {}))
 
@@ -58,7 +63,7 @@ def classify_complaint(
 
     ext = [c for c in cats if c in r.external_categories]
     if top >= 6 or ext:
-        why = "客户提出向外部投诉/曝光" + named(ext) if ext else "阶段达到投诉升级"
+        why = "客户提出向外部投诉/曝光" + named(ext) if ext else f"阶段达到「{r.name(6)}」"
         return ComplaintResult("升级投诉", why, top, top_name)
 
     cat_hint: dict[str, int] = dict(stats.get("category_max_hint", {}))
@@ -76,8 +81,11 @@ def classify_complaint(
     if unresolved and reps >= 2 and not reasons:
         reasons.append(f"同一诉求重复 {reps} 次")
     if reasons and unresolved:
-        reasons.append(f"通话结束时仍处于{state.name}")
+        reasons.append(f"结束时仍在「{state.name}」阶段")
     if reasons:
         return ComplaintResult("疑难投诉", "，".join(reasons), top, top_name)
-    return ComplaintResult("普通投诉", f"达到{top_name}，通话中得到缓解（结束时：{state.name}）", top, top_name)
+    if state.level < top:
+        return ComplaintResult("普通投诉", f"阶段达到「{top_name}」，通话中得到缓解（结束时为「{state.name}」）", top,
+                               top_name)
+    return ComplaintResult("普通投诉", f"阶段达到「{top_name}」，结束时仍在该阶段，未见缓解", top, top_name)
 

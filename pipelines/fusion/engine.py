@@ -172,6 +172,7 @@ class CallAnalyzer:
             expl = Explanation(cues=[], text=f"坐席怒气 {fused.fused:.2f}" + (f"。{text}。" if text else "。"))
             return Assessment(cues.t_start, cues.t_end, "agent", fused, self.tracker.state.copy(), False,
                               expl, lines, None, ag)
+        self.agent.note_customer(cues)  # the customer's turn spans (overtalk)
         upd = self.tracker.update(cues, fused)
         expl = explain_window(cues, fused, upd, rules=self.rules)
         lines = self.guidance.choose(upd.state.level, [c.kind for c in expl.cues], self.rules.guidance_lines)
@@ -228,11 +229,15 @@ class CallAnalyzer:
         return classify_complaint(self.tracker.state, self.tracker.stats, end_t, self.rules)
 
     # ------------------------------------------------------------------ views
+    def anger(self) -> dict[str, float | None]:
+        """The latest fused anger: ``fused`` of the customer, ``agent`` of the agent (None before any)."""
+        return {"fused": self.trend.last("customer"), "agent": self.trend.last("agent")}
+
     def view(self) -> dict[str, Any]:
         """The live view: stage, last fused anger per role, the customer's recent trend."""
         return {
             "stage": self.stage.state_dict(),
-            "anger": {"fused": self.trend.last("customer"), "agent": self.trend.last("agent")},
+            "anger": self.anger(),
             "trend": self.trend.recent("customer", VIEW_TREND_POINTS),
         }
 

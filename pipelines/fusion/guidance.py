@@ -4,14 +4,15 @@ The lines live in ``guidance.yaml`` (human-editable).  Order of choice:
 1. the supervisor line when the stage is >= ``supervisor.min_level`` or the customer threatens to
    escalate outside (a cue of kind ``external``: 12315 / 媒体 / 律师);
 2. a line for the dominant cue of the window (strongest first, e.g. repetition -> 「别让客户重复讲」;
-   ``max_cue_lines`` of them);
+   ``max_cue_lines`` of them), only for cues whose ``cue_min_level`` the stage has reached (a line that
+   says 「客户情绪激动」 never stands beside 平静);
 3. the stage's own lines.
 Duplicates are dropped; at most ``max_lines`` lines are returned.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -32,6 +33,7 @@ class Guidance:
     supervisor_line: str
     apology: list[str]
     agent_flags: dict[str, str]
+    cue_min_level: dict[str, int] = field(default_factory=dict)  # cue kind -> lowest stage its line fits
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "Guidance":
@@ -45,9 +47,13 @@ class Guidance:
                 supervisor_line=str(raw["supervisor"]["line"]),
                 apology=[str(x) for x in raw.get("apology", [])],
                 agent_flags={str(k): str(v) for k, v in raw.get("agent_flags", {}).items()},
+                cue_min_level={str(k): int(v) for k, v in (raw.get("cue_min_level") or {}).items()},
             )
         except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
             raise InputError(f"guidance file {path} is unreadable or malformed: {exc!r}") from exc
+        bad = {k: v for k, v in g.cue_min_level.items() if not 0 <= v <= 6}
+        if bad:
+            raise InputError(f"guidance file {path}: cue_min_level must be stages 0..6, got {bad}")
         missing = [lvl for lvl in range(7) if not g.stages.get(lvl)]
         if missing:
             raise InputError(f"guidance file {path} has no lines for stages {missing}")
@@ -77,11 +83,17 @@ class Guidance:
         for kind in kinds:
             if n_cue >= max_cue_lines:
                 break
+            if level < self.min_level(kind):  # e.g. 「客户情绪激动」 does not fit 平静
+                continue
             before = len(lines)
             add(self.cues.get(kind, [])[:1])
             n_cue += len(lines) > before
         add(self.stages[level])
         return lines[:max_lines]
+
+    def min_level(self, kind: str) -> int:
+        """The lowest stage at which the line of cue ``kind`` is shown."""
+        return self.cue_min_level.get(kind, self.cue_min_level.get("default", 0))
 
     def agent_lines(self, flags: Iterable[str]) -> list[str]:
         return [self.agent_flags[f] for f in flags if f in self.agent_flags]

@@ -101,9 +101,11 @@ class Rules:
         ag = r["agent"]
         self.agent_rate_pct = float(ag["speech_rate_pct"])
         self.agent_loudness_db = float(ag["loudness_db"])
-        self.agent_anger = _anger_value(ag["anger"], self.rise, self.fall, "agent.anger")
         self.agent_min_seconds = float(ag["min_seconds"])
+        self.agent_acoustic_anger = float(ag.get("acoustic_anger", 1.01))
+        self.agent_overtalk_s = float(ag.get("overtalk_s", float("inf")))
         self.agent_bad_categories = {str(c) for c in ag.get("bad_categories", [])}
+        self.agent_blame_phrases = tuple(str(p) for p in ag.get("blame_phrases", []) if str(p))
         c = r["complaint"]
         self.complaint_min_level = int(c["min_level"])
         self.difficult_repeats = int(c["difficult_repeats"])
@@ -131,6 +133,20 @@ class Rules:
 
     def name(self, level: int) -> str:
         return self.stage_names[int(level)]
+
+    def anger_bands(self) -> list[tuple[float, float, int]]:
+        """The fused-anger scale as the stage rules read it: ``(from, to, level)`` bands, where ``level`` is
+        the highest stage that anger alone supports (``rise``), then ``sustained_to_4`` (anger that lifts the
+        call to 潜在投诉 when it lasts).  The last band is as wide as the one before it; anger above it is
+        off the scale.  For gauges that must agree with the stage badge next to them."""
+        edges = [(0.0, 0)] + [(self.rise[lvl], lvl) for lvl in sorted(self.rise)]
+        if self.sustained4_threshold < 1.0:
+            edges.append((self.sustained4_threshold, 4))
+        bands = [(a, b, lvl) for (a, lvl), (b, _) in zip(edges, edges[1:])]
+        last, lvl = edges[-1]
+        width = bands[-1][1] - bands[-1][0] if bands else 1.0
+        bands.append((last, min(1.0, last + width), lvl))
+        return [(round(a, 4), round(b, 4), int(lvl)) for a, b, lvl in bands]
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "Rules":

@@ -72,6 +72,9 @@ from pipelines.text import normalize as _normalize_mod
 from pipelines.text.normalize import NormalizedText, normalize
 
 logger = logging.getLogger("nuqi.text.lexicon")
+# jieba writes its dictionary loading ("Building prefix dict ...", "Loading model cost ...") at DEBUG through a
+# stderr handler of its own, whatever the application's logging says: keep it to warnings
+jieba.setLogLevel(logging.WARNING)
 
 KILLERS = ("wait", "annoy", "think", "repeat")  # 不要让我等 / 烦 / 想 / 重复讲
 MAX_STAGE = 6

@@ -120,3 +120,20 @@ def test_interrupted_job_resumes_after_restart(settings, models):
     assert any("resumed" in n for n in view["notes"])
     with pytest.raises(NotFoundError):  # another tenant's job does not exist for it
         jobs.view(job_dir.name, "other-tenant")
+
+
+def test_uploaded_job_shows_no_server_path(api):
+    """Issue 17 item 19: an uploaded batch's summary.csv (and results, reports) showed the server's folder."""
+    files = [("files", ("客户来电.wav", (SAMPLE_AUDIO / "customer_calm_16k.wav").read_bytes(), "audio/wav"))]
+    r = api.post("/v1/batch", files=files, data={"asr": "off"})
+    assert r.status_code == 202, r.text
+    body = wait_done(api, r.json()["id"])
+    assert body["status"] == "done", body
+    state_dir = str(api.app.state.runtime.settings.state_dir)
+    csv = api.get(body["reports"]["summary_csv"]).text
+    index = api.get(body["reports"]["index_html"]).text
+    row = body["results"][0]
+    page = api.get(f"/v1/batch/{body['id']}/files/calls/{row['call']}.html").text
+    for text in (csv, index, page, json.dumps(body, ensure_ascii=False)):
+        assert state_dir not in text and "/inputs/" not in text
+    assert row["file"] == "客户来电.wav" and "\n客户来电.wav," in csv.replace("\r\n", "\n")

@@ -246,10 +246,15 @@ def test_widget_follows_live_call_and_acks(server, browser, feeder):
     sse.screenshot(path=str(shot))
     _check_screenshot(shot, (360, 520), sse.evaluate("getComputedStyle(document.getElementById('stage-name')).color"))
 
-    # ack: the alert is acked (by the agent) on the server and cleared in both widgets
+    # ack: the alert is acked (by the agent) on the server and no longer pending in both widgets; its guidance
+    # stays on screen, marked as acknowledged, while the call is still at its stage (issue 17 item 19)
     sse.click("#ack")
     sse.wait_for_function("document.body.dataset.alertId === ''", timeout=10_000)
-    assert sse.is_visible("#empty") and sse.text_content("#empty-t1") == "提醒已确认"
+    assert state["stage"]["level"] >= latest["level"]
+    assert sse.evaluate("document.body.dataset.keptAlertId") == str(latest["id"])
+    assert not sse.is_visible("#empty") and not sse.is_visible("#ack")
+    assert sse.locator("#guidance li").all_text_contents() == latest["guidance"]
+    assert "已确认" in sse.text_content("#alert-sev")
     after = {a["id"]: a for a in _api(server, "/v1/alerts", agent_id=AGENT)["alerts"]}
     assert after[latest["id"]]["acked"] is True and after[latest["id"]]["acked_by"] == AGENT
     assert all(a["acked"] for a in after.values()), "older alerts of the same call stay unacked"
@@ -261,10 +266,85 @@ def test_widget_follows_live_call_and_acks(server, browser, feeder):
     sse.wait_for_function("document.body.dataset.conn === 'sse'", timeout=10_000)
     sse.wait_for_timeout(1500)
     assert sse.evaluate("document.body.dataset.alertId") == ""
+    assert sse.evaluate("document.body.dataset.keptAlertId") == str(latest["id"])  # the stage still stands
     assert not errors_sse and not errors_poll, errors_sse + errors_poll
     print(f"\nwidget showed stage >= 3 after {t_shown:.1f} s; call posted in {feeder.seconds:.1f} s; "
           f"screenshots in {SHOTS}")
     ctx.close()
+
+
+def test_stage_scale_api(server):
+    """GET /v1/stages: the stage names and anger thresholds of rules.yaml (what the pages draw)."""
+    from pipelines.fusion.rules import default_rules
+
+    rules = default_rules()
+    scale = _api(server, "/v1/stages")
+    assert [s["name"] for s in scale["stages"]] == [rules.name(i) for i in range(7)] == STAGES
+    assert {int(k): v for k, v in scale["rise"].items()} == rules.rise
+    bands = scale["bands"]
+    assert [b["from"] for b in bands[1:4]] == [rules.rise[1], rules.rise[2], rules.rise[3]]
+    assert [b["level"] for b in bands] == [0, 1, 2, 3, 4] and bands[-1]["to"] == scale["gauge_max"] < 1
+    assert all(a["to"] == b["from"] for a, b in zip(bands, bands[1:]))
+
+
+def test_widget_gauge_on_the_stage_scale(server, browser, feeder):
+    """Issue 17 item 18: the gauge coloured at 0.35/0.5/0.65/0.8 while the rules raise stages at 0.16/0.20/0.24,
+    so a red 投诉 badge sat beside a green 0.29.  The gauge now draws the rules' bands in the stages' colours."""
+    feeder.join(120)
+    scale = _api(server, "/v1/stages")
+    page = browser.new_page(viewport={"width": 360, "height": 520}, locale="zh-CN")
+    errors = _track_errors(page)
+    page.goto(f"{server}/widget?agent_id={AGENT}&call_id={CALL_ID}")
+    state = _api(server, f"/v1/calls/{CALL_ID}", timeline="false")["state"]
+    fused = state["anger"]["fused"]
+    page.wait_for_function(f"document.getElementById('gNum').textContent === '{fused:.2f}'", timeout=15_000)
+    # the stage names are the service's (GET /v1/stages), not a copy in the page
+    assert page.evaluate("Nuqi.STAGE_NAMES.slice()") == STAGES
+    assert page.locator("#gBands path.g-band").count() == len(scale["bands"])
+    colours = page.eval_on_selector_all("#gBands path.g-band", "ps => ps.map(p => p.dataset.level)")
+    assert colours == [str(b["level"]) for b in scale["bands"]]
+
+    def band(x: float) -> int:
+        return next((b["level"] for b in scale["bands"] if x < b["to"]), scale["bands"][-1]["level"])
+
+    assert page.evaluate("document.querySelector('.gauge').dataset.level") == str(band(fused))
+    for x in (0.05, 0.17, 0.21, 0.29, 0.36, 0.9):
+        assert page.evaluate(f"Nuqi.angerLevel({x})") == band(x), x
+    assert page.evaluate("Nuqi.angerLevel(0.29)") >= 3  # 0.29 is past rise[3]: 显化抱怨's colour, not green
+    assert page.evaluate("Nuqi.angerFraction(0.29)") == pytest.approx(0.29 / scale["gauge_max"])
+    dot = page.evaluate("getComputedStyle(document.getElementById('gDot')).fill")
+    want = page.evaluate(f"getComputedStyle(document.body).getPropertyValue('--lv{band(fused)}').trim()")
+    r, g, b = (int(want[i:i + 2], 16) for i in (1, 3, 5))
+    assert dot == f"rgb({r}, {g}, {b})", (dot, want)
+    assert not errors, errors
+    page.close()
+
+
+def test_widget_keeps_guidance_after_ack_until_the_stage_is_over(server, browser):
+    """Issue 17 item 19: the widget dropped the guidance after ack while the call was still at 投诉."""
+    call_id, agent = "pw-keep", "a9"
+    page = browser.new_page(viewport={"width": 360, "height": 520}, locale="zh-CN")
+    errors = _track_errors(page)
+    feed = CallFeeder(server, call_id, agent).start()
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{server}/v1/calls/{call_id}", timeout=10).status_code != 200:  # a pinned call must exist
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    page.goto(f"{server}/widget?agent_id={agent}&call_id={call_id}&transport=poll")
+    feed.join(120)
+    latest = _api(server, "/v1/alerts", agent_id=agent)["alerts"][-1]
+    page.wait_for_function(f"document.body.dataset.alertId === '{latest['id']}'", timeout=20_000)
+    page.click("#ack")
+    page.wait_for_function("document.body.dataset.alertId === ''", timeout=10_000)
+    page.wait_for_timeout(2500)  # a call-state poll later the stage still stands: the guidance stays
+    assert page.evaluate("document.body.dataset.keptAlertId") == str(latest["id"])
+    assert page.locator("#guidance li").all_text_contents() == latest["guidance"]
+    # the call ends: the guidance goes
+    assert httpx.post(f"{server}/v1/calls/{call_id}/end", timeout=30).status_code == 200
+    page.wait_for_function("document.body.dataset.keptAlertId === ''", timeout=10_000)
+    assert page.is_visible("#empty")
+    assert not errors, errors
+    page.close()
 
 
 def test_board_lists_calls_by_stage(server, browser, feeder):

@@ -347,7 +347,7 @@ def test_transcript_pii_is_redacted_in_store_response_and_logs(app_client, keys,
 
 
 def test_json_log_lines_carry_call_id_and_no_pii():
-    from app.observability import CALL_ID, JsonFormatter
+    from app.observability import CALL_ID, JsonFormatter, log_id
 
     fmt = JsonFormatter()
     rec = logging.LogRecord("nuqi.test", logging.WARNING, __file__, 1, "customer said %s", ("13912345678",), None)
@@ -356,7 +356,7 @@ def test_json_log_lines_carry_call_id_and_no_pii():
         line = json.loads(fmt.format(rec))
     finally:
         CALL_ID.reset(token)
-    assert line["call_id"] == "call-42" and line["level"] == "WARNING"
+    assert line["call_id"] == log_id("call-42") != "call-42" and line["level"] == "WARNING"
     assert "13912345678" not in line["msg"] and "[手机号]" in line["msg"]
 
 

@@ -53,6 +53,53 @@ def test_transcript_interim_superseded_and_state(client):
     assert bad.status_code == 422 and "role" in bad.json()["error"]["message"]
 
 
+def test_transcript_retry_by_id_is_idempotent(client):
+    """Issue 17 item 11: the same final transcript id posted twice counted two utterances, raised the stage
+    and sent a stage_rise alert."""
+    calm = {"role": "customer", "text": "你好，我想查一下订单", "start": 0.0, "end": 2.0, "id": "u0"}
+    assert client.post("/v1/calls/idem/transcript", json=calm).status_code == 200
+    turn = {"role": "customer", "text": ANGRY[0], "start": 3.0, "end": 8.0, "final": True, "id": "u1"}
+    first = client.post("/v1/calls/idem/transcript", json=turn).json()
+    assert first["duplicate"] is False and first["state"]["utterances"] == 2
+    retry = client.post("/v1/calls/idem/transcript", json=turn).json()
+    assert retry["duplicate"] is True
+    assert retry["state"]["utterances"] == 2 and retry["stage"] == first["stage"]
+    assert retry["utterance"]["text"] == first["utterance"]["text"] and retry["utterance"]["id"] == "u1"
+    assert [a["id"] for a in retry["alerts"]] == []  # stored once, not raised again
+    late_interim = dict(turn, final=False, text="我要")
+    assert client.post("/v1/calls/idem/transcript", json=late_interim).json()["duplicate"] is True
+    view = client.get("/v1/calls/idem").json()
+    assert view["state"]["utterances"] == 2 and len(view["transcripts"]) == 2
+    assert view["transcripts"][1]["final"] is True and view["transcripts"][1]["text"] == first["utterance"]["text"]
+    alerts = client.get("/v1/alerts", params={"call_id": "idem"}).json()["alerts"]
+    assert len([a for a in alerts if a["kind"] == "stage_rise"]) == len(
+        [a for a in first["alerts"] if a["kind"] == "stage_rise"])
+    assert not any("_alerts" in t for t in view["transcripts"])
+    # the same id on another call is another utterance
+    other = client.post("/v1/calls/idem2/transcript", json=turn).json()
+    assert other["duplicate"] is False and other["state"]["utterances"] == 1
+
+
+def test_transcript_and_chunk_responses_share_the_top_level_shape(client):
+    """Issue 17 item 15: stage, anger.fused and alerts at the top level of both (utterance details kept)."""
+    x, sr = read_wav(SAMPLE_AUDIO / "call_escalating_8k.wav")
+    for seq in range(3):
+        chunk = client.post("/v1/calls/shape/audio", params={"seq": seq},
+                            content=wav_bytes(x[seq * sr:(seq + 1) * sr], sr, 2)).json()
+    tr = client.post("/v1/calls/shape/transcript",
+                     json={"role": "customer", "text": ANGRY[0], "start": 1.0, "end": 6.0, "id": "s1"}).json()
+    for body in (chunk, tr):
+        assert {"call_id", "stage", "anger", "alerts", "duplicate"} <= set(body), sorted(body)
+        assert isinstance(body["stage"]["level"], int) and body["stage"]["name"]
+        assert "fused" in body["anger"] and isinstance(body["alerts"], list)
+    assert tr["stage"] == tr["state"]["stage"] and tr["anger"]["fused"] == tr["state"]["anger"]["fused"]
+    assert tr["anger"]["fused"] == tr["utterance"]["anger_fused"]
+    assert tr["utterance"]["keywords"] and tr["utterance"]["role"] == "customer"  # the details stay
+    interim = client.post("/v1/calls/shape/transcript",
+                          json={"role": "customer", "text": "我", "final": False, "id": "s2"}).json()
+    assert interim["stage"] == tr["stage"] and interim["anger"] == tr["anger"]
+
+
 def _post_call(client, call_id: str, agent_id: str) -> None:
     x, sr = read_wav(SAMPLE_AUDIO / "call_escalating_8k.wav")
     turns = json.loads((SAMPLE_AUDIO / "call_escalating_8k.json").read_text())["turns"]

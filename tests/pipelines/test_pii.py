@@ -54,6 +54,17 @@ def test_checksums():
     (f"卡号 {CARD16[:4]} {CARD16[4:8]} {CARD16[8:12]} {CARD16[12:]} 扣了我钱", "[银行卡]"),
     (f"卡号{CARD19}", "[银行卡]"),
     ("邮箱 zhang.san+vip@mail.example.com.cn 发我", "[邮箱]"),
+    # issue 17 item 12: odd formats that came back raw
+    ("手机137.1234.5678", "[手机号]"),
+    ("1 3 6 1 2 3 4 5 6 7 8", "[手机号]"),
+    ("号码 138 - 1234 - 5678", "[手机号]"),
+    ("身份证110105491231002", "[身份证]"),  # 15-digit first-generation number
+    ("身份证 110105 491231 002 号", "[身份证]"),
+    (f"身份证 {ID_X[:6]} {ID_X[6:14]} {ID_X[14:]}", "[身份证]"),
+    ("卡号 6222 0212 3456 7890 扣了我钱", "[银行卡]"),  # grouped, fails Luhn (a misheard digit)
+    ("卡号6222-0212-3456-7890-123", "[银行卡]"),
+    ("卡号 6222  0212  3456  7890", "[银行卡]"),
+    (f"卡号 {CARD19[:6]} {CARD19[6:12]} {CARD19[12:]}", "[银行卡]"),
 ])
 def test_masks(text, tag):
     out = redact(text)
@@ -83,6 +94,8 @@ def test_multiple_and_surrounding_text_kept():
     "我等了两个小时，一个人都没有",
     "版本 1.3.8 更新后",
     "time 10:30-11:45",
+    "订单号 2024 0618 已经三天了",
+    "身份证号位数不对 110105491331002",  # month 13: not a date
 ])
 def test_leaves_non_pii_alone(text):
     assert redact(text) == text
@@ -110,3 +123,21 @@ def test_random_numbers_never_leak():
         for secret in (phone, card, ident):
             assert secret not in out.replace(" ", "").replace("-", ""), (text, out)
         assert out.count("[") == 3, (text, out)
+
+
+def test_id_digest_and_meta():
+    from pipelines.pii import id_digest, redact_meta
+
+    d = id_digest("13812345678")
+    assert len(d) == 16 and "13812345678" not in d and d == id_digest("13812345678")
+    assert id_digest("13812345678", key="s3cret") != d
+    assert id_digest("\ud800") != id_digest("x")  # a lone surrogate does not raise
+    meta = {"phone": "13812345678", "id": ID_X, "ani": 13812345678, "queue": "billing 13812345678",
+            "skill": "vip", "tags": ["a", {"n": "王小明"}], "vip": True, "none": None}
+    out = redact_meta(meta, keep={"queue", "skill"})
+    dumped = str(out)
+    for secret in ("13812345678", ID_X, "王小明"):
+        assert secret not in dumped
+    assert out["queue"] == "billing [手机号]" and out["skill"] == "vip"  # kept fields are still redacted
+    assert out["phone"] == "***78" and out["ani"] == "***78" and out["tags"] == ["***", {"n": "***"}]
+    assert out["vip"] is True and out["none"] is None

@@ -66,3 +66,25 @@ def test_pages_render_plots_in_headless_chromium(cli_batch, tmp_path):
         finally:
             browser.close()
     assert (tmp_path / "batch_index.png").stat().st_size > 10_000
+
+
+def test_call_page_says_why_alerts_fired_and_names_type_and_stage(models):
+    """Issue 17 item 19: the alerts table's "why" column only repeated the stage name; the complaint type
+    「升级投诉」 stood next to the stage 「投诉升级」 unexplained."""
+    import re
+
+    from pipelines.batch.records import CallJob, ScoreOptions
+    from pipelines.batch.report import alert_why
+    from pipelines.batch.scorer import Scorer
+    from tests.conftest import SAMPLE_AUDIO
+
+    out = Scorer(models, ScoreOptions(asr="off")).score(CallJob(
+        path=str(SAMPLE_AUDIO / "call_escalating_8k.wav"), name="esc",
+        sidecar=str(SAMPLE_AUDIO / "call_escalating_8k.json")))
+    html = out.html_text
+    table = html[html.index("<h2>Alerts"):html.index("<h2>Transcript")]
+    whys = re.findall(r"<td>([^<]*)</td></tr>", table)
+    assert whys and all("依据" in w or "怒气" in w for w in whys), whys
+    assert {"潜在不满", "显化抱怨", "投诉", "投诉升级"}.isdisjoint(whys)  # not the bare stage name
+    assert "投诉类型" in html and "is not the stage" in html
+    assert alert_why({"stage_name": "投诉", "cues": [{"text_zh": "提到“投诉”"}]}) == "投诉：提到“投诉”"

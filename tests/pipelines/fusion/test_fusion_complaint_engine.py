@@ -32,6 +32,17 @@ def test_ordinary_complaint(rules):
                 + [(0.05, {"calming": True})] * 30)
     res = classify_complaint(tr.state, tr.stats, t, rules)
     assert res.type == "普通投诉" and res.max_level == 5
+    assert tr.state.level < 5 and "缓解" in res.reason and f"结束时为「{tr.state.name}」" in res.reason
+
+
+def test_ordinary_complaint_reason_does_not_contradict_itself(rules):
+    """Issue 17 item 19: 「达到投诉，通话中得到缓解（结束时：投诉）」: no relief when the call ends where it peaked."""
+    tr, t = run(rules, [(0.6, {"keyword_hits": [KeywordHit("投诉", "complaint_intent", 1.0, 5)]})])
+    res = classify_complaint(tr.state, tr.stats, t, rules)
+    assert res.type == "普通投诉" and tr.state.level == 5
+    assert "缓解" in res.reason and "未见缓解" in res.reason and "得到缓解" not in res.reason
+    # the stage is named as a stage, never bare next to the type
+    assert "阶段达到「投诉」" in res.reason
 
 
 def test_escalated_complaint(rules):
@@ -57,7 +68,7 @@ def test_difficult_complaint(rules):
 def test_engine_end_to_end(fuser):
     call = CallAnalyzer(fuser)
     out = [call.process(win(0, 3, text_anger=0.05, text="你好，我想问一下我的订单"))]
-    out.append(call.process(win(3, 5, role="agent", text_anger=0.02,
+    out.append(call.process(win(2, 5, role="agent", text_anger=0.02,
                                 delta={"speech_rate_pct": 30.0, "loudness_db": 7.0}, baseline_ready=True,
                                 text="你有病吧",
                                 keyword_hits=[KeywordHit("你有病", "insults", 0.7, 3)])))
@@ -71,7 +82,7 @@ def test_engine_end_to_end(fuser):
     out.append(call.process(win(t, t + 2, text_anger=0.7, text="我要打12315投诉你们",
                                 keyword_hits=[KeywordHit("12315", "external_escalation", 1.0, 6)])))
     ag = out[1].agent
-    assert ag is not None and {f.code for f in ag.flags} >= {"fast", "loud", "insult"}
+    assert ag is not None and {f.code for f in ag.flags} >= {"fast", "loud", "insult", "confront"}
     assert out[1].guidance and out[1].stage.level == 0
     assert out[0].alert is None
     alerts = [a.alert for a in out if a.alert]

@@ -95,3 +95,36 @@ def test_keyword_cue_kinds(fuser):
         KeywordHit("赔偿", "demands", 0.6, 4), KeywordHit("工号", "complaint_intent", 0.6, 4)])
     kinds = {x.kind for x in explain(c, fuser.fuse(c), top_k=10).cues}
     assert {"external", "killer_wait", "demand", "complaint"} <= kinds
+
+
+def test_guidance_fits_the_stage_at_calm(fuser, rules):
+    """Issue 17 item 17: a calm call (stage 0) whose fused anger sits at 0.12-0.23 with an acoustic score >= 0.3
+    carried 「客户情绪激动：先安抚情绪，再谈处理方案」 next to 平静."""
+    from pipelines.fusion.engine import CallAnalyzer
+
+    g = Guidance.load()
+    agitated = [x for k in ("acoustic", "pitch", "pitch_range", "text_emotion", "loudness", "speech_rate")
+                for x in g.cues[k]]
+    for a in (0.3, 0.4, 0.6, 0.9):
+        call = CallAnalyzer(fuser, rules, g)
+        r = call.audio_window("customer", 0, 1, acoustic_anger=a, speech_s=0.9, baseline_ready=True,
+                              delta={"speech_rate_pct": 12.0, "f0_st": 1.5, "loudness_db": 3.5})
+        assert r.stage["level"] == 0 and r.fused is not None
+        assert not set(r.guidance) & set(agitated), (a, r.fused.fused, r.guidance)
+        assert r.guidance == g.stages[0][:len(r.guidance)]
+    assert g.choose(0, ["acoustic"]) == g.stages[0][:3]
+    # once the stage has risen, the cue's line is back
+    assert g.cues["acoustic"][0] in g.choose(2, ["acoustic"])
+    assert g.cues["loudness"][0] in g.choose(1, ["loudness"])
+    # what the customer said still gets its line at any stage
+    assert any("别让客户等" in x for x in g.choose(0, ["killer_wait"]))
+
+
+def test_guidance_cue_min_level_is_checked(tmp_path):
+    from pipelines.fusion.guidance import GUIDANCE_PATH
+
+    bad = GUIDANCE_PATH.read_text(encoding="utf-8").replace("  acoustic: 2\n", "  acoustic: 9\n")
+    p = tmp_path / "g.yaml"
+    p.write_text(bad, encoding="utf-8")
+    with pytest.raises(InputError, match="cue_min_level"):
+        Guidance.load(p)
