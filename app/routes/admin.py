@@ -16,7 +16,7 @@ from app.errors import ForbiddenError
 from app.schemas import KEY_ID, TENANT, KeyCreated, KeyIn, KeyList, KeyOut
 from app.security.keys import BOOTSTRAP_ID
 from app.security.roles import ADMIN
-from pipelines.errors import NotFoundError
+from pipelines.errors import ConflictError, NotFoundError
 
 _ADMIN = require_roles(ADMIN)
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(_ADMIN)])  # also any route added later
@@ -72,5 +72,8 @@ async def get_key(request: Request, who: Admin,
 async def revoke_key(request: Request, who: Admin,
                      key_id: Annotated[str, Path(pattern=KEY_ID)]) -> dict:
     await _own_key(request, who, key_id)
+    if key_id == BOOTSTRAP_ID:  # the operator's key: no tenant admin (nor itself) may lock the operator out
+        raise ConflictError("the bootstrap admin key is managed by the operator through NUQI_BOOTSTRAP_ADMIN_KEY: "
+                            "rotate or unset it there and restart", key_id=key_id)
     key = await asyncio.to_thread(_sec(request).keys.revoke, key_id)
     return key.public()

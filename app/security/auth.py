@@ -152,9 +152,6 @@ async def _authenticate(sec: SecurityRuntime, scope: Scope, raw: str | None) -> 
     if not raw:  # anonymous: only public routes serve it (the others answer 401)
         return None, None
     client = (scope.get("client") or ("?", 0))[0]
-    if not sec.failures.peek(f"fail:{client}", FAIL_RATE, FAIL_BURST):
-        return None, RateLimitedError("too many requests with invalid API keys from this address; slow down",
-                                      retry_after_s=1)
     try:
         if sec.bootstrap_pending:
             await asyncio.to_thread(sec.ensure_bootstrap)
@@ -163,8 +160,10 @@ async def _authenticate(sec: SecurityRuntime, scope: Scope, raw: str | None) -> 
             key = await asyncio.to_thread(sec.keys.verify, raw)
     except StoreUnavailableError as exc:
         return None, exc
-    if key is None:
-        sec.failures.take_sync(f"fail:{client}", FAIL_RATE, FAIL_BURST)
+    if key is None:  # only invalid attempts are throttled: a valid key behind the same NAT address still works
+        if not sec.failures.take_sync(f"fail:{client}", FAIL_RATE, FAIL_BURST).allowed:
+            return None, RateLimitedError("too many requests with invalid API keys from this address; slow down",
+                                          retry_after_s=1)
         return None, AuthError("invalid or revoked API key")
     rate = key.rate_per_s if key.rate_per_s is not None else sec.settings.rate_limit_per_s
     burst = key.burst if key.burst is not None else sec.settings.rate_limit_burst

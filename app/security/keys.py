@@ -203,8 +203,8 @@ class RedisKeyStore(KeyStore):
         try:
             return fn(*args, **kwargs)
         except redis.exceptions.RedisError as exc:
-            raise StoreUnavailableError(f"Redis key store at {self.safe_url} unavailable: "
-                                        f"{type(exc).__name__}: {exc}") from exc
+            logger.warning("Redis key store at %s unavailable: %s: %s", self.safe_url, type(exc).__name__, exc)
+            raise StoreUnavailableError(f"Redis key store unavailable ({type(exc).__name__})") from exc
 
     def put(self, key: ApiKey) -> None:
         pipe = self.client.pipeline(transaction=True)

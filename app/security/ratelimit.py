@@ -61,13 +61,6 @@ class LocalLimiter:
                 self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 3600}
         return Decision(False, (1.0 - tokens) / rate if rate > 0 else math.inf, tokens)
 
-    def peek(self, bucket: str, rate: float, burst: float) -> bool:
-        """True when ``bucket`` has a token left (nothing is taken)."""
-        now = self._clock()
-        with self._lock:
-            tokens, at = self._buckets.get(bucket, (burst, now))
-        return min(burst, tokens + (now - at) * rate) >= 1.0
-
     async def close(self) -> None:
         pass
 

@@ -122,8 +122,9 @@ def _guard(fn: F) -> F:
         try:
             return fn(self, *args, **kwargs)
         except redis.exceptions.RedisError as exc:
-            raise StoreUnavailableError(f"Redis store at {self.safe_url} unavailable: "
-                                        f"{type(exc).__name__}: {exc}") from exc
+            # where Redis lives is for the operator's log, not for API clients (/readyz is public)
+            logger.warning("Redis store at %s unavailable: %s: %s", self.safe_url, type(exc).__name__, exc)
+            raise StoreUnavailableError(f"Redis store unavailable ({type(exc).__name__})") from exc
 
     return wrapper  # type: ignore[return-value]
 

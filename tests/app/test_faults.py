@@ -326,6 +326,10 @@ def test_redis_down_fails_fast_with_503_and_recovers(redis_proc, tmp_path, block
         ready = c.get(svc.base + "/readyz")
         assert ready.status_code == 503 and ready.json()["store"]["ok"] is False
         assert any("store redis unavailable" in reason for reason in ready.json()["reasons"])
+        # where Redis lives is not told to clients (issue 17.10): neither /readyz (public) nor the 503s name it
+        port = str(redis_proc.url.rsplit(":", 1)[-1].split("/")[0])
+        assert port not in ready.text and "127.0.0.1" not in ready.text, ready.text
+        assert port not in err["message"] and "127.0.0.1" not in err["message"], err
         assert c.get(svc.base + "/healthz").status_code == 200  # alive, just not ready
         metrics = c.get(svc.base + "/metrics").text
         assert "nuqi_store_errors_total" in metrics

@@ -306,6 +306,24 @@ def test_invalid_key_flood_is_throttled(app_client):
     assert codes[0] == 401 and codes[-1] == 429
 
 
+def test_invalid_key_flood_does_not_lock_out_valid_keys(app_client, keys):
+    """Behind NAT one noisy client must not lock everyone out: only invalid attempts are throttled (17.8)."""
+    codes = [app_client.get("/v1/board", headers=H(f"bad-{i}")).status_code for i in range(40)]
+    assert codes[-1] == 429
+    assert app_client.get("/v1/board", headers=H(keys["supervisor"])).status_code == 200
+    assert app_client.get("/v1/board", headers=H("bad-again")).status_code == 429  # still throttled
+
+
+def test_bootstrap_key_cannot_be_revoked_through_the_api(app_client, keys):
+    """A tenant-default admin (or the bootstrap key itself) cannot lock the operator out (17.10)."""
+    assert app_client.delete("/v1/admin/keys/bootstrap", headers=H(keys["admin"])).status_code == 404  # other tenant
+    ops_admin = make_key(app_client, "admin", tenant="ops")  # an admin of the bootstrap key's own tenant
+    for who in (ops_admin, ROOT_KEY):
+        r = app_client.delete("/v1/admin/keys/bootstrap", headers=H(who))
+        assert r.status_code == 409 and r.json()["error"]["code"] == "conflict", r.text
+    assert app_client.get("/v1/board", headers=H(ROOT_KEY)).status_code == 200
+
+
 def test_body_cap_applies_to_every_endpoint(secure_settings, models):
     from app.main import create_app
 
