@@ -40,8 +40,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     logger.warning("nuqi serving on http://%s:%d (store: %s)", host, port, settings.store)
     uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=args.workers,
-                log_level=settings.log_level, access_log=settings.access_log)
+                log_level=settings.log_level, access_log=settings.access_log, **server_options())
     return 0
+
+
+def server_options() -> dict:
+    """uvicorn options against slow clients: headers within a deadline (``app.security.slowclients``; bodies
+    are timed by ``app.security.limits``), idle kept-alive connections closed after 5 s, headers ≤ 16 KiB."""
+    from app.security.slowclients import protocol_path
+
+    return {"http": protocol_path(), "timeout_keep_alive": 5, "h11_max_incomplete_event_size": 16 * 1024}
 
 
 def cmd_analyze_audio(args: argparse.Namespace) -> int:
