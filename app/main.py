@@ -13,21 +13,21 @@ from app.routes import admin, alerts, batch, calls, health, pages, transcripts
 from app.runtime import Runtime
 from app.security import auth
 from app.security.auth import SecurityRuntime
+from app.settings import ServiceSettings, get_service_settings
 from pipelines.registry import ModelRegistry
-from pipelines.settings import Settings, get_settings
 
 logger = logging.getLogger("nuqi.app")
 
 
-def create_app(settings: Settings | None = None, models: ModelRegistry | None = None) -> FastAPI:
-    settings = settings or get_settings()
+def create_app(settings: ServiceSettings | None = None, models: ModelRegistry | None = None) -> FastAPI:
+    settings = settings or get_service_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = Runtime.start(settings, models)
         app.state.runtime = runtime
         try:
-            app.state.security = SecurityRuntime.start(settings, runtime.store)
+            app.state.security = SecurityRuntime.start(settings.security, runtime.store)
             # the loaded models (jieba's dictionary, lexicon, tokenizer, ...) never die: keep them out of the
             # cyclic GC, whose full collections otherwise stalled a request by 50-130 ms every second or two
             gc.collect()

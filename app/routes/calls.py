@@ -86,7 +86,7 @@ async def post_audio(
     seq = seq if seq is not None else x_seq
     if seq is None:
         raise InputError("seq is required (query ?seq= or header X-Seq): chunks are ordered by it", field="seq")
-    body = await _read_body(request, rt.settings.max_body_bytes)
+    body = await _read_body(request, rt.settings.ingest.max_body_bytes)
     return await svc.ingest_audio(rt, call_id, body, fmt, seq, tenant=who.tenant,
                                   agent_id=agent_id or x_agent_id or who.agent_id, start_s=start)
 
@@ -140,7 +140,7 @@ async def stream(websocket: WebSocket, call_id: str, who: Ingest,
                         rec = await rt.run(rt.store.get_call, call_id)
                         next_seq = (rec.state.get("last_seq", -1) + 1) if rec else 0
                     data = msg["bytes"]
-                    if len(data) > rt.settings.max_body_bytes:
+                    if len(data) > rt.settings.ingest.max_body_bytes:
                         raise ChunkTooLargeError(f"frame of {len(data)} bytes exceeds the limit", field="frame")
                     out = _as_json(ChunkResult, await svc.ingest_audio(rt, call_id, data, fmt, next_seq, tenant=tenant,
                                                                        agent_id=agent_id or who.agent_id))

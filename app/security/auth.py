@@ -48,8 +48,8 @@ from app.security.jsonguard import JsonGuardMiddleware
 from app.security.keys import KeyManager, open_key_store
 from app.security.limits import BodyLimitMiddleware
 from app.security.ratelimit import Limiter, LocalLimiter, open_limiter
+from app.settings import SecuritySettings, ServiceSettings
 from pipelines.errors import NuqiError, StoreUnavailableError
-from pipelines.settings import Settings
 
 logger = logging.getLogger("nuqi.security")
 
@@ -63,7 +63,7 @@ FAIL_RATE, FAIL_BURST = 5.0, 30  # invalid-key attempts per second / burst, per 
 class SecurityRuntime:
     """Per-process security state: key manager (store-backed) and rate limiter."""
 
-    settings: Settings
+    settings: SecuritySettings
     keys: KeyManager
     limiter: Limiter
     store: Any
@@ -71,7 +71,7 @@ class SecurityRuntime:
     failures: LocalLimiter = field(default_factory=LocalLimiter)  # wrong keys per client address
 
     @classmethod
-    def start(cls, settings: Settings, store: Any) -> "SecurityRuntime":
+    def start(cls, settings: SecuritySettings, store: Any) -> "SecurityRuntime":
         keys = KeyManager(open_key_store(store), cache_s=settings.key_cache_s)
         limiter = open_limiter(store) if settings.auth_enabled else LocalLimiter()
         sec = cls(settings, keys, limiter, store, bootstrap_pending=bool(settings.bootstrap_admin_key))
@@ -232,10 +232,13 @@ def _openapi_security(app: Any) -> None:
     app.openapi = openapi
 
 
-def install(app: Any, settings: Settings) -> None:
+def install(app: Any, settings: ServiceSettings) -> None:
     """Add the body-size limit, auth and JSON-guard middlewares and the OpenAPI security schemes."""
     app.add_middleware(JsonGuardMiddleware)  # innermost: JSON bodies and frames checked (app.security.jsonguard)
     app.add_middleware(AuthMiddleware)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
-                       route_limits={("POST", "/v1/batch"): settings.batch_max_upload_bytes})
+    ingest = settings.ingest
+    app.add_middleware(BodyLimitMiddleware, max_bytes=ingest.max_body_bytes,
+                       route_limits={("POST", "/v1/batch"): settings.batch.batch_max_upload_bytes},
+                       idle_timeout_s=ingest.body_idle_timeout_s, grace_s=ingest.body_grace_s,
+                       min_rate=ingest.body_min_rate)
     _openapi_security(app)

@@ -4,7 +4,7 @@
 uvicorn times out idle kept-alive connections (``timeout_keep_alive``) but waits forever for the headers of
 a request ("slowloris": a client sending one header byte every few seconds holds a connection and its
 buffers).  These protocol classes (uvicorn's own, with one timer added) close such connections;
-``nuqi serve`` selects them (``--http app.security.slowclients:HttpToolsProtocol``).  Trickled *bodies* are
+``nuqi serve`` selects them (uvicorn's ``http=`` option, :func:`protocol_for`).  Trickled *bodies* are
 cut by :class:`app.security.limits.BodyLimitMiddleware` (``body_idle_timeout_s``, ``body_min_rate``).
 """
 from __future__ import annotations
@@ -22,15 +22,20 @@ except ImportError:  # pragma: no cover - httptools is optional in uvicorn
 
 logger = logging.getLogger("nuqi.server")
 
-HEADER_TIMEOUT_S = 10.0
-
 
 class HeaderDeadline:
     """Mixin for a uvicorn HTTP protocol: a timer that closes the connection when no request is in flight
     ``header_timeout_s`` after the connection opened or the last response completed."""
 
-    header_timeout_s: float = HEADER_TIMEOUT_S
+    header_timeout_s: float | None = None  # None: the service settings' header_timeout_s
     _header_timer: asyncio.TimerHandle | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.header_timeout_s is None:
+            from app.settings import get_service_settings
+
+            self.header_timeout_s = get_service_settings().header_timeout_s
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)  # type: ignore[misc]
@@ -85,6 +90,11 @@ else:  # pragma: no cover
     HttpToolsProtocol = H11Protocol  # type: ignore[misc,assignment]
 
 
-def protocol_path() -> str:
-    """The ``http=`` import string for uvicorn (httptools when installed, like uvicorn's ``auto``)."""
-    return f"{__name__}:{'HttpToolsProtocol' if _HttpTools is not None else 'H11Protocol'}"
+def protocol_for(header_timeout_s: float | None = None) -> type | str:
+    """uvicorn's ``http=`` option: the protocol class (httptools when installed, like uvicorn's ``auto``) with
+    this header deadline; without one, the import string of the class, whose instances read the deadline from
+    the service settings (``NUQI_HEADER_TIMEOUT_S``) in each worker process."""
+    base = HttpToolsProtocol if _HttpTools is not None else H11Protocol
+    if header_timeout_s is None:
+        return f"{__name__}:{base.__name__}"
+    return type(base.__name__, (base,), {"header_timeout_s": float(header_timeout_s)})

@@ -12,15 +12,15 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from pipelines.settings import Settings
+from app.settings import ServiceSettings
 from tests.conftest import SAMPLE_AUDIO
 
 KEY = "limits-root-key-0123456789abcdef"
 H = {"X-API-Key": KEY}
 
 
-def _settings(tmp_path: Path, **kw) -> Settings:
-    return Settings(state_dir=tmp_path / "state", store="sqlite", auth_enabled=True, bootstrap_admin_key=KEY,
+def _settings(tmp_path: Path, **kw) -> ServiceSettings:
+    return ServiceSettings(state_dir=tmp_path / "state", store="sqlite", auth_enabled=True, bootstrap_admin_key=KEY,
                     log_json=False, **kw)
 
 
@@ -126,7 +126,7 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _serve(settings: Settings, models):
+def _serve(settings: ServiceSettings, models):
     """The real app under uvicorn with the options of `nuqi serve` (app.cli.server_options)."""
     import uvicorn
 
