@@ -2,7 +2,8 @@
 process, so they work on a host without internet access (FastAPI's defaults load them from a CDN).
 
 The assets come from the ``fastapi-offline`` package (MIT; it bundles Swagger UI 5, Apache-2.0, and ReDoc,
-MIT) and are served read-only under ``/docs-assets/``.
+MIT) and are served read-only under ``/docs-assets/``.  (ReDoc's "powered by" footer still points at its
+vendor's logo image; offline it is simply not shown.)
 """
 from __future__ import annotations
 
