@@ -8,7 +8,7 @@ import logging
 import math
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, routing
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
@@ -151,10 +151,9 @@ def install(app: FastAPI) -> None:
 
 def allowed_methods(app: Any, path: str) -> list[str]:
     """Every method some route of ``app`` serves at ``path`` (the ``Allow`` header of a 405)."""
-    from app.security.auth import api_routes  # (app.security imports this module)
-
+    contexts = getattr(routing, "iter_route_contexts", None)  # FastAPI ≥ 0.16x keeps included routers whole
     methods: set[str] = set()
-    for route in api_routes(app):
+    for route in contexts(app.routes) if contexts is not None else app.routes:
         regex = getattr(route, "path_regex", None)
         if route.methods and regex is not None and regex.match(path):
             methods |= set(route.methods)
