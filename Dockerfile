@@ -17,9 +17,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PROMETHEUS_MULTIPROC_DIR=/var/lib/nuqi/prometheus \
     OMP_NUM_THREADS=1
 
-# libsndfile for soundfile (FLAC/MP3 in QA batch scoring); nothing else is needed at run time
+# libsndfile for soundfile (FLAC/MP3 in QA batch scoring); fonts-noto-cjk so the QA report plots draw Chinese
+# (matplotlib has no CJK glyphs of its own: pipelines/batch/fonts.py); nothing else is needed at run time
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libsndfile1 \
+ && apt-get install -y --no-install-recommends libsndfile1 fonts-noto-cjk \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/nuqi

@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from app.settings import get_service_settings
+from app.settings import ServiceSettings, get_service_settings
 from pipelines.asr.model_assembly import assemble_model, default_model_dir
 from pipelines.errors import NuqiError
 from pipelines.settings import get_settings
@@ -41,8 +41,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     logger.warning("nuqi serving on http://%s:%d (store: %s)", host, port, settings.store.url)
     uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=args.workers,
-                log_level=settings.log_level, access_log=settings.access_log)
+                log_level=settings.log_level, access_log=settings.access_log, **server_options(settings, args.workers))
     return 0
+
+
+def server_options(settings: ServiceSettings, workers: int = 1) -> dict:
+    """uvicorn options against slow clients: request headers within ``header_timeout_s``
+    (``app.security.slowclients``; bodies are timed by ``app.security.limits``), idle kept-alive connections
+    closed after ``keep_alive_s``, headers ≤ 16 KiB."""
+    from app.security.slowclients import protocol_for
+
+    # several workers import the protocol by name and read the deadline from their own (identical) settings
+    http = protocol_for(settings.header_timeout_s if workers == 1 else None)
+    return {"http": http, "timeout_keep_alive": settings.keep_alive_s,
+            "h11_max_incomplete_event_size": 16 * 1024}
 
 
 def cmd_analyze_audio(args: argparse.Namespace) -> int:

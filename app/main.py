@@ -8,7 +8,7 @@ from typing import AsyncIterator
 
 from fastapi import FastAPI
 
-from app import errors, observability
+from app import docs, errors, observability
 from app.routes import admin, alerts, batch, calls, health, pages, transcripts
 from app.runtime import Runtime
 from app.security import auth
@@ -45,6 +45,7 @@ def create_app(settings: ServiceSettings | None = None, models: ModelRegistry | 
         lifespan=lifespan,
     )
     errors.install(app)
+    docs.install(app)  # /docs and /redoc with their assets served locally (offline hosts)
     auth.install(app, settings)  # API keys, rate limit, body cap (roles: each route's require_roles)
     observability.install(app, settings)  # /metrics, JSON logs (outermost middleware)
     app.include_router(admin.router)

@@ -8,7 +8,8 @@ Metrics (all ``nuqi_*``):
 * ``stage_transitions_total``     counter by ``from_level``/``to_level`` (customer escalation stage)
 * ``alerts_raised_total``         counter by ``level``/``kind``; ``alerts_acked_total`` (first acks only)
 * ``store_errors_total``          counter by ``backend``: requests that met an unavailable store (→ 503)
-* ``http_responses_total``        counter by status class (2xx/4xx/5xx)
+* ``http_responses_total``        counter by status class (2xx/4xx/5xx); every class is exported from the start
+  (0 until seen), and a 500 from an unhandled error counts as 5xx
 
 With several uvicorn workers set ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory before start
 (``make serve`` does): every worker writes its samples there and any worker's ``/metrics`` sums them.
@@ -62,6 +63,8 @@ ALERTS_ACKED = Counter("nuqi_alerts_acked_total", "Alerts acknowledged (first ac
 STORE_ERRORS = Counter("nuqi_store_errors_total", "Requests that failed because the store was unavailable",
                        ["backend"], registry=REGISTRY)
 RESPONSES = Counter("nuqi_http_responses_total", "HTTP responses by status class", ["code"], registry=REGISTRY)
+for _cls in ("2xx", "3xx", "4xx", "5xx"):  # a series for every class, so `rate(...{code="5xx"})` exists at 0
+    RESPONSES.labels(_cls)
 if not MULTIPROC:
     ProcessCollector(registry=REGISTRY)
 
@@ -236,13 +239,23 @@ class ObservabilityMiddleware:
         m = _CALL_PATH.match(scope.get("path", ""))
         token = CALL_ID.set(m.group(1) if m else None)
 
+        started = False
+
         async def counting_send(message: dict) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 RESPONSES.labels(f"{int(message['status']) // 100}xx").inc()
             await send(message)
 
         try:
             await self.app(scope, receive, counting_send if scope["type"] == "http" else send)
+        except Exception:
+            # an unhandled error: Starlette's outermost ServerErrorMiddleware (or an app-wide handler for
+            # Exception, which runs there too) answers 500 outside this middleware, so count it here
+            if scope["type"] == "http" and not started:
+                RESPONSES.labels("5xx").inc()
+            raise
         finally:
             CALL_ID.reset(token)
 

@@ -8,6 +8,7 @@ what the service returned.
 """
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -20,7 +21,20 @@ TENANT = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 KEY_ID = r"^[A-Za-z0-9_-]{1,64}$"
 MAX_TEXTS = 256
 MAX_CHARS = 512
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 BATCH_MAX_PATHS = 1000  # server-side paths per batch job (app.services.batch.MAX_PATHS checks it again)
+
+
+def check_text(value: str, where: str, *, control: bool = False) -> str:
+    """``value`` must be encodable text (no lone surrogate) and, with ``control``, free of NUL and other
+    control characters (paths, names); raises ``ValueError`` (→ 422) naming ``where``."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{where} contains a lone surrogate (not valid Unicode text)") from None
+    if control and _CONTROL.search(value):
+        raise ValueError(f"{where} contains a NUL byte or another control character")
+    return value
 
 
 class Open(BaseModel):
@@ -46,6 +60,13 @@ class CallMeta(BaseModel):
 
 class TextBatch(BaseModel):
     texts: Annotated[list[str], Field(min_length=1, description=f"1..{MAX_TEXTS} texts, each ≤ {MAX_CHARS} characters")]
+
+    @field_validator("texts")
+    @classmethod
+    def _unicode(cls, v: list[str]) -> list[str]:  # bodies the JSON guard does not see (no content type)
+        for i, t in enumerate(v):
+            check_text(t, f"texts[{i}]")
+        return v
 
 
 class TranscriptIn(BaseModel):
@@ -88,8 +109,16 @@ class BatchOpts(BaseModel):
 
 
 class BatchIn(BatchOpts):
-    paths: Annotated[list[str], Field(min_length=1, max_length=BATCH_MAX_PATHS,
-                                      description="server-side audio files or folders (inside batch_input_roots)")]
+    paths: Annotated[list[Annotated[str, Field(min_length=1, max_length=4096)]],
+                     Field(min_length=1, max_length=BATCH_MAX_PATHS,
+                           description="server-side audio files or folders (inside batch_input_roots)")]
+
+    @field_validator("paths")
+    @classmethod
+    def _plain_paths(cls, v: list[str]) -> list[str]:
+        for i, p in enumerate(v):
+            check_text(p, f"paths[{i}]", control=True)
+        return v
 
 
 # =========================================================================== health

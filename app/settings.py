@@ -58,6 +58,11 @@ class IngestSettings(BaseSettings):
     max_body_bytes: int = 8 * 1024 * 1024  # hard cap on one request body
     # how long a chunk waits for its missing predecessor (perhaps on another worker) before the hole is a gap
     gap_wait_s: float = 1.5
+    # slow request bodies (app.security.limits): 408 when a body stalls this long between two reads, or, once
+    # body_grace_s has passed, arrives at under body_min_rate bytes/s on average (a trickle holding a connection)
+    body_idle_timeout_s: float = 15.0
+    body_grace_s: float = 20.0
+    body_min_rate: float = 32 * 1024
 
 
 class TelephonySettings(BaseSettings):
@@ -100,6 +105,10 @@ class ServiceSettings(Settings):
     # depend on it.  At 100 live calls that is ~120 lines/s; a site behind a proxy that logs requests can turn it off
     access_log: bool = True
     inference_threads: int = 2  # size of the thread pool that runs analysis off the event loop
+    # a connection's request headers must be complete this long after it opened (or after the previous response
+    # on a kept-alive connection), else it is closed (app.security.slowclients; uvicorn itself waits forever)
+    header_timeout_s: float = 10.0
+    keep_alive_s: int = 5  # idle kept-alive connections are closed after this long (uvicorn timeout_keep_alive)
 
     @model_validator(mode="before")
     @classmethod

@@ -12,14 +12,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from app.deps import Principal, require_roles
-from app.errors import ForbiddenError
+from app.errors import COMMON, WITH_BODY, ForbiddenError, responses
 from app.schemas import KEY_ID, TENANT, KeyCreated, KeyIn, KeyList, KeyOut
 from app.security.keys import BOOTSTRAP_ID
 from app.security.roles import ADMIN
 from pipelines.errors import ConflictError, NotFoundError
 
 _ADMIN = require_roles(ADMIN)
-router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(_ADMIN)])  # also any route added later
+router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(_ADMIN)],  # also any route added later
+                   responses=responses(*COMMON, *WITH_BODY, 404))
 Admin = Annotated[Principal, Depends(_ADMIN)]
 
 

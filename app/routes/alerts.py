@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
 from app.deps import Principal, RuntimeDep, require_roles
+from app.errors import COMMON, WITH_BODY, responses
 from app.observability import alert_acked
 from app.runtime import Runtime
 from app.schemas import AckIn, Alert, AlertList, Board
@@ -16,7 +17,7 @@ from app.security.roles import ADMIN, AGENT, SUPERVISOR
 from app.services.board import board_view
 from pipelines.errors import NotFoundError
 
-router = APIRouter(prefix="/v1", tags=["alerts"])
+router = APIRouter(prefix="/v1", tags=["alerts"], responses=responses(*COMMON, *WITH_BODY, 404))
 
 AlertReader = Annotated[Principal, Depends(require_roles(AGENT, SUPERVISOR, ADMIN))]  # agents: their own alerts
 BoardReader = Annotated[Principal, Depends(require_roles(SUPERVISOR, ADMIN))]

@@ -1,4 +1,9 @@
-"""QA batch scoring over HTTP: submit recorded calls, poll progress, fetch the reports."""
+"""QA batch scoring over HTTP: submit recorded calls, poll progress, fetch the reports.
+
+Uploads (``multipart/form-data``) have their own size limit, ``batch_max_upload_bytes`` (the body-limit
+middleware gives this route that cap instead of ``max_body_bytes``); the multipart parser spools each file to a
+temporary file on disk (never all in memory) and the files are then copied into the job's ``inputs/``.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -13,13 +18,16 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from app.deps import Principal, RuntimeDep, require_roles
+from app.errors import COMMON, WITH_BODY, responses
 from app.schemas import BatchDeleted, BatchIn, BatchJob, BatchOpts
+from app.security.jsonguard import check_json
 from app.security.roles import ADMIN, QA
 from app.services.batch import BatchJobs, BatchOptions, batch_jobs, safe_upload_name
 from pipelines.errors import ChunkTooLargeError, InputError
 
 _QA = require_roles(QA, ADMIN)
-router = APIRouter(prefix="/v1/batch", tags=["batch"], dependencies=[Depends(_QA)])  # also any route added later
+router = APIRouter(prefix="/v1/batch", tags=["batch"], dependencies=[Depends(_QA)],  # also any route added later
+                   responses=responses(*COMMON, *WITH_BODY, 404))
 QaUser = Annotated[Principal, Depends(_QA)]
 
 MAX_UPLOAD_FILES = 1000
@@ -90,8 +98,10 @@ async def create_batch(request: Request, rt: RuntimeDep, who: QaUser) -> dict:
             await form.close()
         paths, source = [str(inputs)], "upload"
     else:
+        raw = await request.body()
+        check_json(raw)  # whatever the content type (the JSON guard only sees JSON-typed bodies): no RecursionError
         try:
-            body = BatchIn.model_validate(json.loads(await request.body() or b"null"))
+            body = BatchIn.model_validate(json.loads(raw or b"null"))
         except (ValueError, ValidationError) as exc:
             msg = exc.errors()[0].get("msg") if isinstance(exc, ValidationError) else "body is not JSON"
             loc = ".".join(map(str, exc.errors()[0].get("loc", ()))) if isinstance(exc, ValidationError) else "body"
@@ -129,7 +139,7 @@ async def get_batch_file(job_id: str, path: str, request: Request, rt: RuntimeDe
     return FileResponse(file, media_type=media)
 
 
-@router.delete("/{job_id}", response_model=BatchDeleted,
+@router.delete("/{job_id}", response_model=BatchDeleted, responses=responses(409),
                summary="Delete a finished QA batch job (its uploads and reports)")
 async def delete_batch(job_id: str, request: Request, rt: RuntimeDep, who: QaUser) -> dict:
     await asyncio.to_thread(_jobs(request, rt).delete, job_id, who.tenant)

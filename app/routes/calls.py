@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Request, WebSocket,
 from pydantic import BaseModel
 
 from app.deps import CallId, Principal, RuntimeDep, check_call_id, require_roles
-from app.errors import error_body, status_for
+from app.errors import COMMON, WITH_BODY, error_body, responses, status_for
 from app.schemas import CallEnded, CallInfo, CallMeta, CallView, ChunkResult, TranscriptIn, TranscriptResult
 from app.security.roles import ADMIN, AGENT, INGEST, QA, SUPERVISOR
 from app.services import calls as svc
@@ -18,7 +18,7 @@ from pipelines.audio.decode import ChunkFormat, parse_channel_map
 from pipelines.errors import ChunkTooLargeError, InputError, NuqiError
 
 logger = logging.getLogger("nuqi.routes.calls")
-router = APIRouter(prefix="/v1/calls", tags=["calls"])
+router = APIRouter(prefix="/v1/calls", tags=["calls"], responses=responses(*COMMON, *WITH_BODY, 404, 409))
 
 Ingest = Annotated[Principal, Depends(require_roles(INGEST, ADMIN))]
 # agents read only the calls bound to them (another agent's call is a 404)

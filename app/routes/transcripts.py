@@ -6,13 +6,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from app.deps import CallId, Principal, RuntimeDep, require_roles
+from app.errors import COMMON, WITH_BODY, responses
 from app.schemas import MAX_CHARS, MAX_TEXTS, TextBatch, TextResults, TranscriptIn, TranscriptResult
 from app.security.roles import ADMIN, INGEST, QA, SUPERVISOR
 from app.services.transcripts import ingest_transcript
 from pipelines.errors import TextInputError
 from pipelines.session import analyze_texts
 
-router = APIRouter(tags=["text"])
+router = APIRouter(tags=["text"], responses=responses(*COMMON, *WITH_BODY, 404, 409))
 
 TextScorer = Annotated[Principal, Depends(require_roles(INGEST, SUPERVISOR, QA, ADMIN))]
 Ingest = Annotated[Principal, Depends(require_roles(INGEST, ADMIN))]

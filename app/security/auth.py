@@ -44,6 +44,7 @@ from fastapi.routing import APIRoute, APIWebSocketRoute
 
 from app.deps import Principal, RequireRoles
 from app.errors import AuthError, RateLimitedError
+from app.security.jsonguard import JsonGuardMiddleware
 from app.security.keys import KeyManager, open_key_store
 from app.security.limits import BodyLimitMiddleware
 from app.security.ratelimit import Limiter, LocalLimiter, open_limiter
@@ -231,7 +232,12 @@ def _openapi_security(app: Any) -> None:
 
 
 def install(app: Any, settings: ServiceSettings) -> None:
-    """Add the body-size limit and auth middlewares and the OpenAPI security schemes."""
+    """Add the body-size limit, auth and JSON-guard middlewares and the OpenAPI security schemes."""
+    app.add_middleware(JsonGuardMiddleware)  # innermost: JSON bodies and frames checked (app.security.jsonguard)
     app.add_middleware(AuthMiddleware)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.ingest.max_body_bytes)
+    ingest = settings.ingest
+    app.add_middleware(BodyLimitMiddleware, max_bytes=ingest.max_body_bytes,
+                       route_limits={("POST", "/v1/batch"): settings.batch.batch_max_upload_bytes},
+                       idle_timeout_s=ingest.body_idle_timeout_s, grace_s=ingest.body_grace_s,
+                       min_rate=ingest.body_min_rate)
     _openapi_security(app)

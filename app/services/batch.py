@@ -106,12 +106,19 @@ class BatchJobs:
         roots = [Path(r).resolve() for r in self.settings.batch.batch_input_roots]
         out = []
         for i, p in enumerate(paths):
-            path = Path(p).expanduser().resolve()
+            try:
+                path = Path(p).expanduser().resolve()
+            except (ValueError, OSError, RuntimeError) as exc:  # NUL byte, unencodable name, symlink loop
+                raise InputError(f"paths[{i}] is not a usable path: {exc}", field=f"paths[{i}]") from None
             if not any(path == r or path.is_relative_to(r) for r in roots):
                 raise ForbiddenError(f"paths[{i}] {p!r} is outside the folders batch jobs may read "
                                      f"(setting batch_input_roots: {', '.join(map(str, roots)) or 'none'})",
                                      field=f"paths[{i}]")
-            if not path.exists():
+            try:
+                exists = path.exists()
+            except (ValueError, OSError) as exc:
+                raise InputError(f"paths[{i}] is not a usable path: {exc}", field=f"paths[{i}]") from None
+            if not exists:
                 raise InputError(f"paths[{i}] {p!r} does not exist on the server", field=f"paths[{i}]")
             out.append(path)
         return out

@@ -2,8 +2,8 @@
 
 Pages are self-contained (CSS inline, plots as base64 PNG data URIs, no scripts or fonts
 fetched), so they open offline from the folder or a zip.  Plots are drawn with matplotlib's
-Agg backend; they carry no Chinese text unless a CJK font is installed (Debian
-``fonts-noto-cjk``), in which case stage names are drawn in Chinese.  Everything textual
+Agg backend with a CJK font (``pipelines.batch.fonts``: Debian ``fonts-noto-cjk``), so stage
+names are drawn in Chinese; without one they fall back to ASCII labels and a warning says so.  Everything textual
 (stage names, transcript, complaint reason) is HTML, which the browser renders with its own
 fonts.
 """
@@ -21,6 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
+from pipelines.batch import fonts
 from pipelines.batch.records import SUMMARY_COLUMNS
 from pipelines.fusion.rules import default_rules
 
@@ -30,8 +31,6 @@ STAGE_COLORS = {0: "#e8f5e9", 1: "#fff59d", 2: "#ffd54f", 3: "#ffa726", 4: "#ff7
 ROLE_COLORS = {"customer": "#d62728", "agent": "#1f77b4"}
 ROLE_LABELS = {"customer": "客户", "agent": "坐席"}
 MIN_SPEECH_S = 0.25  # chunks with less speech of a role do not plot its F0 / rate / loudness
-CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Source Han Sans SC", "WenQuanYi Zen Hei",
-                "WenQuanYi Micro Hei", "SimHei", "Microsoft YaHei", "PingFang SC")
 
 
 # --- matplotlib --------------------------------------------------------------------------------
@@ -48,25 +47,10 @@ def _pyplot() -> Any:
     return plt
 
 
-@lru_cache(maxsize=1)
 def cjk_font() -> str | None:
-    """Name of an installed CJK font matplotlib can use, or None (plots then stay ASCII-only)."""
+    """Name of an installed CJK font matplotlib can use, or None (plots then stay ASCII-only; warned once)."""
     _pyplot()
-    from matplotlib import font_manager as fm
-
-    names = {f.name for f in fm.fontManager.ttflist}
-    for fam in CJK_FAMILIES:
-        if fam in names:
-            return fam
-    # fonts installed after matplotlib built its cache are not in it: add them from the system dirs
-    for path in fm.findSystemFonts():
-        if any(k in os.path.basename(path) for k in ("CJK", "wqy", "SourceHanSans")):
-            try:
-                fm.fontManager.addfont(path)
-            except (OSError, RuntimeError, ValueError):
-                continue
-    names = {f.name for f in fm.fontManager.ttflist}
-    return next((fam for fam in CJK_FAMILIES if fam in names), None)
+    return fonts.cjk_font()
 
 
 def _stage_name(level: int) -> str:
@@ -86,9 +70,8 @@ def _png(fig: Any, dpi: int = 80) -> str:
 
 
 def _font_rc() -> dict[str, Any]:
-    fam = cjk_font()
-    return {"font.family": ["sans-serif"], "font.sans-serif": ([fam] if fam else []) + ["DejaVu Sans"],
-            "axes.unicode_minus": False, "font.size": 9}
+    _pyplot()
+    return fonts.font_rc(9)
 
 
 # --- per-call data -----------------------------------------------------------------------------

@@ -104,3 +104,34 @@ def hostile_bodies(draw) -> tuple[bytes, dict]:  # noqa: ANN001
         data = np.array(vals * draw(st.integers(1, 200)), dtype="<f4").tobytes()
         body = _riff(3, 1, draw(st.sampled_from([8000, 16000])), 32, data)
     return body, {k: v for k, v in params.items() if v is not None}
+
+
+# --------------------------------------------------------------------------- JSON the edge must refuse (issue 17.1)
+JSON = {"content-type": "application/json"}
+DEEP = b"[" * 100_000
+# (method, path, request kwargs, expected status, expected error code): each was a 500 (or a dead WebSocket)
+# before the JSON guard (app/security/jsonguard.py) and the path checks of POST /v1/batch
+EDGE_JSON_CASES = [
+    ("POST", "/v1/calls/edge-int", {"content": b'{"meta": {"n": 18446744073709551616}}', "headers": JSON},
+     422, "integer_out_of_range"),
+    ("POST", "/v1/calls/edge-int", {"content": b'{"meta": {"n": -99999999999999999999}}', "headers": JSON},
+     422, "integer_out_of_range"),
+    ("POST", "/v1/calls/edge-surr", {"content": b'{"meta": {"k": "\\ud800"}}', "headers": JSON}, 400, "invalid_json"),
+    ("POST", "/v1/calls/edge-surr", {"content": b'{"meta": {"\\ud800": 1}}', "headers": JSON}, 400, "invalid_json"),
+    ("POST", "/v1/calls/edge-deep", {"content": b'{"meta": {"x": ' + b"[" * 300 + b"]" * 300 + b"}}",
+                                     "headers": JSON}, 400, "invalid_json"),
+    ("POST", "/v1/calls/edge-deep", {"content": DEEP, "headers": JSON}, 400, "invalid_json"),
+    ("POST", "/v1/calls/edge-utf8", {"content": b'{"meta": {"k": "\xff\xfe"}}', "headers": JSON}, 400, "invalid_json"),
+    ("POST", "/v1/text/emotion", {"content": b'{"texts": ["\\ud83d"]}', "headers": JSON}, 400, "invalid_json"),
+    ("POST", "/v1/text/emotion", {"content": b'{"texts": ["\\ud83d"]}'}, 400, "invalid_json"),  # no content type
+    ("POST", "/v1/text/emotion", {"content": DEEP, "headers": JSON}, 400, "invalid_json"),
+    ("POST", "/v1/calls/edge-tx/transcript", {"content": b'{"role": "customer", "text": "\\udc00"}', "headers": JSON},
+     400, "invalid_json"),
+    ("POST", "/v1/batch", {"content": b'{"paths": ["/tmp/a\\u0000b.wav"]}', "headers": JSON}, 422, "bad_input"),
+    ("POST", "/v1/batch", {"content": b'{"paths": ["/tmp/\\ud800.wav"]}', "headers": JSON}, 400, "invalid_json"),
+    ("POST", "/v1/batch", {"content": DEEP, "headers": JSON}, 400, "invalid_json"),
+    ("POST", "/v1/batch", {"content": DEEP, "headers": {"content-type": "text/plain"}}, 400, "invalid_json"),
+]
+# WebSocket text frames of POST-less ingest: each must get an error frame, and the connection must stay usable
+EDGE_WS_FRAMES = ["[" * 100_000, '{"type": "transcript", "role": "customer", "text": "\\ud83d"}',
+                  '{"type": "transcript", "role": "customer", "text": "x", "id": ' + "[" * 500 + "]" * 500 + "}"]

@@ -81,7 +81,8 @@ def test_uploaded_files_job_reports_bad_files(api):
 def test_bad_requests(api, tmp_path):
     assert api.post("/v1/batch", json={"paths": []}).status_code == 422
     assert api.post("/v1/batch", json={"paths": [str(SAMPLE_AUDIO)], "asr": "maybe"}).status_code == 422
-    assert api.post("/v1/batch", content=b"not json", headers={"content-type": "application/json"}).status_code == 422
+    bad_json = api.post("/v1/batch", content=b"not json", headers={"content-type": "application/json"})
+    assert bad_json.status_code == 400 and bad_json.json()["error"]["code"] == "invalid_json"  # app.security.jsonguard
     outside = api.post("/v1/batch", json={"paths": ["/etc"]})
     assert outside.status_code == 403 and "batch_input_roots" in outside.json()["error"]["message"]
     missing = api.post("/v1/batch", json={"paths": [str(SAMPLE_AUDIO / "nope.wav")]})

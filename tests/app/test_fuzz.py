@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from app.settings import ServiceSettings
-from tests.app.fuzz_inputs import hostile_bodies, tame
+from tests.app.fuzz_inputs import EDGE_JSON_CASES, EDGE_WS_FRAMES, hostile_bodies, tame
 
 ROOT_KEY = "fuzz-root-key-0123456789abcdef"
 H = {"X-API-Key": ROOT_KEY}
@@ -102,3 +102,61 @@ def test_huge_integers_are_4xx_not_5xx(fuzz_client, method, path, kw):
     headers = {**H, **kw.pop("headers", {})}
     r = fuzz_client.request(method, path, headers=headers, **kw)
     assert r.status_code < 500, r.text
+
+
+# --------------------------------------------------------------------------- issue 17.1: JSON refused at the edge
+@pytest.mark.parametrize("method,path,kw,status,code", EDGE_JSON_CASES,
+                         ids=[f"{m} {p} {i}" for i, (m, p, *_) in enumerate(EDGE_JSON_CASES)])
+def test_unusable_json_is_a_named_4xx(fuzz_client, method, path, kw, status, code):
+    r = fuzz_client.request(method, path, headers={**H, **kw.get("headers", {})}, content=kw["content"])
+    assert r.status_code == status, (r.status_code, r.text[:300])
+    assert r.json()["error"]["code"] == code, r.text[:300]
+
+
+def test_websocket_unusable_frames_get_an_error_frame_and_the_connection_lives(fuzz_client):
+    with fuzz_client.websocket_connect("/v1/calls/edge-ws/stream", headers=H) as ws:
+        for frame in EDGE_WS_FRAMES:
+            ws.send_text(frame)
+            answer = ws.receive_json()
+            assert answer["status"] == 400 and answer["error"]["code"] == "invalid_json", answer
+        ws.send_text('{"type": "transcript", "role": "customer", "text": "你们这个服务太差了"}')
+        ok = ws.receive_json()
+        assert "error" not in ok and ok["call_id"] == "edge-ws", ok
+
+
+# --------------------------------------------------------------------------- issue 17.5: schemathesis, every check
+def _all_checks():
+    from schemathesis.checks import CHECKS, load_all_checks
+
+    load_all_checks()
+    return CHECKS.get_all()
+
+
+# failures that must never happen: a 5xx, a status code the operation does not document, an error or success
+# body off its documented schema, a 405 without `Allow`
+MUST_PASS = {"not_a_server_error", "status_code_conformance", "content_type_conformance",
+             "response_schema_conformance", "unsupported_method", "allow_header_conformance"}
+
+
+@schema.parametrize()
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+def test_openapi_all_checks_no_server_error_no_undocumented_status(case):
+    from schemathesis.core.failures import FailureGroup
+
+    tame(case)
+    checks = _all_checks()
+    try:
+        case.call_and_validate(headers=H, checks=checks)
+    except FailureGroup as group:
+        names = {type(f).__name__: f for f in group.exceptions}
+        bad = [f for f in group.exceptions if _check_name(f) in MUST_PASS]
+        assert not bad, (case.method, case.formatted_path, [(_check_name(f), f.title, f.message[:300]) for f in bad],
+                         sorted(names))
+
+
+def _check_name(failure) -> str:  # noqa: ANN001
+    return {"ServerError": "not_a_server_error", "ContentTypeServerError": "not_a_server_error",
+            "UndefinedStatusCode": "status_code_conformance",
+            "UndefinedContentType": "content_type_conformance", "MalformedMediaType": "content_type_conformance",
+            "JsonSchemaError": "response_schema_conformance", "UnsupportedMethodResponse": "unsupported_method",
+            "AllowHeaderMismatch": "allow_header_conformance"}.get(type(failure).__name__, type(failure).__name__)
