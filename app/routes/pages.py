@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse
 
 from app.deps import Principal, RuntimeDep, require_roles
+from app.errors import COMMON, WITH_BODY, responses
 from app.schemas import StageScale
 from app.security.roles import ROLES
 from pipelines.errors import NotFoundError
@@ -82,7 +83,7 @@ def stage_scale(rules: Rules) -> dict:
     }
 
 
-@router.get("/v1/stages", response_model=StageScale, tags=["pages"],
+@router.get("/v1/stages", response_model=StageScale, tags=["pages"], responses=responses(*COMMON, *WITH_BODY),
             summary="Stage names and the fused-anger scale of the stage rules (what the pages draw)")
 async def stages(rt: RuntimeDep, _: AnyRole) -> dict:
     fusion = rt.models.fusion
