@@ -98,10 +98,10 @@ def build_corpus(corpus: str, condition: str, clips: list[corpora.Clip], seed: i
     return out
 
 
-def load_cache(condition: str, corpora_: tuple[str, ...] = corpora.ALL) -> list[dict]:
+def load_cache(condition: str, corpora_: tuple[str, ...] = corpora.ALL, cache: Path | None = None) -> list[dict]:
     recs = []
     for c in corpora_:
-        p = CACHE / condition / f"{c}.pkl"
+        p = (cache or CACHE) / condition / f"{c}.pkl"
         if not p.exists():
             raise FileNotFoundError(f"{p} missing: run python -m training.audio.feature_cache")
         with open(p, "rb") as fh:

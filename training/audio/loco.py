@@ -59,17 +59,21 @@ class Rec:
     calm: bool
     duration_s: float
     chunks: list[ChunkFeatures]
+    person: str = ""  # the speaker id as in the corpus (``speaker`` is prefixed for augmented training copies)
 
     @property
     def angry(self) -> bool:
         return self.emotion == "angry"
 
 
-def load_recs(condition: str, corpora_: tuple[str, ...] = corpora.ALL) -> list[Rec]:
+def load_recs(condition: str, corpora_: tuple[str, ...] = corpora.ALL, cache: Path | None = None,
+              tag: str = "") -> list[Rec]:
+    """Cached clips; a non-empty ``tag`` prefixes ids and speakers (a second rendering used for training only)."""
     out = []
-    for d in load_cache(condition, corpora_):
-        out.append(Rec(d["id"], d["corpus"], d["emotion"], d["speaker"], d["calm"], d["duration_s"],
-                       [ChunkFeatures.from_dict(c) for c in d["chunks"]]))
+    for d in load_cache(condition, corpora_, cache):
+        spk = d["speaker"]
+        out.append(Rec(tag + d["id"], d["corpus"], d["emotion"], (tag + spk) if spk else "", d["calm"],
+                       d["duration_s"], [ChunkFeatures.from_dict(c) for c in d["chunks"]], person=spk))
     return out
 
 
@@ -180,12 +184,20 @@ def average(res: dict[str, dict[str, float | None]], exclude: tuple[str, ...] = 
     return out
 
 
-def run(condition: str, model_kind: str, opening_s: float, lso: bool, seed: int, fit_kw: dict) -> dict:
+def run(condition: str, model_kind: str, opening_s: float, lso: bool, seed: int, fit_kw: dict,
+        train_extra: list[str] = (), train_condition: str | None = None) -> dict:
     recs = load_recs(condition)
+    # training rows from another rendering of the same clips (e.g. train on telephone audio, score clean audio)
+    train_recs = recs if not train_condition or train_condition == condition else load_recs(train_condition)
+    extra: list[Rec] = []
+    for i, spec in enumerate(train_extra):  # "<cache dir>:<condition>" renderings added to every training set
+        d, cond = spec.rsplit(":", 1)
+        extra += load_recs(cond, cache=Path(d), tag=f"x{i}|")
     opens = openings(recs, opening_s, seed)
     by_corpus: dict[str, list[Rec]] = defaultdict(list)
     for r in recs:
         by_corpus[r.corpus].append(r)
+    fit_record = dict(fit_kw)
     res: dict[str, dict[str, float | None]] = {}
     spk: dict[str, float] = {}
     oof: dict[str, dict[str, float | None]] = {}
@@ -201,21 +213,25 @@ def run(condition: str, model_kind: str, opening_s: float, lso: bool, seed: int,
     else:
         from training.audio import anger_fit
 
+        fit_kw = dict(fit_kw)
+        if "shrink_s" in fit_kw:  # baseline delta shrinkage, for training rows and scoring alike
+            anger_fit.SHRINK_S = float(fit_kw.pop("shrink_s"))
         for c in corpora.ALL:
             t0 = time.time()
             if lso:
                 if c not in corpora.SPEAKER_CORPORA:
                     continue
-                spks = sorted({r.speaker for r in by_corpus[c]})
+                spks = sorted({r.person for r in by_corpus[c]})
                 random.Random(seed).shuffle(spks)
                 folds = [set(spks[i::5]) for i in range(min(5, len(spks)))]
                 sc = {}
                 for fold in folds:
-                    train = [r for r in recs if r.corpus != corpora.TW and r.speaker not in fold]
+                    train = [r for r in train_recs + extra if r.corpus != corpora.TW
+                             and not (r.corpus == c and r.person in fold)]
                     m = anger_fit.fit(train, seed=seed, **fit_kw)
-                    sc.update(clip_scores(m, [r for r in by_corpus[c] if r.speaker in fold], opens, anger_fit.baseline))
+                    sc.update(clip_scores(m, [r for r in by_corpus[c] if r.person in fold], opens, anger_fit.baseline))
             else:
-                train = [r for r in recs if r.corpus not in (c, corpora.TW)]
+                train = [r for r in train_recs + extra if r.corpus not in (c, corpora.TW)]
                 m = anger_fit.fit(train, seed=seed, **fit_kw)
                 sc = clip_scores(m, by_corpus[c], opens, anger_fit.baseline)
             oof.update(sc)
@@ -224,7 +240,9 @@ def run(condition: str, model_kind: str, opening_s: float, lso: bool, seed: int,
             logger.info("%s held out: %s (%.0f s)", c, {k: v and round(v, 3) for k, v in res[c].items()},
                         time.time() - t0)
     return {"condition": condition, "model": model_kind, "opening_s": opening_s, "lso": lso, "seed": seed,
-            "fit": fit_kw, "per_corpus": res, "average": average(res), "per_speaker_diff": spk,
+            "fit": fit_record, "train_extra": list(train_extra), "train_condition": train_condition or condition,
+            "per_corpus": res, "average": average(res),
+            "per_speaker_diff": spk,
             "oof": oof}
 
 
@@ -233,13 +251,16 @@ def main() -> None:
     ap.add_argument("--model", choices=("shipped", "fit"), default="fit")
     ap.add_argument("--condition", default="tel8k")
     ap.add_argument("--opening", type=float, default=20.0, help="seconds of calm opening audio before a scored clip")
+    ap.add_argument("--train-condition", default=None, help="cache condition to train on (default: --condition)")
     ap.add_argument("--lso", action="store_true", help="leave-speaker-out inside each speaker corpus instead of LOCO")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fit", default="{}", help="JSON kwargs for anger_fit.fit")
     ap.add_argument("--out", type=Path, default=None, help="write the result JSON here")
+    ap.add_argument("--train-extra", nargs="*", default=[],
+                    help="renderings for training only, <cache dir>:<condition> (e.g. /tmp/nuqi-anger-s1:tel8k)")
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    r = run(a.condition, a.model, a.opening, a.lso, a.seed, json.loads(a.fit))
+    r = run(a.condition, a.model, a.opening, a.lso, a.seed, json.loads(a.fit), a.train_extra, a.train_condition)
     print(f"\n{a.model} {a.condition} opening={a.opening}s {'LSO' if a.lso else 'LOCO'}")
     print(table(r["per_corpus"]))
     avg = r["average"]
