@@ -8,7 +8,8 @@
 pitch, rate, effort, dynamics), so an opening that is not calm still yields a calm-side reference;
 the median for the others.  While fewer than ``baseline_seconds`` are in, each delta is shrunk
 towards 0 by ``c = s / (s + shrink_s)`` relative to its value at full length (``s`` = speech seconds
-in the baseline), so a short, noisy baseline moves the score less.
+in the baseline), so a short, noisy baseline moves the score less (``shrink_s`` = 0, off: measured no gain).
+While forming, ``stats`` is recomputed lazily: it is current after :meth:`delta` or :meth:`state_dict`.
 :meth:`SpeakerBaseline.delta` returns how the current chunk differs: % faster, semitones higher, dB
 louder, dB more high-frequency energy, MFCC shifts, ...
 """
@@ -90,6 +91,7 @@ class SpeakerBaseline:
     values: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in TRACKED})
     weights: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in TRACKED})
     stats: dict[str, float | None] = field(default_factory=dict)
+    _dirty: bool = field(default=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.baseline_seconds is None:
@@ -117,11 +119,12 @@ class SpeakerBaseline:
         if self.progress_s >= self.baseline_seconds:
             self.finalize()
         elif self.progress_s >= self.min_ready_s:
-            self._compute()
             self.ready = True
+            self._dirty = True  # statistics are recomputed when next needed (delta / state_dict)
 
     def _compute(self) -> None:
         self.stats = {k: _wquantile(self.values[k], self.weights[k], LOW_Q if k in _LOW else 0.5) for k in TRACKED}
+        self._dirty = False
 
     def finalize(self) -> None:
         """Freeze the statistics now (also used offline when a speaker has less speech)."""
@@ -138,6 +141,8 @@ class SpeakerBaseline:
     def delta(self, f: ChunkFeatures) -> FeatureDelta | None:
         if not self.ready:
             return None
+        if self._dirty:
+            self._compute()
         b = self.stats
         c = self._shrink()
 
@@ -174,6 +179,8 @@ class SpeakerBaseline:
         )
 
     def state_dict(self) -> dict:
+        if self._dirty:
+            self._compute()
         return {
             "baseline_seconds": self.baseline_seconds,
             "min_chunk_speech_s": self.min_chunk_speech_s,

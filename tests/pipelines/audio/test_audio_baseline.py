@@ -92,10 +92,12 @@ def test_refines_between_ready_and_frozen(data_dir):
     for f in stream(x, 8000):
         b.update(f)
         if b.ready:
-            seen.append((b.frozen, b.stats["loudness_db"], b.delta(f).baseline_speech_s if f.speech_s else None))
+            d = b.delta(f)  # statistics are brought up to date by delta() (and state_dict())
+            seen.append((b.frozen, b.stats["loudness_db"], d.baseline_speech_s))
     assert seen and not seen[0][0] and seen[-1][0]
     assert len({v for fr, v, _ in seen if not fr}) > 1  # the reference keeps moving until it freezes
     assert len({v for fr, v, _ in seen if fr}) == 1
+    assert all(a <= b for (_, _, a), (_, _, b) in zip(seen, seen[1:]))
 
 
 def test_agitated_opening_moves_the_reference_less_than_a_mean(data_dir):
