@@ -141,7 +141,7 @@ def fit_net(x: np.ndarray, y: np.ndarray, w: np.ndarray, names: list[str], kind:
         layers = [(m.coef_.T.tolist(), m.intercept_.tolist())]
     else:
         m = MLPClassifier(hidden_layer_sizes=(hidden,), activation="relu", alpha=alpha, max_iter=300,
-                          learning_rate_init=1e-3, batch_size=256, random_state=seed)
+                          learning_rate_init=1e-3, batch_size=min(256, len(z)), random_state=seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             m.fit(z, y, sample_weight=sw)
