@@ -26,7 +26,9 @@ ENV = SettingsConfigDict(env_prefix="NUQI_", env_file=None, extra="ignore", popu
 
 class AnalysisSettings(BaseSettings):
     model_config = ENV
-    baseline_seconds: float = 15.0  # speech time that forms a speaker's opening baseline
+    # speech time after which a speaker's opening baseline freezes (deltas come after 5 s and refine until then);
+    # 20 s is what the acoustic model was fitted and evaluated with (models/acoustic-anger/MODEL_CARD.md)
+    baseline_seconds: float = 20.0
 
 
 class ModelSettings(BaseSettings):

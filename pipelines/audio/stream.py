@@ -50,6 +50,30 @@ F0_STATS_APERIODICITY = 0.25  # voiced frames entering the F0 statistics need CM
 STATE_VERSION = 1
 
 
+def _voice_quality(f0: np.ndarray, ap: np.ndarray, db: np.ndarray, voiced: np.ndarray, speech: np.ndarray
+                   ) -> tuple[float | None, float | None, float | None, float | None]:
+    """(hnr_db, jitter_st, shimmer_db, level_slope_db) of one chunk's frames; None where too few frames."""
+    hnr = jit = shim = slope = None
+    vi = np.flatnonzero(voiced)
+    if vi.size >= 3:
+        a = np.clip(ap[vi], 1e-3, 0.999)
+        hnr = float(np.median(10.0 * np.log10((1.0 - a) / a)))
+    pi = np.flatnonzero(voiced & (ap < F0_STATS_APERIODICITY))
+    if pi.size >= 4:
+        adj = np.diff(pi) == 1
+        if adj.sum() >= 3:
+            a, b = pi[:-1][adj], pi[1:][adj]
+            jit = float(np.median(np.abs(12.0 * np.log2(f0[b] / f0[a]))))
+            shim = float(np.median(np.abs(db[b] - db[a])))
+    si = np.flatnonzero(speech)
+    if si.size >= 4:
+        adj = np.diff(si) == 1
+        if adj.sum() >= 3:
+            d = db[si[1:][adj]] - db[si[:-1][adj]]
+            slope = float(np.percentile(d, 90))
+    return hnr, jit, shim, slope
+
+
 def _b64(a: np.ndarray) -> str:
     return base64.b64encode(np.ascontiguousarray(a, dtype=np.float64).tobytes()).decode()
 
@@ -77,9 +101,18 @@ class ChunkFeatures:
     f0_mad_st: float | None = None  # robust F0 spread: 1.4826 * median |12 log2(f0 / median)|, semitones
     rate_speech_s: float = 0.0  # speech time inside the rate window
     n_frames: int = 0
+    # voice quality and spectral dynamics (gain-invariant; inputs of the acoustic anger model)
+    hnr_db: float | None = None  # median over voiced frames of 10 log10((1 - d') / d'), d' = YIN CMNDF at the pick
+    jitter_st: float | None = None  # median |F0 step| between consecutive periodic frames, semitones
+    shimmer_db: float | None = None  # median |level step| between consecutive periodic frames, dB
+    level_slope_db: float | None = None  # p90 of the level step between consecutive speech frames (attack), dB
+    spectral_flux_db: float | None = None  # mean RMS log-mel change between consecutive speech frames, dB
+    hammarberg_db: float | None = None  # LTAS peak 0–2 kHz over peak 2–3.8 kHz, dB
+    mfcc_mean: list[float] | None = None  # c1..c12 means over speech frames (20 mel bands 100–3800 Hz)
+    mfcc_std: list[float] | None = None  # c0..c12 standard deviations over speech frames
 
     def to_dict(self) -> dict:
-        return dict(vars(self))  # every field is a scalar: no deep copy needed (0.4 µs instead of asdict's 10 µs)
+        return dict(vars(self))  # scalars and two short lists that are never mutated: no deep copy needed
 
     @classmethod
     def from_dict(cls, d: dict) -> "ChunkFeatures":
@@ -139,7 +172,8 @@ class SpeakerStream:
         speech, floor = self._vad.process(db)
         # pitch only where the VAD hears speech: every use of f0/aperiodicity below is masked by `speech`
         f0, ap, dp, fx = yin(frames, _YIN, only=speech)
-        bands = spectral.band_energies(fx)
+        power = spectral.hann_power(fx)
+        bands = power @ spectral.BANDS
         env = 10.0 * np.log10(np.maximum(bands[:, 2] * _BAND_NORM, 1e-10))
         voiced = speech & (ap < _YIN.voicing)
         f0 = self._guard.apply(f0, ap, dp, voiced, _YIN)
@@ -156,6 +190,9 @@ class SpeakerStream:
             f0_med = f0_rng = f0_mad = None
         loud, loud_rng = loudness.chunk_loudness(db[speech])
         tilt, hf = spectral.chunk_spectral(bands[speech])
+        vq = _voice_quality(f0, ap, db, voiced, speech)
+        si = np.flatnonzero(speech)
+        cep = spectral.chunk_cepstral(power[si], np.diff(si) == 1) if si.size else None
         return ChunkFeatures(
             duration_s=duration,
             speech_s=float(speech.sum()) * HOP_S,
@@ -172,6 +209,14 @@ class SpeakerStream:
             f0_mad_st=f0_mad,
             rate_speech_s=rate_sp,
             n_frames=int(n),
+            hnr_db=vq[0],
+            jitter_st=vq[1],
+            shimmer_db=vq[2],
+            level_slope_db=vq[3],
+            spectral_flux_db=None if cep is None else cep[2],
+            hammarberg_db=None if cep is None else cep[3],
+            mfcc_mean=None if cep is None else cep[0],
+            mfcc_std=None if cep is None else cep[1],
         )
 
     def _empty(self, duration: float) -> ChunkFeatures:

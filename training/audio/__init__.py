@@ -1,1 +1,2 @@
-"""Acoustic anger model fitting (``train_anger``) and the speech-rate evaluation (``eval_rate``)."""
+"""Acoustic anger: feature cache, leave-one-corpus-out benchmark and fit (``train_anger_loco``); speech-rate
+evaluation on real speech (``eval_rate_real``)."""

@@ -1,4 +1,4 @@
-"""SpeakerBaseline: readiness after ~15 s of speech and correctly signed deltas."""
+"""SpeakerBaseline: ready after ~5 s of speech, frozen after ``baseline_seconds``, signed deltas, robust openings."""
 from __future__ import annotations
 
 import json
@@ -33,16 +33,18 @@ def test_baseline_ready_and_deltas_signed(data_dir, sr):
     x16 = _tw_female_natural(data_dir)
     calm, probe16 = x16[: int(30 * 16000)], x16[int(30 * 16000) :]
     s = SpeakerStream(sr)
-    b = SpeakerBaseline(baseline_seconds=15.0)
+    b = SpeakerBaseline(baseline_seconds=15.0, min_ready_s=5.0)
     speech = 0.0
     for f in stream(at_rate(calm, sr), sr, s=s):
-        was_ready = b.ready
+        was_ready, was_frozen = b.ready, b.frozen
         b.update(f)
         speech += f.speech_s
         if not was_ready and b.ready:
+            assert 5.0 <= speech < 6.5
+        if not was_frozen and b.frozen:
             assert 15.0 <= speech < 16.5
-        assert b.delta(f) is None or b.ready
-    assert b.ready and 15.0 <= b.progress_s < 16.5
+        assert (b.delta(f) is None) == (not b.ready)
+    assert b.frozen and 15.0 <= b.progress_s < 16.5
     assert 130 < b.stats["f0_median_hz"] < 400
 
     # the same speaker, unmodified vs sped up 19 % (+3 semitones, resampling) and +6 dB
@@ -70,14 +72,53 @@ def test_baseline_ready_and_deltas_signed(data_dir, sr):
 
 def test_baseline_ignores_silence_and_freezes(data_dir):
     s = SpeakerStream(8000)
-    b = SpeakerBaseline(baseline_seconds=2.0)
+    b = SpeakerBaseline(baseline_seconds=2.0, min_ready_s=1.0)
     for f in stream(np.zeros(5 * 8000), 8000, s=s):
         b.update(f)
     assert not b.ready and b.progress_s == 0.0
     x = at_rate(_tw_female_natural(data_dir, 8.0), 8000)
     for f in stream(x, 8000, s=s):
         b.update(f)
-    assert b.ready
+    assert b.ready and b.frozen
     frozen = dict(b.stats)
     b.update(stream(x, 8000)[1])
     assert b.stats == frozen
+
+
+def test_refines_between_ready_and_frozen(data_dir):
+    x = at_rate(_tw_female_natural(data_dir, 40.0), 8000)
+    b = SpeakerBaseline(baseline_seconds=20.0, min_ready_s=5.0)
+    seen = []
+    for f in stream(x, 8000):
+        b.update(f)
+        if b.ready:
+            d = b.delta(f)  # statistics are brought up to date by delta() (and state_dict())
+            seen.append((b.frozen, b.stats["loudness_db"], d.baseline_speech_s))
+    assert seen and not seen[0][0] and seen[-1][0]
+    assert len({v for fr, v, _ in seen if not fr}) > 1  # the reference keeps moving until it freezes
+    assert len({v for fr, v, _ in seen if fr}) == 1
+    assert all(a <= b for (_, _, a), (_, _, b) in zip(seen, seen[1:]))
+
+
+def test_agitated_opening_moves_the_reference_less_than_a_mean(data_dir):
+    """A third of the opening's chunks 10 dB louder (shouting) moves the level reference by well under the
+    3.3 dB a mean would move (the reference is a lower quantile)."""
+    x = at_rate(_tw_female_natural(data_dir, 30.0), 8000)
+    calm = SpeakerBaseline(baseline_seconds=20.0)
+    loud = SpeakerBaseline(baseline_seconds=20.0)
+    for f in stream(x, 8000):
+        calm.update(f)
+    s = SpeakerStream(8000)
+    n = 8000
+    for i in range(0, len(x), n):
+        g = 10 ** (10 / 20) if (i // n) % 3 == 0 else 1.0
+        loud.update(s.process(x[i : i + n] * g))
+    assert calm.frozen and loud.frozen
+    assert 0.0 <= loud.stats["loudness_db"] - calm.stats["loudness_db"] < 2.0
+
+
+def test_state_of_the_earlier_version_restores_frozen():
+    old = {"baseline_seconds": 15.0, "min_chunk_speech_s": 0.2, "progress_s": 15.3, "ready": True,
+           "values": {}, "weights": {}, "stats": {"loudness_db": -30.0, "f0_median_hz": 180.0}}
+    b = SpeakerBaseline.from_state(old)
+    assert b.ready and b.frozen and b.stats["loudness_db"] == -30.0
