@@ -10,7 +10,7 @@ from pipelines.fusion.agent import AgentMonitor, blame_phrases
 from tests.conftest import SAMPLE_AUDIO
 
 CALM = {"speech_rate_pct": 3.0, "loudness_db": 0.5}
-HOT = {"speech_rate_pct": 35.0, "loudness_db": 8.0}
+HOT = {"speech_rate_pct": 55.0, "loudness_db": 9.0}  # above rules.yaml agent: 45 % / 7.5 dB
 
 
 def test_agent_anger_uses_the_same_fusion(fuser, rules):
@@ -21,7 +21,7 @@ def test_agent_anger_uses_the_same_fusion(fuser, rules):
     assert a.agent_anger == pytest.approx(fuser.fuse(cust).fused)
     assert {"fast", "loud"} <= {f.code for f in a.flags}
     texts = " ".join(f.text_zh for f in a.flags)
-    assert "坐席语速过快（比开场快 35%）" in texts and "坐席音量升高 8 dB" in texts
+    assert "坐席语速过快（比开场快 55%）" in texts and "坐席音量升高 9 dB" in texts
 
 
 def test_confrontation_needs_a_raised_voice_and_something_hostile(rules):

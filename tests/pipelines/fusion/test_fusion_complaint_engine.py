@@ -69,7 +69,7 @@ def test_engine_end_to_end(fuser):
     call = CallAnalyzer(fuser)
     out = [call.process(win(0, 3, text_anger=0.05, text="你好，我想问一下我的订单"))]
     out.append(call.process(win(2, 5, role="agent", text_anger=0.02,
-                                delta={"speech_rate_pct": 30.0, "loudness_db": 7.0}, baseline_ready=True,
+                                delta={"speech_rate_pct": 55.0, "loudness_db": 9.0}, baseline_ready=True,
                                 text="你有病吧",
                                 keyword_hits=[KeywordHit("你有病", "insults", 0.7, 3)])))
     t = 5.0
