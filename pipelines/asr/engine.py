@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -36,6 +36,14 @@ class Segment:
     end: float
     text: str
     avg_logprob: float | None = None  # decoder mean token log-probability (confidence); None if unknown
+
+    @property
+    def confidence(self) -> float | None:
+        """exp(avg_logprob): the decoder's mean per-token probability, 0..1 (None if unknown)."""
+        return None if self.avg_logprob is None else round(float(np.exp(min(self.avg_logprob, 0.0))), 3)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end, "text": self.text, "confidence": self.confidence}
 
 
 @runtime_checkable
@@ -76,6 +84,30 @@ class DecodeConfig:
     # CTranslate2 samples in its worker thread where ctranslate2.set_random_seed() does not
     # reach, so its output changes run to run; on the benchmark it did not lower CER per clip.
     temperature: tuple[float, ...] = (0.0,)
+    # faster-whisper ``hotwords``: words put in the decoder's context (e.g. the keyword lexicon's terms)
+    hotwords: str | None = None
+
+
+def lexicon_hotwords() -> str:
+    """The keyword lexicon's strongest short terms, space-separated (faster-whisper ``hotwords``)."""
+    from pipelines.text.lexicon import KeywordLexicon
+
+    return " ".join(KeywordLexicon.load().hotwords())
+
+
+def decode_config(settings: Any) -> DecodeConfig:
+    """``DecodeConfig`` with the overrides of ``settings.asr`` (``asr_beam_size``, ``asr_initial_prompt``,
+    ``asr_hotwords``) applied to the engine's defaults."""
+    asr = settings.asr
+    cfg = DecodeConfig()
+    changes: dict[str, Any] = {}
+    if asr.asr_beam_size is not None:
+        changes["beam_size"] = asr.asr_beam_size
+    if asr.asr_initial_prompt is not None:
+        changes["initial_prompt"] = asr.asr_initial_prompt or None
+    if asr.asr_hotwords is not None:
+        changes["hotwords"] = lexicon_hotwords() if asr.asr_hotwords else None
+    return replace(cfg, **changes) if changes else cfg
 
 
 def to_float_mono(samples: np.ndarray) -> np.ndarray:
@@ -156,6 +188,14 @@ class WhisperEngine:
                    vad=vad or VadConfig(), decode=decode or DecodeConfig(),
                    filters=filters or DEFAULT_FILTER)
 
+    @classmethod
+    def from_settings(cls, settings: Any, cpu_threads: int = 1) -> WhisperEngine:
+        """Load the model of ``settings.models`` with the decoding options of ``settings.asr`` (engine defaults
+        where they are unset): the one way ``nuqi transcribe`` and live ASR build their engine."""
+        from pipelines.asr.model_assembly import default_model_dir
+
+        return cls.load(default_model_dir(settings), cpu_threads=cpu_threads, decode=decode_config(settings))
+
     def speech_regions(self, audio16k: np.ndarray) -> list[tuple[float, float]]:
         """Silero speech regions (seconds) of 16 kHz audio."""
         from faster_whisper.vad import VadOptions, get_speech_timestamps
@@ -178,6 +218,7 @@ class WhisperEngine:
                 temperature=list(self.decode.temperature),
                 initial_prompt=self.decode.initial_prompt,
                 condition_on_previous_text=self.decode.condition_on_previous_text,
+                hotwords=self.decode.hotwords,
                 compression_ratio_threshold=self.filters.max_compression_ratio,
                 vad_filter=True,
                 vad_parameters=self.vad.options(),
