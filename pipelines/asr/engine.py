@@ -60,7 +60,9 @@ class VadConfig:
     threshold: float = 0.5  # speech probability above which a 32 ms frame is speech
     min_speech_duration_ms: int = 250  # shorter bursts (clicks, coughs) are not transcribed
     min_silence_duration_ms: int = 500  # pause that ends a speech region
-    speech_pad_ms: int = 200  # context kept around each region
+    # context kept around each region; 400 ms (was 200) lowered CER on the real-speech tune half at both rates
+    # (bench/RESULTS_asr.md: the first and last syllables were clipped)
+    speech_pad_ms: int = 400
 
     def options(self) -> dict[str, Any]:
         return {
@@ -73,19 +75,27 @@ class VadConfig:
 
 @dataclass(frozen=True)
 class DecodeConfig:
-    beam_size: int = 5
-    # No prompt by default: a Simplified-Chinese prompt ("以下是普通话…") did not lower CER and
-    # Whisper base spliced it into its output on hard audio (bench/RESULTS_asr.md).
-    # Simplified output comes from OpenCC t2s instead.
+    """Decoding options; the defaults are the ones chosen on real Mandarin (bench/bench_asr_real.py, tune half
+    of the AISHELL sample at 8 kHz telephone band and 16 kHz; every setting tried is in bench/RESULTS_asr.md)."""
+
+    # beam 2 with 400 ms VAD pad had the lowest tune-half CER of everything tried (beam 1/2/5/10, prompts,
+    # hotwords, temperature fallback, VAD pad/threshold, float32) and decodes faster than beam 5
+    beam_size: int = 2
+    # No prompt by default: on real speech a Simplified-Chinese prompt ("以下是普通话的句子。") helped at 16 kHz
+    # but hurt at 8 kHz, a domain prompt hurt at both, and Whisper base spliced prompts into its output on hard
+    # audio.  Simplified output comes from OpenCC t2s instead (without it CER rises from 0.22 to 0.32).
     initial_prompt: str | None = None
     condition_on_previous_text: bool = False  # avoids carrying a loop from one window to the next
     # Beam search only (no sampling fallback): the same audio always gives the same transcript,
     # which QA re-scoring needs.  Whisper's fallback (0.0, 0.2, …, 1.0) samples at T > 0, and
     # CTranslate2 samples in its worker thread where ctranslate2.set_random_seed() does not
-    # reach, so its output changes run to run; on the benchmark it did not lower CER per clip.
+    # reach, so its output changes run to run; on real speech it did not change CER at all.
     temperature: tuple[float, ...] = (0.0,)
-    # faster-whisper ``hotwords``: words put in the decoder's context (e.g. the keyword lexicon's terms)
+    # faster-whisper ``hotwords``: words put in the decoder's context.  The keyword lexicon's terms
+    # (NUQI_ASR_HOTWORDS=true) raised CER on the 8 kHz tune half, so they are off by default.
     hotwords: str | None = None
+    # one text per VAD chunk instead of timestamped sub-segments (Whisper then spends no tokens on timestamps)
+    without_timestamps: bool = False
 
 
 def lexicon_hotwords() -> str:
@@ -219,6 +229,7 @@ class WhisperEngine:
                 initial_prompt=self.decode.initial_prompt,
                 condition_on_previous_text=self.decode.condition_on_previous_text,
                 hotwords=self.decode.hotwords,
+                without_timestamps=self.decode.without_timestamps,
                 compression_ratio_threshold=self.filters.max_compression_ratio,
                 vad_filter=True,
                 vad_parameters=self.vad.options(),

@@ -30,7 +30,7 @@ class SegmenterConfig:
     threshold: float = 0.5  # Silero speech probability of a 32 ms frame
     min_speech_ms: int = 250  # shorter bursts are not utterances
     end_silence_ms: int = 600  # non-speech after a region that ends the utterance
-    speech_pad_ms: int = 200  # context kept on both sides (as the batch engine's VAD gate)
+    speech_pad_ms: int = 400  # context kept on both sides (as the engine's VAD gate, VadConfig)
     max_utterance_s: float = 20.0  # a longer region is cut (Whisper decodes 30 s at most)
 
 

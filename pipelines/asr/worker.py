@@ -100,6 +100,16 @@ class AsrWorkerPool:
         self._decode_s = 0.0
         self.done = 0
 
+    @classmethod
+    def from_settings(cls, settings: Any, workers: int | None = None) -> AsrWorkerPool:
+        """``settings.asr.asr_workers`` processes with the model of ``settings.models`` and the decoding options of
+        ``settings.asr`` (the same engine as ``nuqi transcribe``); call :meth:`start` (or use ``with``)."""
+        from pipelines.asr.engine import decode_config
+        from pipelines.asr.model_assembly import default_model_dir
+
+        return cls(default_model_dir(settings), workers=workers or settings.asr.asr_workers,
+                   engine_kwargs={"decode": decode_config(settings)})
+
     def start(self, timeout_s: float = 120.0) -> AsrWorkerPool:
         """Spawn the processes and wait until every one has its model loaded."""
         from pipelines.asr.engine import check_model_dir

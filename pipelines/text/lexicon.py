@@ -78,6 +78,8 @@ KILLERS = ("wait", "annoy", "think", "repeat")  # 不要让我等 / 烦 / 想 / 
 MAX_STAGE = 6
 BUILTIN_EXTRAS = ("dutir_anger", "emobank_arousal")
 _MATCH_MODES = ("token", "substring", "word")
+PHONETIC_EXCLUDED = ("insults",)  # categories never matched by sound (see KeywordLexicon.__init__)
+PHONETIC_MIN_STAGE_2CHAR = 4
 _MACRO = re.compile(r"\{([A-Z][A-Z0-9_]*)\}")
 _CLAUSE_DELIMS = ",.!?;:，。！？；：、…"
 _SENTENCE_DELIMS = ".!?;。！？；…"
@@ -223,9 +225,15 @@ class KeywordLexicon:
                 # smallest frequency that keeps the term in one token; never lowers a known word
                 self._tokenizer.suggest_freq(term, tune=True)
         _normalize_mod.load()
-        # sound-alike index for ASR text: curated, non-shield Han terms (the weak extras would match too much)
-        self._phonetic = PhoneticIndex((t for t, e in self._terms.items() if e.source == "lexicon" and not e.shield),
-                                       fuzzy=phonetic_fuzzy)
+        # sound-alike index for ASR text (match(asr=True)): curated anger/escalation terms of 3+ characters, and
+        # 2-character ones only at stage >= PHONETIC_MIN_STAGE_2CHAR (投诉, 举报, 上访); never calming, insults,
+        # shields or the weak extras: a two-syllable homophone is common (陪我/赔我, 你每/你妹), and on real
+        # speech those matched neutral text (bench/RESULTS_asr.md)
+        self._phonetic = PhoneticIndex(
+            (t for t, e in self._terms.items()
+             if e.source == "lexicon" and not (e.shield or e.calming) and e.category not in PHONETIC_EXCLUDED
+             and (len(t) >= 3 or e.stage >= PHONETIC_MIN_STAGE_2CHAR)),
+            fuzzy=phonetic_fuzzy)
 
     # ------------------------------------------------------------------ loading
     @classmethod

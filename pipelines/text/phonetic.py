@@ -7,9 +7,11 @@ find those (every offset still maps back to the input):
 * :func:`spoken_digits_to_ascii` — runs of at least three Chinese digit characters (零〇一二三四五六七八九幺)
   become ASCII digits, one for one (一二三一五 → 12315); shorter runs (一二, 三三两两) are words, not numbers;
 * :class:`PhoneticIndex` — lexicon terms by their toneless pinyin (the term's own reading, from pypinyin's
-  phrase dictionary); a span of the text matches when each of its characters *can* be read as the term's
-  syllable there (every reading of a heteronym counts: 头 tou, 都 dou/du).  ``fuzzy=True`` also merges the
-  initials and finals that Mandarin speakers and recognisers confuse most (zh/z, ch/c, sh/s, n/l, -ng/-n).
+  phrase dictionary); a span of the text matches when each of its characters reads as the term's syllable
+  there — in the text's own context reading (pypinyin's phrase-aware ``lazy_pinyin``) or the character's most
+  common reading (rare readings such as 前 jian / 儿 ren matched insults in neutral news text, so they are not
+  used).  ``fuzzy=True`` also merges the initials and finals that Mandarin speakers and recognisers confuse
+  most (zh/z, ch/c, sh/s, n/l, -ng/-n).
 
 Only Han terms of at least two characters are indexed: one syllable alone matches far too much.
 """
@@ -62,12 +64,26 @@ def syllable_key(syllable: str, fuzzy: bool = False) -> str:
 
 @lru_cache(maxsize=8192)
 def char_readings(ch: str) -> tuple[str, ...]:
-    """Every toneless reading pypinyin knows for a Han character (empty for anything else)."""
+    """Every toneless reading pypinyin knows for a Han character, most common first (empty for anything else)."""
     if not _is_han(ch):
         return ()
     from pypinyin import Style, pinyin
 
     return tuple(dict.fromkeys(r for r in pinyin(ch, style=Style.NORMAL, heteronym=True)[0] if r.isalpha()))
+
+
+def text_readings(text: str) -> list[tuple[str, ...]]:
+    """Per character: its reading in context and its most common reading (empty for non-Han characters)."""
+    from pypinyin import Style, lazy_pinyin
+
+    context = lazy_pinyin(text, style=Style.NORMAL, errors=lambda s: [""] * len(s))
+    if len(context) != len(text):  # never expected; fall back to the common readings alone
+        context = [""] * len(text)
+    out = []
+    for ch, ctx in zip(text, context, strict=True):
+        common = char_readings(ch)[:1]
+        out.append(tuple(dict.fromkeys(r for r in (ctx, *common) if r and r.isalpha())) if common else ())
+    return out
 
 
 def term_syllables(term: str) -> tuple[str, ...] | None:
@@ -100,12 +116,11 @@ class PhoneticIndex:
     def __len__(self) -> int:
         return sum(len(v) for v in self._by_first.values())
 
-    def _keys(self, ch: str) -> frozenset[str]:
-        return frozenset(syllable_key(r, self.fuzzy) for r in char_readings(ch))
-
     def find(self, text: str) -> list[tuple[int, int, str]]:
-        """``(start, end, term)`` for every span of ``text`` whose characters can be read as a term."""
-        keys = [self._keys(ch) for ch in text]
+        """``(start, end, term)`` for every span of ``text`` whose characters read as a term."""
+        if not self._by_first:
+            return []
+        keys = [frozenset(syllable_key(r, self.fuzzy) for r in rs) for rs in text_readings(text)]
         out: list[tuple[int, int, str]] = []
         n = len(text)
         for i in range(n):

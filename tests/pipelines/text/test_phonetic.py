@@ -31,7 +31,7 @@ def test_syllable_key_fuzzy() -> None:
     assert syllable_key("nv", fuzzy=True) == syllable_key("lü", fuzzy=True)
 
 
-def test_index_uses_every_reading_of_a_character() -> None:
+def test_index_matches_terms_by_reading() -> None:
     idx = PhoneticIndex(["投诉", "领导", "银行", "好"])
     assert len(idx) == 3  # one-character terms are not indexed
     assert (1, 3, "投诉") in idx.find("我头诉")
@@ -73,3 +73,9 @@ def test_neutral_speech_stays_quiet(lex: KeywordLexicon) -> None:
                  "设定二十九度", "想听歌曲海阔天空"):
         res = lex.match(text, asr=True)
         assert res.stage_hint <= 1, [(h.term, h.text) for h in res.hits]
+
+
+def test_rare_readings_and_insults_do_not_match_by_sound(lex: KeywordLexicon) -> None:
+    # 前儿 can be read jian ren (贱人) and 你每 sounds like 你妹: neutral ASR text must not become an insult
+    for text in ("就三天前儿子小勇化名挥刀", "你每次都这样说", "稍新饭店"):
+        assert not any(h.phonetic for h in lex.match(text, asr=True).hits), text
