@@ -21,6 +21,7 @@ import argparse
 import json
 import logging
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -96,7 +97,7 @@ def run(pool: AsrWorkerPool, leg: np.ndarray, n_legs: int, seconds: float) -> di
             fut = pool.submit(u)
             fut.add_done_callback(lambda f, i=i, e=emit_wall, s=speech_end_wall: done(f, i, e, s))
     deadline = time.monotonic() + 120
-    while pool.backlog_s > 0 and time.monotonic() < deadline:
+    while pool.pending and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(0.2)
     lat = np.array([r["latency"] for r in records]) if records else np.zeros(1)
@@ -132,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     with AsrWorkerPool.from_settings(settings, workers=a.workers) as pool:
         for n in [int(x) for x in a.legs.split(",")]:
             res = run(pool, leg, n, a.seconds)
-            res.update({"workers": a.workers, "uptime": os.popen("uptime").read().strip()})
+            res.update({"workers": a.workers,
+                        "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()})
             print(json.dumps(res, ensure_ascii=False), flush=True)
             a.out.parent.mkdir(parents=True, exist_ok=True)
             with open(a.out, "a", encoding="utf-8") as fh:

@@ -120,7 +120,7 @@ def score_norm(text: str) -> str:
 SIMPLIFIED_PROMPT = "以下是普通话的句子。"
 DOMAIN_PROMPT = "以下是普通话客服电话的录音。"
 FALLBACK = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-CHOSEN = "pad400+beam2"  # the engine's defaults since this benchmark (pipelines/asr/engine.py)
+CHOSEN = "pad400+beam2+no-repeat-3"  # the engine's defaults since this benchmark (pipelines/asr/engine.py)
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,8 @@ class Setting:
 
 
 def settings_table(hotwords: str) -> dict[str, Setting]:
-    base_d, base_v, base_f = DecodeConfig(beam_size=5, temperature=(0.0,), initial_prompt=None, hotwords=None), \
+    base_d, base_v, base_f = DecodeConfig(beam_size=5, temperature=(0.0,), initial_prompt=None, hotwords=None,
+                                          no_repeat_ngram_size=0), \
         VadConfig(speech_pad_ms=200), DEFAULT_FILTER
     s = {
         "baseline": Setting(base_d, base_v, base_f, "engine defaults before this tuning: beam 5, T=0, no prompt, pad 200 ms"),
@@ -153,6 +154,9 @@ def settings_table(hotwords: str) -> dict[str, Setting]:
         "no-t2s": Setting(base_d, base_v, replace(base_f, simplify=False), "without OpenCC Traditional→Simplified"),
         "no-timestamps": Setting(replace(base_d, without_timestamps=True), base_v, base_f,
                                  "without_timestamps (one text per VAD chunk)"),
+        "no-repeat-3": Setting(replace(base_d, no_repeat_ngram_size=3), base_v, base_f,
+                               "no_repeat_ngram_size 3 (deterministic loop breaker)"),
+        "rep-penalty-1.3": Setting(replace(base_d, repetition_penalty=1.3), base_v, base_f, "repetition_penalty 1.3"),
         "float32": Setting(base_d, base_v, base_f, "float32 weights instead of int8 (compute_type)"),
         "no-filters": Setting(base_d, base_v, replace(base_f, drop_hallucinations=False),
                               "without the hallucination filters"),

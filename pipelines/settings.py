@@ -59,8 +59,9 @@ class AsrSettings(BaseSettings):
     live_asr: Literal["auto", "on", "off"] = "auto"
     asr_workers: int = Field(default=1, ge=1)  # recogniser processes (one core each) for live ASR
     asr_agent_leg: bool = False  # also transcribe the agent's leg (doubles the cost per call)
-    # decode seconds per audio second of one worker, used for admission until the workers have measured it
-    asr_rtf: float = Field(default=0.35, gt=0)
+    # decode seconds per audio second of one worker (measured 0.31-0.44 on 2 shared cores, bench/RESULTS_asr.md),
+    # used for admission until the workers have measured it
+    asr_rtf: float = Field(default=0.4, gt=0)
     asr_headroom: float = Field(default=0.8, gt=0, le=1)  # share of the workers' time admission plans for
     asr_beam_size: int | None = Field(default=None, ge=1)  # None = engine default
     asr_initial_prompt: str | None = None  # None = engine default; "" = no prompt

@@ -94,6 +94,11 @@ class DecodeConfig:
     # faster-whisper ``hotwords``: words put in the decoder's context.  The keyword lexicon's terms
     # (NUQI_ASR_HOTWORDS=true) raised CER on the 8 kHz tune half, so they are off by default.
     hotwords: str | None = None
+    # Deterministic loop breaker: no 3-token n-gram twice.  Same CER on the real-speech tune half, and a
+    # decoder that starts looping (我不要变这些, ×30 on angry espeak speech) goes on to the rest of the
+    # utterance instead of the whole segment being dropped by the compression-ratio filter.
+    no_repeat_ngram_size: int = 3
+    repetition_penalty: float = 1.0  # 1.3 was tried: slightly worse CER (bench/RESULTS_asr.md)
     # one text per VAD chunk instead of timestamped sub-segments (Whisper then spends no tokens on timestamps)
     without_timestamps: bool = False
 
@@ -230,6 +235,8 @@ class WhisperEngine:
                 condition_on_previous_text=self.decode.condition_on_previous_text,
                 hotwords=self.decode.hotwords,
                 without_timestamps=self.decode.without_timestamps,
+                no_repeat_ngram_size=self.decode.no_repeat_ngram_size,
+                repetition_penalty=self.decode.repetition_penalty,
                 compression_ratio_threshold=self.filters.max_compression_ratio,
                 vad_filter=True,
                 vad_parameters=self.vad.options(),

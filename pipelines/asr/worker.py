@@ -96,6 +96,7 @@ class AsrWorkerPool:
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
         self._backlog_s = 0.0
+        self._pending = 0
         self._audio_s = 0.0
         self._decode_s = 0.0
         self.done = 0
@@ -126,8 +127,13 @@ class AsrWorkerPool:
 
     @property
     def backlog_s(self) -> float:
-        """Audio seconds submitted and not yet transcribed."""
-        return self._backlog_s
+        """Audio seconds submitted and not yet transcribed (0.0 exactly when nothing is pending)."""
+        return self._backlog_s if self._pending else 0.0
+
+    @property
+    def pending(self) -> int:
+        """Utterances submitted and not yet transcribed."""
+        return self._pending
 
     @property
     def observed_rtf(self) -> float | None:
@@ -139,13 +145,15 @@ class AsrWorkerPool:
             raise RuntimeError("AsrWorkerPool.start() was not called")
         with self._lock:
             self._backlog_s += utt.duration_s
+            self._pending += 1
         fut = self._pool.submit(_transcribe, utt)
         fut.add_done_callback(lambda f, a=utt.duration_s: self._finished(f, a))
         return fut
 
     def _finished(self, fut: Future[UtteranceTranscript], audio_s: float) -> None:
         with self._lock:
-            self._backlog_s = max(0.0, self._backlog_s - audio_s)
+            self._pending -= 1
+            self._backlog_s = max(0.0, self._backlog_s - audio_s) if self._pending else 0.0  # no float residue
             if not fut.cancelled() and fut.exception() is None:
                 res = fut.result()
                 self._audio_s += res.audio_s
