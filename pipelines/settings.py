@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,6 +49,27 @@ class BatchSettings(BaseSettings):
     batch_max_upload_bytes: int = 2 * 1024**3  # total bytes of the files uploaded to one POST /v1/batch
 
 
+class AsrSettings(BaseSettings):
+    """Built-in speech recognition: live ASR of calls without transcripts, and its decoding options.
+
+    Decoding options left at None use the engine's tuned defaults (pipelines/asr/engine.py, DecodeConfig),
+    which ``nuqi transcribe``, ``nuqi score`` and live ASR share.
+    """
+
+    model_config = ENV
+    # auto = calls that have sent no transcript of their own get live ASR (within capacity); on = every call; off
+    live_asr: Literal["auto", "on", "off"] = "auto"
+    asr_workers: int = Field(default=1, ge=1)  # recogniser processes (one core each) for live ASR
+    asr_agent_leg: bool = False  # also transcribe the agent's leg (doubles the cost per call)
+    # decode seconds per audio second of one worker (measured 0.31-0.44 on 2 shared cores, bench/RESULTS_asr.md),
+    # used for admission until the workers have measured it
+    asr_rtf: float = Field(default=0.4, gt=0)
+    asr_headroom: float = Field(default=0.8, gt=0, le=1)  # share of the workers' time admission plans for
+    asr_beam_size: int | None = Field(default=None, ge=1)  # None = engine default
+    asr_initial_prompt: str | None = None  # None = engine default; "" = no prompt
+    asr_hotwords: bool | None = None  # the keyword lexicon's terms as decoder hotwords; None = engine default
+
+
 class GroupedSettings(BaseSettings):
     """Settings made of groups; routes flat keyword arguments (``baseline_seconds=20``) into their group."""
 
@@ -81,7 +102,7 @@ class GroupedSettings(BaseSettings):
 class Settings(GroupedSettings):
     model_config = ENV
     GROUPS: ClassVar[dict[str, type[BaseSettings]]] = {
-        "analysis": AnalysisSettings, "models": ModelSettings, "batch": BatchSettings,
+        "analysis": AnalysisSettings, "models": ModelSettings, "batch": BatchSettings, "asr": AsrSettings,
     }
 
     # --- paths -------------------------------------------------------------
@@ -95,6 +116,7 @@ class Settings(GroupedSettings):
     analysis: AnalysisSettings = Field(default_factory=AnalysisSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)
+    asr: AsrSettings = Field(default_factory=AsrSettings)
 
 
 @lru_cache(maxsize=1)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -37,6 +37,14 @@ class Segment:
     text: str
     avg_logprob: float | None = None  # decoder mean token log-probability (confidence); None if unknown
 
+    @property
+    def confidence(self) -> float | None:
+        """exp(avg_logprob): the decoder's mean per-token probability, 0..1 (None if unknown)."""
+        return None if self.avg_logprob is None else round(float(np.exp(min(self.avg_logprob, 0.0))), 3)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end, "text": self.text, "confidence": self.confidence}
+
 
 @runtime_checkable
 class AsrEngine(Protocol):
@@ -52,7 +60,9 @@ class VadConfig:
     threshold: float = 0.5  # speech probability above which a 32 ms frame is speech
     min_speech_duration_ms: int = 250  # shorter bursts (clicks, coughs) are not transcribed
     min_silence_duration_ms: int = 500  # pause that ends a speech region
-    speech_pad_ms: int = 200  # context kept around each region
+    # context kept around each region; 400 ms (was 200) lowered CER on the real-speech tune half at both rates
+    # (bench/RESULTS_asr.md: the first and last syllables were clipped)
+    speech_pad_ms: int = 400
 
     def options(self) -> dict[str, Any]:
         return {
@@ -65,17 +75,54 @@ class VadConfig:
 
 @dataclass(frozen=True)
 class DecodeConfig:
-    beam_size: int = 5
-    # No prompt by default: a Simplified-Chinese prompt ("以下是普通话…") did not lower CER and
-    # Whisper base spliced it into its output on hard audio (bench/RESULTS_asr.md).
-    # Simplified output comes from OpenCC t2s instead.
+    """Decoding options; the defaults are the ones chosen on real Mandarin (bench/bench_asr_real.py, tune half
+    of the AISHELL sample at 8 kHz telephone band and 16 kHz; every setting tried is in bench/RESULTS_asr.md)."""
+
+    # beam 2 with 400 ms VAD pad had the lowest tune-half CER of everything tried (beam 1/2/5/10, prompts,
+    # hotwords, temperature fallback, VAD pad/threshold, float32) and decodes faster than beam 5
+    beam_size: int = 2
+    # No prompt by default: on real speech a Simplified-Chinese prompt ("以下是普通话的句子。") helped at 16 kHz
+    # but hurt at 8 kHz, a domain prompt hurt at both, and Whisper base spliced prompts into its output on hard
+    # audio.  Simplified output comes from OpenCC t2s instead (without it CER rises from 0.22 to 0.32).
     initial_prompt: str | None = None
     condition_on_previous_text: bool = False  # avoids carrying a loop from one window to the next
     # Beam search only (no sampling fallback): the same audio always gives the same transcript,
     # which QA re-scoring needs.  Whisper's fallback (0.0, 0.2, …, 1.0) samples at T > 0, and
     # CTranslate2 samples in its worker thread where ctranslate2.set_random_seed() does not
-    # reach, so its output changes run to run; on the benchmark it did not lower CER per clip.
+    # reach, so its output changes run to run; on real speech it did not change CER at all.
     temperature: tuple[float, ...] = (0.0,)
+    # faster-whisper ``hotwords``: words put in the decoder's context.  The keyword lexicon's terms
+    # (NUQI_ASR_HOTWORDS=true) raised CER on the 8 kHz tune half, so they are off by default.
+    hotwords: str | None = None
+    # Deterministic loop breaker: no 3-token n-gram twice.  Same CER on the real-speech tune half, and a
+    # decoder that starts looping (我不要变这些, ×30 on angry espeak speech) goes on to the rest of the
+    # utterance instead of the whole segment being dropped by the compression-ratio filter.
+    no_repeat_ngram_size: int = 3
+    repetition_penalty: float = 1.0  # 1.3 was tried: slightly worse CER (bench/RESULTS_asr.md)
+    # one text per VAD chunk instead of timestamped sub-segments (Whisper then spends no tokens on timestamps)
+    without_timestamps: bool = False
+
+
+def lexicon_hotwords() -> str:
+    """The keyword lexicon's strongest short terms, space-separated (faster-whisper ``hotwords``)."""
+    from pipelines.text.lexicon import KeywordLexicon
+
+    return " ".join(KeywordLexicon.load().hotwords())
+
+
+def decode_config(settings: Any) -> DecodeConfig:
+    """``DecodeConfig`` with the overrides of ``settings.asr`` (``asr_beam_size``, ``asr_initial_prompt``,
+    ``asr_hotwords``) applied to the engine's defaults."""
+    asr = settings.asr
+    cfg = DecodeConfig()
+    changes: dict[str, Any] = {}
+    if asr.asr_beam_size is not None:
+        changes["beam_size"] = asr.asr_beam_size
+    if asr.asr_initial_prompt is not None:
+        changes["initial_prompt"] = asr.asr_initial_prompt or None
+    if asr.asr_hotwords is not None:
+        changes["hotwords"] = lexicon_hotwords() if asr.asr_hotwords else None
+    return replace(cfg, **changes) if changes else cfg
 
 
 def to_float_mono(samples: np.ndarray) -> np.ndarray:
@@ -156,6 +203,14 @@ class WhisperEngine:
                    vad=vad or VadConfig(), decode=decode or DecodeConfig(),
                    filters=filters or DEFAULT_FILTER)
 
+    @classmethod
+    def from_settings(cls, settings: Any, cpu_threads: int = 1) -> WhisperEngine:
+        """Load the model of ``settings.models`` with the decoding options of ``settings.asr`` (engine defaults
+        where they are unset): the one way ``nuqi transcribe`` and live ASR build their engine."""
+        from pipelines.asr.model_assembly import default_model_dir
+
+        return cls.load(default_model_dir(settings), cpu_threads=cpu_threads, decode=decode_config(settings))
+
     def speech_regions(self, audio16k: np.ndarray) -> list[tuple[float, float]]:
         """Silero speech regions (seconds) of 16 kHz audio."""
         from faster_whisper.vad import VadOptions, get_speech_timestamps
@@ -178,6 +233,10 @@ class WhisperEngine:
                 temperature=list(self.decode.temperature),
                 initial_prompt=self.decode.initial_prompt,
                 condition_on_previous_text=self.decode.condition_on_previous_text,
+                hotwords=self.decode.hotwords,
+                without_timestamps=self.decode.without_timestamps,
+                no_repeat_ngram_size=self.decode.no_repeat_ngram_size,
+                repetition_penalty=self.decode.repetition_penalty,
                 compression_ratio_threshold=self.filters.max_compression_ratio,
                 vad_filter=True,
                 vad_parameters=self.vad.options(),

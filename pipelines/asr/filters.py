@@ -216,6 +216,8 @@ class FilterConfig:
     no_speech_logprob: float = -0.7
     max_compression_ratio: float = 2.4  # Whisper's own threshold for repetitive output
     loop_coverage: float = 0.8  # drop a segment that is (almost) all loop; shorter loops are collapsed
+    simplify: bool = True  # OpenCC Traditional -> Simplified (Whisper base often writes Traditional)
+    drop_hallucinations: bool = True  # the checks above; False keeps every decoded segment (benchmark only)
 
 
 DEFAULT_FILTER = FilterConfig()
@@ -278,9 +280,11 @@ def filter_segment(text: str, avg_logprob: float = 0.0, no_speech_prob: float = 
     ``prompt``: the ``initial_prompt`` given to the decoder; a segment echoing it is dropped.
     ``language``: the decoding language; for ``zh`` a segment without Han characters is dropped.
     """
-    text = to_simplified(text).strip()
+    text = (to_simplified(text) if config.simplify else text).strip()
     if not normalize_for_match(text):
         return None
+    if not config.drop_hallucinations:
+        return text
     reason = (decode_stats_reason(avg_logprob, no_speech_prob, compression_ratio, config)
               or known_hallucination(text))
     if reason is None and prompt_echo(text, prompt):

