@@ -23,6 +23,7 @@ from app.schemas import (
 from app.security.roles import ADMIN, AGENT, INGEST, QA, SUPERVISOR
 from app.services import calls as svc
 from app.services import stream as stream_svc
+from app.services.telephony import all_legs_ended
 from app.services.transcripts import ingest_transcript
 from pipelines.audio.decode import ChunkFormat, parse_channel_map
 from pipelines.errors import ChunkTooLargeError, InputError, NuqiError
@@ -145,7 +146,8 @@ async def stream(websocket: WebSocket, call_id: str, who: Ingest,
     the leg ``role``, stereo ones are split by ``channel_map``), buffered into the call's analysis windows; ``seq``
     numbers the first frame (default: continue the leg's numbering), ``start`` places the leg's first sample on
     the call's media clock (default: its arrival time).  Text messages are JSON transcript snippets
-    ``{"type": "transcript", ...}`` or ``{"type": "end"}``.  Sent back: one ``{"type": "analysis", ...}`` per
+    ``{"type": "transcript", ...}`` or ``{"type": "end"}`` (this connection's legs end; the call ends once all its
+    legs have, ``{"type": "leg_ended"}`` until then).  Sent back: one ``{"type": "analysis", ...}`` per
     completed window (media ``t_start``/``t_end``, ``wall_s``, ``lost``), ``{"type": "alert", ...}`` per alert
     raised, the transcript/end results, or ``{"error": ...}``.  A disconnect keeps the buffered audio: a
     reconnect of the leg continues it."""
@@ -203,9 +205,12 @@ async def _text_frame(rt: Any, session: stream_svc.StreamSession, call_id: str, 
     if not isinstance(frame, dict):
         raise InputError("text frame must be a JSON object", field="frame")
     kind = frame.get("type", "transcript")
-    if kind == "end":
-        last = await session.flush()  # the leg's last short window
+    if kind == "end":  # this connection's legs end (their last short window); the call once every leg has ended
+        last = await session.flush()
         session.closed = True
+        if session.owned and not await rt.run(all_legs_ended, rt, call_id):
+            return last + [{"type": "leg_ended", "call_id": call_id, "status": "active",
+                            "roles": sorted(session.owned)}]
         return last + [_as_json(CallEnded, await rt.run(svc.end_call, rt, call_id, tenant))]
     if kind == "transcript":
         try:
