@@ -17,6 +17,7 @@ import os
 import sys
 from pathlib import Path
 
+from app.settings import get_service_settings
 from pipelines.asr.model_assembly import assemble_model, default_model_dir
 from pipelines.errors import NuqiError
 from pipelines.settings import get_settings
@@ -35,10 +36,10 @@ def _print(obj: object) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn  # lazy: the server stack (see the note at the top)
 
-    settings = get_settings()
+    settings = get_service_settings()
     host, port = args.host or settings.host, args.port or int(os.environ.get("PORT", settings.port))
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    logger.warning("nuqi serving on http://%s:%d (store: %s)", host, port, settings.store)
+    logger.warning("nuqi serving on http://%s:%d (store: %s)", host, port, settings.store.url)
     uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=args.workers,
                 log_level=settings.log_level, access_log=settings.access_log)
     return 0
@@ -76,7 +77,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    dest = Path(args.dest) if args.dest else default_model_dir()
+    dest = Path(args.dest) if args.dest else default_model_dir(get_settings())
     path = assemble_model(dest, force=args.force)
     _print({"asr_model_dir": str(path)})
     return 0

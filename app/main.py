@@ -14,21 +14,21 @@ from app.runtime import Runtime
 from app.security import auth
 from app.security.auth import SecurityRuntime
 from app.services.telephony import TelephonyRuntime
+from app.settings import ServiceSettings, get_service_settings
 from pipelines.registry import ModelRegistry
-from pipelines.settings import Settings, get_settings
 
 logger = logging.getLogger("nuqi.app")
 
 
-def create_app(settings: Settings | None = None, models: ModelRegistry | None = None) -> FastAPI:
-    settings = settings or get_settings()
+def create_app(settings: ServiceSettings | None = None, models: ModelRegistry | None = None) -> FastAPI:
+    settings = settings or get_service_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = Runtime.start(settings, models)
         app.state.runtime = runtime
         try:
-            app.state.security = SecurityRuntime.start(settings, runtime.store)
+            app.state.security = SecurityRuntime.start(settings.security, runtime.store)
             app.state.telephony = TelephonyRuntime(runtime)  # AudioSocket listener (if its port is set), RTP legs
             await app.state.telephony.start()
             # the loaded models (jieba's dictionary, lexicon, tokenizer, ...) never die: keep them out of the

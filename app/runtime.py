@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
+from app.settings import ServiceSettings
 from app.store import Store, open_store
 from pipelines.registry import ModelRegistry
-from pipelines.settings import Settings
 
 logger = logging.getLogger("nuqi.runtime")
 T = TypeVar("T")
@@ -53,7 +53,7 @@ class AlertHub:
 
 @dataclass
 class Runtime:
-    settings: Settings
+    settings: ServiceSettings
     models: ModelRegistry
     store: Store
     executor: ThreadPoolExecutor
@@ -61,7 +61,7 @@ class Runtime:
     call_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     @classmethod
-    def start(cls, settings: Settings, models: ModelRegistry | None = None) -> "Runtime":
+    def start(cls, settings: ServiceSettings, models: ModelRegistry | None = None) -> "Runtime":
         models = models or ModelRegistry.load(settings)
         store = open_store(settings)
         executor = ThreadPoolExecutor(max_workers=settings.inference_threads, thread_name_prefix="nuqi-infer")

@@ -108,7 +108,7 @@ def analyze_role(state: CallState, role: str, samples: np.ndarray, sample_rate: 
     """Features → baseline delta → acoustic anger for one speaker's part of a chunk."""
     rs = state.roles.get(role)
     if rs is None:
-        stream, baseline = SpeakerStream(sample_rate), SpeakerBaseline(models.settings.baseline_seconds)
+        stream, baseline = SpeakerStream(sample_rate), SpeakerBaseline(models.settings.analysis.baseline_seconds)
         rs = RoleState(sample_rate=sample_rate, stream={}, baseline={})
         state.roles[role] = rs
     else:

@@ -11,6 +11,7 @@ import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+from app.settings import ServiceSettings  # noqa: E402
 from pipelines.settings import REPO_ROOT, Settings  # noqa: E402
 
 SAMPLE_AUDIO = REPO_ROOT / "sample_audio"
@@ -36,8 +37,8 @@ def models():
 
 
 @pytest.fixture()
-def settings(tmp_path: Path) -> Settings:
-    return Settings(state_dir=tmp_path / "state", store=os.environ.get("NUQI_TEST_STORE", "sqlite"))
+def settings(tmp_path: Path) -> ServiceSettings:
+    return ServiceSettings(state_dir=tmp_path / "state", store=os.environ.get("NUQI_TEST_STORE", "sqlite"))
 
 
 @pytest.fixture()

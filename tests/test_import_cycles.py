@@ -15,22 +15,12 @@ Cycles are the strongly connected components of that graph.
 from __future__ import annotations
 
 import ast
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("app", "pipelines", "training")
-
-# Cycles inside pipelines/ that the structure work of issue 18 is removing now (another branch); printed when
-# seen.  The app/ part is strict.  Empty this list once they are gone.
-KNOWN_PIPELINES_CYCLES: list[frozenset[str]] = [
-    frozenset({"pipelines.analyze", "pipelines.transcript_formats"}),
-    frozenset({"pipelines.audio.loudness", "pipelines.audio.stream"}),
-    frozenset({"pipelines.batch.ray_runner", "pipelines.batch.report", "pipelines.batch.score"}),
-]
-
 
 def _modules() -> dict[str, Path]:
     mods: dict[str, Path] = {}
@@ -150,15 +140,27 @@ def test_no_import_cycles_involving_app(graph):
 
 
 def test_no_import_cycles_outside_app(graph):
-    """pipelines/ (and training/): strict except for KNOWN_PIPELINES_CYCLES, which xfail while they exist."""
-    found = [c for c in cycles(graph) if not any(m == "app" or m.startswith("app.") for m in c)]
-    def is_known(c: frozenset[str]) -> bool:  # a known cycle, or what is left of one
-        return any(c <= k for k in KNOWN_PIPELINES_CYCLES)
+    bad = [c for c in cycles(graph) if not any(m == "app" or m.startswith("app.") for m in c)]
+    assert not bad, "\n".join(_describe(c, graph) for c in bad)
 
-    new = [c for c in found if not is_known(c)]
-    assert not new, "new import cycles:\n" + "\n".join(_describe(c, graph) for c in new)
-    known = [c for c in found if is_known(c)]
-    if known:
-        report = "\n".join(_describe(c, graph) for c in known)
-        sys.stderr.write(f"known pipelines import cycles (being removed; KNOWN_PIPELINES_CYCLES):\n{report}\n")
-        pytest.xfail(f"{len(known)} known pipelines import cycle(s): {report}")
+
+def _imports_of(graph: dict[str, set[str]], package: str) -> dict[str, set[str]]:
+    return {m: deps for m, deps in graph.items() if m == package or m.startswith(package + ".")}
+
+
+def test_pipelines_imports_no_web_framework_and_serving_no_training(graph):
+    """pipelines/ is analysis only (no app/, FastAPI, Starlette, uvicorn); neither app/ nor pipelines/ imports
+    training/ (the service is installed without it)."""
+    web = ("fastapi", "starlette", "uvicorn", "app")
+    for m, path in _modules().items():
+        if not m.startswith("pipelines"):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 else [])
+            bad = [n for n in names if n.split(".")[0] in web]
+            assert not bad, f"{m} imports {bad}"
+    for package in ("app", "pipelines"):
+        for m, deps in _imports_of(graph, package).items():
+            assert not [d for d in deps if d == "training" or d.startswith("training.")], f"{m} imports training"

@@ -78,7 +78,7 @@ async def create_batch(request: Request, rt: RuntimeDep, who: QaUser) -> dict:
             raise InputError(f"invalid batch options: {exc.errors()[0].get('msg')}", field="form") from None
         job_id, job_dir = await asyncio.to_thread(jobs.new_job_dir)
         inputs = job_dir / "inputs"
-        budget, taken = rt.settings.batch_max_upload_bytes, set()
+        budget, taken = rt.settings.batch.batch_max_upload_bytes, set()
         try:
             for up in uploads:
                 dest = inputs / safe_upload_name(up.filename or "", taken)

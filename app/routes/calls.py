@@ -105,7 +105,7 @@ async def post_audio(
     seq = seq if seq is not None else x_seq
     if seq is not None and not 0 <= seq <= svc.MAX_SEQ:
         raise InputError(f"seq must be between 0 and {svc.MAX_SEQ}", field="seq", seq=str(seq)[:32])
-    body = await _read_body(request, rt.settings.max_body_bytes)
+    body = await _read_body(request, rt.settings.ingest.max_body_bytes)
     agent = agent_id or x_agent_id or who.agent_id
     if mode != "chunks":
         chunk = await rt.run(stream_svc.decode_frame, rt, body, fmt)
@@ -174,7 +174,7 @@ async def stream(websocket: WebSocket, call_id: str, who: Ingest,
                 session.check_rate()
                 if msg.get("bytes") is not None:
                     data = msg["bytes"]
-                    if len(data) > rt.settings.max_body_bytes:
+                    if len(data) > rt.settings.ingest.max_body_bytes:
                         raise ChunkTooLargeError(f"frame of {len(data)} bytes exceeds the limit", field="frame")
                     chunk = stream_svc.decode_frame(rt, data, fmt)
                     for out in await session.feed_chunk(chunk, seq=next_seq):

@@ -47,8 +47,8 @@ from app.errors import AuthError, RateLimitedError
 from app.security.keys import KeyManager, open_key_store
 from app.security.limits import BodyLimitMiddleware
 from app.security.ratelimit import Limiter, LocalLimiter, open_limiter
+from app.settings import SecuritySettings, ServiceSettings
 from pipelines.errors import NuqiError, StoreUnavailableError
-from pipelines.settings import Settings
 
 logger = logging.getLogger("nuqi.security")
 
@@ -62,7 +62,7 @@ FAIL_RATE, FAIL_BURST = 5.0, 30  # invalid-key attempts per second / burst, per 
 class SecurityRuntime:
     """Per-process security state: key manager (store-backed) and rate limiter."""
 
-    settings: Settings
+    settings: SecuritySettings
     keys: KeyManager
     limiter: Limiter
     store: Any
@@ -70,7 +70,7 @@ class SecurityRuntime:
     failures: LocalLimiter = field(default_factory=LocalLimiter)  # wrong keys per client address
 
     @classmethod
-    def start(cls, settings: Settings, store: Any) -> "SecurityRuntime":
+    def start(cls, settings: SecuritySettings, store: Any) -> "SecurityRuntime":
         keys = KeyManager(open_key_store(store), cache_s=settings.key_cache_s)
         limiter = open_limiter(store) if settings.auth_enabled else LocalLimiter()
         sec = cls(settings, keys, limiter, store, bootstrap_pending=bool(settings.bootstrap_admin_key))
@@ -231,8 +231,8 @@ def _openapi_security(app: Any) -> None:
     app.openapi = openapi
 
 
-def install(app: Any, settings: Settings) -> None:
+def install(app: Any, settings: ServiceSettings) -> None:
     """Add the body-size limit and auth middlewares and the OpenAPI security schemes."""
     app.add_middleware(AuthMiddleware)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.ingest.max_body_bytes)
     _openapi_security(app)

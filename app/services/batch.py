@@ -98,12 +98,12 @@ class BatchJobs:
         return job_id, d
 
     def check_server_paths(self, paths: list[str]) -> list[Path]:
-        """Resolve server-side paths; each must exist inside one of ``settings.batch_input_roots``."""
+        """Resolve server-side paths; each must exist inside one of ``settings.batch.batch_input_roots``."""
         if not paths:
             raise InputError("paths: give at least one server-side file or folder", field="paths")
         if len(paths) > MAX_PATHS:
             raise InputError(f"paths: {len(paths)} given; at most {MAX_PATHS} per job", field="paths")
-        roots = [Path(r).resolve() for r in self.settings.batch_input_roots]
+        roots = [Path(r).resolve() for r in self.settings.batch.batch_input_roots]
         out = []
         for i, p in enumerate(paths):
             path = Path(p).expanduser().resolve()
@@ -219,10 +219,10 @@ class BatchJobs:
             _atomic_json(d / "job.json", job)
 
         opts = job.get("options") or {}
-        workers = max(1, int(self.settings.batch_workers))
+        workers = max(1, int(self.settings.batch.batch_workers))
         try:
             result = run_batch(job["inputs"], d / "out", settings=self.settings, channel_map=opts.get("channel_map"),
-                               workers=workers, asr=opts.get("asr", "auto"), ray_address=self.settings.ray_address,
+                               workers=workers, asr=opts.get("asr", "auto"), ray_address=self.settings.batch.ray_address,
                                models=self.models if workers == 1 else None, on_update=update)
         except NuqiError as exc:
             job.update(status="failed", error={"code": exc.code, "message": exc.message}, finished_at=_now())

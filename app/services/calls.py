@@ -115,7 +115,7 @@ def _attempt(rt: Runtime, call_id: str, tenant: str, agent_id: str | None, seq: 
             f"chunk seq {seq} arrived after seq {state.last_seq} was processed; it was recorded as a gap",
             call_id=call_id, seq=seq, last_seq=state.last_seq,
         )
-    if seq > state.last_seq + 1 and waited < rt.settings.gap_wait_s:  # also a new call's seq 1 waits for its seq 0
+    if seq > state.last_seq + 1 and waited < rt.settings.ingest.gap_wait_s:  # also a new call's seq 1 waits for its seq 0
         return "wait", None
     expected = rec.version
     level_before = obs.stage_level(rec.state)
@@ -164,7 +164,8 @@ async def ingest_audio(rt: Runtime, call_id: str, body: bytes, fmt: ChunkFormat,
 
     def attempt(waited: float) -> tuple[str, dict[str, Any] | None]:
         if not decoded:  # decoded in the same thread hop as the first attempt (a bad chunk never touches state)
-            decoded.append(decode_chunk(body, fmt, max_seconds=rt.settings.max_chunk_seconds, allow_silence=True))
+            decoded.append(decode_chunk(body, fmt, max_seconds=rt.settings.ingest.max_chunk_seconds,
+                                        allow_silence=True))
         return _attempt(rt, call_id, tenant, agent_id, seq, decoded[0], start_s, waited)
 
     key = (id(rt), call_id)
@@ -228,7 +229,7 @@ def end_call(rt: Runtime, call_id: str, tenant: str) -> dict[str, Any]:
         rec.summary = summarize(state, rt.store.list_chunks(call_id), rt.models.fusion)
         rec.status = "ended"
         rec.state = state.state_dict()
-        ttl = rt.settings.ended_call_detail_ttl_s
+        ttl = rt.settings.store.ended_call_detail_ttl_s
         if rt.store.save_call(rec, expected, detail_ttl_s=ttl if ttl > 0 else None):
             return {"call_id": call_id, "status": "ended", "summary": rec.summary}
         return None

@@ -41,21 +41,9 @@ logger = logging.getLogger("nuqi.stream")
 IngestUpdate = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-_PRE_MERGE: dict[int, Any] = {}
-
-
 def telephony(settings: Any) -> Any:
-    tel = getattr(settings, "telephony", None)
-    if tel is None:  # TEMPORARY until the settings groups land (app.settings.TelephonySettings)
-        from types import SimpleNamespace
-
-        tel = _PRE_MERGE.setdefault(id(settings), SimpleNamespace(
-            audiosocket_port=None, audiosocket_host="0.0.0.0", audiosocket_idle_s=10.0, rtp_ports=None,
-            rtp_host="0.0.0.0", rtp_public_host=None, rtp_idle_timeout_s=5.0, stream_window_s=1.0,
-            stream_jitter_s=0.2, stream_max_ahead_s=2.0, stream_max_messages_per_s=250.0,
-            twilio_track_roles="inbound=customer,outbound=agent",
-            audiohook_channel_roles="external=customer,internal=agent"))
-    return tel
+    """The telephony settings group (``app.settings.TelephonySettings``)."""
+    return settings.telephony
 
 
 def framer_params(settings: Any) -> dict[str, float]:
@@ -289,7 +277,7 @@ async def flush_stored(rt: Runtime, call_id: str, tenant: str) -> list[dict[str,
 def decode_frame(rt: Runtime, body: bytes, fmt: ChunkFormat) -> DecodedChunk:
     """One frame or chunk as the service decodes it: silence is valid audio; no clipping verdict on a frame (one
     shout would fail a 20 ms frame)."""
-    return decode_chunk(body, fmt, max_seconds=rt.settings.max_chunk_seconds, allow_silence=True,
+    return decode_chunk(body, fmt, max_seconds=rt.settings.ingest.max_chunk_seconds, allow_silence=True,
                         check_clipping=False)
 
 

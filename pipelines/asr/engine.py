@@ -20,7 +20,6 @@ import numpy as np
 import soxr
 
 from pipelines.asr.filters import DEFAULT_FILTER, FilterConfig, collapse_repeated_segments, filter_segment
-from pipelines.asr.model_assembly import default_model_dir
 from pipelines.errors import InputError, InvalidAudioContentError, ModelNotAvailableError
 
 logger = logging.getLogger("nuqi.asr.engine")
@@ -134,8 +133,8 @@ class WhisperEngine:
     def load(cls, model_dir: Path | None = None, cpu_threads: int = 1, compute_type: str = "int8",
              language: str = "zh", vad: VadConfig | None = None, decode: DecodeConfig | None = None,
              filters: FilterConfig | None = None) -> WhisperEngine:
-        """Load the model from ``model_dir`` (default :func:`default_model_dir`) on the CPU."""
-        model_dir = check_model_dir(Path(model_dir) if model_dir is not None else default_model_dir())
+        """Load the model from ``model_dir`` (see :func:`pipelines.asr.model_assembly.default_model_dir`) on the CPU."""
+        model_dir = check_model_dir(Path(model_dir))
         try:
             from faster_whisper import WhisperModel
             from faster_whisper.vad import get_vad_model

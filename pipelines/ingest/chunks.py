@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from pipelines.audio.decode import CLIP_LEVEL, DecodedChunk, analysis_rate
+from pipelines.audio.decode import CLIP_LEVEL, DecodedChunk, analysis_rate, resample
 from pipelines.errors import InputError
 from pipelines.ingest.framer import Window
 
@@ -30,9 +30,7 @@ def window_chunk(windows: Iterable[Window]) -> DecodedChunk:
     for w in wins:
         x = w.audio()
         if w.sample_rate != sr:
-            import soxr  # as decode_chunk does for off-rate input
-
-            x = soxr.resample(x, w.sample_rate, sr, quality="HQ").astype(np.float32)
+            x = resample(x, w.sample_rate, sr)  # as decode_chunk does for off-rate input
         audio[w.role] = x
     rate = rates.pop() if len(rates) == 1 else sr
     return DecodedChunk(sample_rate=sr, input_rate=rate, duration_s=max(w.duration_s for w in wins), audio=audio,

@@ -84,7 +84,7 @@ def test_sample_call_chunk_by_chunk(client, call8k):
 
 
 def test_duplicate_seq_is_idempotent_and_gap_recorded(client, settings, call8k):
-    settings.gap_wait_s = 0.1  # the app's own settings object: how long seq 3 waits for 1 and 2
+    settings.ingest.gap_wait_s = 0.1  # the app's own settings object: how long seq 3 waits for 1 and 2
     blocks = dict(chunks(call8k))
     first = post(client, "c2", 0, wav_bytes(blocks[0], 8000, 2)).json()
     again = post(client, "c2", 0, wav_bytes(blocks[0], 8000, 2)).json()
@@ -172,7 +172,7 @@ def test_ended_call_keeps_summary_and_drops_timeline_after_the_ttl(settings, mod
 
     from app.main import create_app
 
-    settings = settings.model_copy(update={"ended_call_detail_ttl_s": 0.3})
+    settings = settings.updated(ended_call_detail_ttl_s=0.3)
     with TestClient(create_app(settings, models=models)) as client:
         for call_id in ("done", "later"):
             for seq, block in list(chunks(call8k))[:3]:

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from pipelines.settings import Settings
+from app.settings import ServiceSettings
 from tests.app.fuzz_inputs import hostile_bodies, tame
 
 ROOT_KEY = "fuzz-root-key-0123456789abcdef"
@@ -25,8 +25,8 @@ SLOW_S = 10.0  # a request taking longer counts as hung
 IDS = itertools.count()
 
 
-def fuzz_settings(state_dir) -> Settings:
-    return Settings(state_dir=state_dir, store="sqlite", auth_enabled=True, bootstrap_admin_key=ROOT_KEY,
+def fuzz_settings(state_dir) -> ServiceSettings:
+    return ServiceSettings(state_dir=state_dir, store="sqlite", auth_enabled=True, bootstrap_admin_key=ROOT_KEY,
                     rate_limit_per_s=1e6, rate_limit_burst=10**6, max_body_bytes=2 * 1024 * 1024,
                     log_json=False)
 

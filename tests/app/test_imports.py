@@ -39,9 +39,9 @@ START_SERVICE = textwrap.dedent("""
     import sys, tempfile
     from fastapi.testclient import TestClient
     from app.main import create_app
-    from pipelines.settings import Settings
+    from app.settings import ServiceSettings
 
-    settings = Settings(state_dir=tempfile.mkdtemp(prefix="nuqi-imports-"), store="sqlite")
+    settings = ServiceSettings(state_dir=tempfile.mkdtemp(prefix="nuqi-imports-"), store="sqlite")
     with TestClient(create_app(settings)) as client:  # the lifespan loads the real models, as `nuqi serve` does
         ready = client.get("/readyz")
         assert ready.status_code == 200, ready.text  # every model loaded

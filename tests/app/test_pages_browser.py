@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 import pytest
 
-from pipelines.settings import Settings
+from app.settings import ServiceSettings
 from tests.conftest import SAMPLE_AUDIO, read_wav, wav_bytes
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -50,7 +50,7 @@ def _serve(models, state_dir: Path, **overrides):
 
     # always the embedded SQLite store: the pages do not depend on the backend, and a module-scoped
     # server must not share a Redis database that the Redis pass flushes before every test
-    settings = Settings(state_dir=state_dir, store="sqlite", **overrides)
+    settings = ServiceSettings(state_dir=state_dir, store="sqlite", **overrides)
     app = (create_app(settings, models=models))
     port = _free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,

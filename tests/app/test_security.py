@@ -24,12 +24,11 @@ def call8k():
 
 @pytest.fixture()
 def secure_settings(settings):
-    store = settings.store
+    store = settings.store.url
     if store.startswith("redis"):  # a key prefix of its own: tests never see each other's calls/keys
         store += ("&" if "?" in store else "?") + f"prefix=sec-{uuid.uuid4().hex[:10]}"
-    yield settings.model_copy(update={"auth_enabled": True, "bootstrap_admin_key": ROOT_KEY, "store": store,
-                                      "bootstrap_tenant": "ops", "rate_limit_per_s": 1000.0,
-                                      "rate_limit_burst": 1000})
+    yield settings.updated(auth_enabled=True, bootstrap_admin_key=ROOT_KEY, store=store, bootstrap_tenant="ops",
+                           rate_limit_per_s=1000.0, rate_limit_burst=1000)
     if store.startswith("redis"):
         from app.store.redis import RedisStore
 
@@ -293,7 +292,7 @@ def test_rate_limit_is_shared_across_workers_in_redis_mode(secure_settings, mode
         pytest.skip("no Redis")
     from app.main import create_app
 
-    s = secure_settings.model_copy(update={"store": f"{REDIS_URL}?prefix=rl-{uuid.uuid4().hex[:8]}"})
+    s = secure_settings.updated(store=f"{REDIS_URL}?prefix=rl-{uuid.uuid4().hex[:8]}")
     with TestClient(create_app(s, models=models)) as w1, TestClient(create_app(s, models=models)) as w2:
         key = make_key(w1, "supervisor", rate_per_s=0.5, burst=4)
         codes = [(w1 if i % 2 else w2).get("/v1/board", headers=H(key)).status_code for i in range(6)]
@@ -310,7 +309,7 @@ def test_invalid_key_flood_is_throttled(app_client):
 def test_body_cap_applies_to_every_endpoint(secure_settings, models):
     from app.main import create_app
 
-    s = secure_settings.model_copy(update={"max_body_bytes": 2000})
+    s = secure_settings.updated(max_body_bytes=2000)
     with TestClient(create_app(s, models=models)) as c:
         r = c.post("/v1/calls/b1/transcript", headers=H(ROOT_KEY),
                    content=json.dumps({"role": "customer", "text": "长" * 1500}).encode(),
@@ -362,21 +361,28 @@ def test_json_log_lines_carry_call_id_and_no_pii():
 
 
 def test_env_bootstrap_settings_names():
-    """The documented environment variables map to the settings fields."""
-    from pipelines.settings import Settings
+    """The documented (flat) environment variables map to the fields of their settings group."""
+    from app.settings import ServiceSettings
 
-    env = {"NUQI_AUTH_ENABLED": "true", "NUQI_BOOTSTRAP_ADMIN_KEY": ROOT_KEY, "NUQI_RATE_LIMIT_PER_S": "7"}
+    env = {"NUQI_AUTH_ENABLED": "true", "NUQI_BOOTSTRAP_ADMIN_KEY": ROOT_KEY, "NUQI_RATE_LIMIT_PER_S": "7",
+           "NUQI_STORE": "sqlite:///elsewhere.db", "NUQI_MAX_BODY_BYTES": "1234", "NUQI_BASELINE_SECONDS": "9"}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        s = Settings()
+        s = ServiceSettings()
     finally:
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    assert s.auth_enabled is True and s.bootstrap_admin_key == ROOT_KEY and s.rate_limit_per_s == 7.0
+    sec = s.security
+    assert sec.auth_enabled is True and sec.bootstrap_admin_key == ROOT_KEY and sec.rate_limit_per_s == 7.0
+    assert s.store.url == "sqlite:///elsewhere.db" and s.ingest.max_body_bytes == 1234
+    assert s.analysis.baseline_seconds == 9.0
+    # flat keyword arguments land in their group too, and updated() keeps the rest
+    t = s.updated(auth_enabled=False, store="sqlite")
+    assert t.security.auth_enabled is False and t.security.rate_limit_per_s == 7.0 and t.store.url == "sqlite"
 
 
 # --------------------------------------------------------------------------- metrics

@@ -83,15 +83,10 @@ def test_missing_part_raises_clear_error(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_default_dir_follows_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipelines.settings import get_settings
+    from pipelines.settings import Settings
 
     monkeypatch.setenv("NUQI_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.delenv("NUQI_ASR_MODEL_DIR", raising=False)
-    get_settings.cache_clear()
-    try:
-        assert model_assembly.default_model_dir() == tmp_path / "state" / "models" / "whisper-base"
-        monkeypatch.setenv("NUQI_ASR_MODEL_DIR", str(tmp_path / "elsewhere"))
-        get_settings.cache_clear()
-        assert model_assembly.default_model_dir() == tmp_path / "elsewhere"
-    finally:
-        get_settings.cache_clear()
+    assert model_assembly.default_model_dir(Settings()) == tmp_path / "state" / "models" / "whisper-base"
+    monkeypatch.setenv("NUQI_ASR_MODEL_DIR", str(tmp_path / "elsewhere"))
+    assert model_assembly.default_model_dir(Settings()) == tmp_path / "elsewhere"

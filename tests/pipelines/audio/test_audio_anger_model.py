@@ -5,8 +5,8 @@ import csv
 
 import numpy as np
 import pytest
-
 from helpers_audio import at_rate, emodb, stream
+
 from pipelines.audio.anger_model import AcousticAngerModel
 from pipelines.audio.baseline import SpeakerBaseline
 from pipelines.errors import ModelNotAvailableError

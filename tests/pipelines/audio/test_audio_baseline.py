@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
-
 from helpers_audio import at_rate, stream
+
 from pipelines.audio.baseline import SpeakerBaseline
 from pipelines.audio.stream import SpeakerStream
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from helpers_audio import at_rate, emodb
+
 from pipelines.audio.pitch import YinConfig, yin
 from pipelines.audio.stream import SpeakerStream
 

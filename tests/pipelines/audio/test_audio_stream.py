@@ -5,8 +5,8 @@ import json
 
 import numpy as np
 import pytest
-
 from helpers_audio import at_rate, emodb, stream
+
 from pipelines.audio.stream import ChunkFeatures, SpeakerStream
 from pipelines.errors import UnsupportedAudioError
 

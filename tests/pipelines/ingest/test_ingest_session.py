@@ -28,18 +28,18 @@ def test_two_legs_in_20ms_frames_give_the_analysis_of_1s_chunks(models):
     ref_state, ref = CallState(), []
     for k in range(0, len(x), 8000):
         ref.append(process_audio(ref_state, decode_chunk(x[k:k + 8000].astype("<i2").tobytes(), fmt), k // 8000,
-                                 models))
+                                 models).entry)
 
     framer, state, got = CallFramer(), CallState(), []
     for i in range(0, len(x), 160):
         for role, col in (("customer", 1), ("agent", 0)):  # two connections, each with its own seq
             res = framer.push(role, x[i:i + 160, col], seq=1000 * col + i // 160, wall=50.0 + (i + 160) / 8000)
             for win in res.windows:
-                got.append(process_audio(state, window_chunk([win]), win.index, models, start_s=win.t_start))
+                got.append(process_audio(state, window_chunk([win]), win.index, models, start_s=win.t_start).entry)
         if i % 8000 == 0:  # the service stores the framer with the call between windows
             framer = CallFramer.from_state(json.loads(json.dumps(framer.state_dict())))
     for win in framer.flush().windows:
-        got.append(process_audio(state, window_chunk([win]), win.index, models, start_s=win.t_start))
+        got.append(process_audio(state, window_chunk([win]), win.index, models, start_s=win.t_start).entry)
 
     a, b = _per_role(ref), _per_role(got)
     assert len(a) == len(b) == 150 and a == b  # features, baseline, delta, acoustic + fused anger per role/second

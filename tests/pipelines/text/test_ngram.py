@@ -3,14 +3,13 @@ whose member files are missing.  Fitting, the parity with scikit-learn and a fit
 tests/training/text/test_ngram_fit.py."""
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from pipelines.errors import ModelNotAvailableError
 from pipelines.settings import get_settings
 from pipelines.text.emotion import TextEmotionModel
 from pipelines.text.ngram import char_ngrams, prepare
+from tests.pipelines.text.helpers_text import ensemble_config
 
 
 def test_char_ngrams_and_prepare():
@@ -19,22 +18,11 @@ def test_char_ngrams_and_prepare():
     assert prepare("  我要\t投诉\n  OK ") == "我要 投诉 ok"
 
 
-def _ensemble_config(d):
-    """The shipped e5 files (linked) and its config.json with an ``ensemble`` block (weight 0.7, T 1.5)."""
-    src = get_settings().models_dir / "text-emotion"
-    for f in ("tokenizer.json", "model.onnx"):
-        (d / f).symlink_to(src / f)
-    cfg = json.loads((src / "config.json").read_text(encoding="utf-8"))
-    cfg["ensemble"] = {"ngram_weight": 0.7, "temperature": 1.5}
-    (d / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
-    return d
-
-
 def test_shipped_artifact_has_no_member():
     assert TextEmotionModel.load(get_settings().models_dir / "text-emotion").ngram_weight == 0.0
 
 
 def test_ensemble_config_without_member_files_is_refused(tmp_path):
-    _ensemble_config(tmp_path)
+    ensemble_config(tmp_path)
     with pytest.raises(ModelNotAvailableError, match="n-gram"):
         TextEmotionModel.load(tmp_path)

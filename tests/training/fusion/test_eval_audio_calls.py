@@ -11,7 +11,7 @@ from training.fusion.eval_audio_calls import evaluate, table
 @pytest.fixture(scope="module")
 def results(models, data_dir):
     # the live 15 s baseline needs more calm speech than EmoDB has per speaker (see the module docstring)
-    reg = replace(models, settings=models.settings.model_copy(update={"baseline_seconds": 8.0}))
+    reg = replace(models, settings=models.settings.updated(baseline_seconds=8.0))
     return evaluate(reg, data_dir, speakers=["16"], bodies=("anger", "calm"), rates=(8000,))
 
 

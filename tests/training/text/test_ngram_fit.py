@@ -3,14 +3,12 @@
 on real SMP2020 text) through TextEmotionModel."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
-from pipelines.settings import get_settings
 from pipelines.text.emotion import LABELS, TextEmotionModel, combine
 from pipelines.text.ngram import CharNgramModel, prepare
+from tests.pipelines.text.helpers_text import ensemble_config
 from training.text.ngram_fit import from_sklearn
 
 ANGRY = ["你们这是什么破服务！气死我了，马上给我退钱！", "垃圾客服，态度恶劣，我要投诉你们！"]
@@ -56,19 +54,8 @@ def test_from_sklearn_refuses_other_vectorizers(fitted):
 def ensemble_dir(fitted, tmp_path_factory):
     """The shipped e5 artifact plus the fitted member and an ``ensemble`` block, as --ngram-only writes it."""
     vec, clf, _ = fitted
-    d = _ensemble_config(tmp_path_factory.mktemp("ensemble"))
+    d = ensemble_config(tmp_path_factory.mktemp("ensemble"))
     from_sklearn(vec, clf).save(d)
-    return d
-
-
-def _ensemble_config(d):
-    """The shipped e5 files (linked) and its config.json with an ``ensemble`` block (weight 0.7, T 1.5)."""
-    src = get_settings().models_dir / "text-emotion"
-    for f in ("tokenizer.json", "model.onnx"):
-        (d / f).symlink_to(src / f)
-    cfg = json.loads((src / "config.json").read_text(encoding="utf-8"))
-    cfg["ensemble"] = {"ngram_weight": 0.7, "temperature": 1.5}
-    (d / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
     return d
 
 
