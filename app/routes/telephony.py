@@ -70,6 +70,7 @@ async def _pump(ws: WebSocket, call: PlatformCall, feed_text: Any, feed_binary: 
             msg = await ws.receive()
             if msg["type"] == "websocket.disconnect":
                 if on_close_end and msg.get("code", 1000) in (1000, 1001):  # a clean close is the end of the call
+                    call.send = None  # the socket is gone
                     await call.end("close")
                 break
             try:
