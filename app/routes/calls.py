@@ -146,7 +146,8 @@ async def stream(websocket: WebSocket, call_id: str, who: Ingest,
     the leg ``role``, stereo ones are split by ``channel_map``), buffered into the call's analysis windows; ``seq``
     numbers the first frame (default: continue the leg's numbering), ``start`` places the leg's first sample on
     the call's media clock (default: its arrival time).  Text messages are JSON transcript snippets
-    ``{"type": "transcript", ...}`` or ``{"type": "end"}`` (this connection's legs end; the call ends once all its
+    ``{"type": "transcript", ...}``, ``{"type": "ping"}`` (answered ``pong`` with what each leg buffers, once
+    every earlier frame was taken) or ``{"type": "end"}`` (this connection's legs end; the call ends once all its
     legs have, ``{"type": "leg_ended"}`` until then).  Sent back: one ``{"type": "analysis", ...}`` per
     completed window (media ``t_start``/``t_end``, ``wall_s``, ``lost``), ``{"type": "alert", ...}`` per alert
     raised, the transcript/end results, or ``{"error": ...}``.  A disconnect keeps the buffered audio: a
@@ -212,10 +213,12 @@ async def _text_frame(rt: Any, session: stream_svc.StreamSession, call_id: str, 
             return last + [{"type": "leg_ended", "call_id": call_id, "status": "active",
                             "roles": sorted(session.owned)}]
         return last + [_as_json(CallEnded, await rt.run(svc.end_call, rt, call_id, tenant))]
+    if kind == "ping":  # a sync point: every frame sent before it has been taken
+        return [{"type": "pong", "call_id": call_id, "buffered_s": session.buffered_s()}]
     if kind == "transcript":
         try:
             snippet = TranscriptIn.model_validate({k: v for k, v in frame.items() if k != "type"})
         except ValueError as exc:
             raise InputError(f"transcript frame is invalid: {exc}", field="frame") from None
         return [_as_json(TranscriptResult, await ingest_transcript(rt, call_id, snippet, tenant=tenant))]
-    raise InputError(f"unknown frame type {kind!r}; use 'transcript' or 'end'", field="type")
+    raise InputError(f"unknown frame type {kind!r}; use 'transcript', 'ping' or 'end'", field="type")

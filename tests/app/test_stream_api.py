@@ -66,7 +66,7 @@ def next_analysis(ws, msgs: list[dict]) -> dict:
     while True:
         m = ws.receive_json()
         msgs.append(m)
-        if m.get("type") == "analysis" or "error" in m:
+        if m.get("type") in ("analysis", "pong") or "error" in m:
             return m
 
 
@@ -170,6 +170,9 @@ def test_reconnect_continues_the_leg_on_another_worker(settings, models, pcm, fc
             ws.send_bytes(pcm[i:i + FRAME].tobytes())
             if (i + FRAME) % RATE == 0:
                 next_analysis(ws, msgs)
+        ws.send_json({"type": "ping"})  # every frame taken: 0.4 s buffered per leg
+        assert next_analysis(ws, msgs)["type"] == "pong" and msgs.pop()["buffered_s"] == {"agent": 0.4,
+                                                                                           "customer": 0.4}
     with TestClient(create_app(settings, models=models)) as other:
         with other.websocket_connect(url) as ws:
             for i in range(cut, 10 * RATE, FRAME):

@@ -82,6 +82,13 @@ def wait_ended(client, call_id: str, timeout: float = 60.0) -> dict:
     raise AssertionError(f"call {call_id} did not end: {view}")
 
 
+def wait_chunks(client, call_id: str, n: int, timeout: float = 60.0) -> None:
+    t0 = time.monotonic()
+    while client.get(f"/v1/calls/{call_id}").json().get("state", {}).get("chunks", 0) < n:
+        assert time.monotonic() - t0 < timeout, f"call {call_id} has not analysed {n} windows"
+        time.sleep(0.05)
+
+
 def n_frames(call) -> int:
     return len(call["customer"]) // FRAME
 
@@ -123,6 +130,7 @@ def test_twilio_media_streams_with_reconnect_reorder_and_loss(tclient, call, pea
     n, cut = n_frames(call), 1800  # the first stream drops at 36 s; Twilio starts a new stream for the call
     with tclient.websocket_connect("/v1/telephony/twilio") as ws:
         twilio_stream(ws, call, "CA-tw1", "MZ-1", range(0, cut), swap=(100, 700), drop={("inbound", 1200)})
+        wait_chunks(tclient, "CA-tw1", 2 * cut // 50)  # Twilio sends nothing back: wait until all was taken
     view = tclient.get("/v1/calls/CA-tw1").json()
     assert view["status"] == "active" and view["agent_id"] == "agent-042"
     with tclient.websocket_connect("/v1/telephony/twilio") as ws:
@@ -230,7 +238,7 @@ def test_freeswitch_audio_fork_stereo(tclient, call, peaks):
     x = np.stack([call["agent"], call["customer"]], axis=1).astype("<i2").tobytes()
     url = "/v1/telephony/fork?call_id=fs-1&sample_rate=8k&channels=2&channel_map=agent,customer"
     msgs = []
-    with tclient.websocket_connect(url) as ws:
+    with tclient.websocket_connect(url) as ws:  # (the test client cancels the server when the block exits)
         ws.send_text(json.dumps({"agent_id": "1001", "callId": "ignored-query-wins"}))
         step = 4 * FRAME
         for i in range(0, len(x), step):
@@ -241,9 +249,9 @@ def test_freeswitch_audio_fork_stereo(tclient, call, peaks):
                 ws.send_bytes(x[i:i + step])
             if (i + step) % (4 * RATE) == 0:
                 msgs.append(ws.receive_json())
-        ws.close()
+        ws.close(1000)  # FreeSWITCH closes the socket when the call ends
+        view = wait_ended(tclient, "fs-1")
     assert [m["t_start"] for m in msgs if m["type"] == "analysis"][:3] == [0.0, 1.0, 2.0]
-    view = wait_ended(tclient, "fs-1")
     assert view["agent_id"] == "1001"
     assert view["summary"]["peak_stage"] == peaks["pcm"]
 
@@ -305,4 +313,7 @@ def test_rtp_legs_from_ffmpeg(tclient, call, peaks, tmp_path):
     view = wait_ended(tclient, "rtp-1")  # both legs idle: the call ends
     assert view["summary"]["duration_s"] == pytest.approx(len(call["customer"]) / RATE, abs=0.2)
     assert view["summary"]["peak_stage"] == peaks["ulaw"]
+    t0 = time.monotonic()
+    while tclient.app.state.telephony.rtp and time.monotonic() - t0 < 5:
+        time.sleep(0.05)
     assert tclient.app.state.telephony.rtp == {}  # the ports were released
