@@ -108,8 +108,8 @@ async def post_audio(
     body = await _read_body(request, rt.settings.ingest.max_body_bytes)
     agent = agent_id or x_agent_id or who.agent_id
     if mode != "chunks":
-        chunk = await rt.run(stream_svc.decode_frame, rt, body, fmt)
-        if mode == "frames" or await rt.run(stream_svc.wants_frames, rt, call_id, chunk):
+        chunk = await rt.run(stream_svc.as_frame, rt, call_id, body, fmt, mode == "frames")
+        if chunk is not None:
             return await stream_svc.post_frames(rt, call_id, chunk, seq, tenant=who.tenant, agent_id=agent,
                                                 anchor_s=start)
     if seq is None:

@@ -292,6 +292,13 @@ def wants_frames(rt: Runtime, call_id: str, chunk: DecodedChunk) -> bool:
     return chunk.duration_s < telephony(rt.settings).stream_window_s - 1e-9
 
 
+def as_frame(rt: Runtime, call_id: str, body: bytes, fmt: ChunkFormat, force: bool) -> DecodedChunk | None:
+    """The decoded body when it is to be buffered as a frame (``force``: ``mode=frames``), else None (a whole chunk,
+    analysed as it is).  One thread hop for the decode and the call lookup."""
+    chunk = decode_frame(rt, body, fmt)
+    return chunk if force or wants_frames(rt, call_id, chunk) else None
+
+
 async def post_frames(rt: Runtime, call_id: str, chunk: DecodedChunk, seq: int | None, *, tenant: str,
                       agent_id: str | None, anchor_s: float | None = None) -> dict[str, Any]:
     """``POST .../audio`` of a frame: buffered with the call's stored framer state; answers the windows it completed
