@@ -216,16 +216,19 @@ def main() -> int:
         try:
             for step in args.steps.split(","):
                 mode, n = step.split(":")
-                cpu0, w0 = svc.cpu_times(), time.time()
+                me = psutil.Process()
+                cpu0, w0, me0 = svc.cpu_times(), time.time(), me.cpu_times()
                 load0 = os.getloadavg()[0]
                 if mode == "rtp":
                     res = rtp_step(f"http://127.0.0.1:{port}", int(n), call, tmp, args.seed)
                 else:
                     res = asyncio.run(ws_step(f"ws://127.0.0.1:{port}", mode, int(n), call, args.seed))
-                cpu1, wall = svc.cpu_times(), time.time() - w0
+                cpu1, wall, me1 = svc.cpu_times(), time.time() - w0, me.cpu_times()
+                client = (me1.user + me1.system) - (me0.user + me0.system)
                 cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
                 res.update(step=step, wall_s=round(wall, 1), service_cpu_s=round(cpu, 1),
                            service_cores=round(cpu / wall, 2), cpu_ms_per_call_s=round(1000 * cpu / (int(n) * args.seconds), 2),
+                           client_cores=round(client / wall, 2),
                            loadavg_1m_before=round(load0, 2), loadavg_1m_after=round(os.getloadavg()[0], 2))
                 print(json.dumps(res), flush=True)
                 out["steps"].append(res)

@@ -204,3 +204,17 @@ def test_a_leg_may_not_run_ahead_of_real_time(client, pcm):
                     assert m["status"] == 429 and "ahead of real time" in m["error"]["message"]
     state = client.get("/v1/calls/rl").json()["state"]
     assert 1 <= state["chunks"] <= 3  # what it sent within the limit was analysed
+
+
+def test_two_legs_over_short_posts_do_not_collide(fclient, pcm):
+    """role=customer and role=agent POSTs with the same seq numbers are two legs, not duplicates."""
+    hop, done = 800, []
+    for k in range(20):  # 2 s of 100 ms frames per leg
+        for role, col in (("customer", 1), ("agent", 0)):
+            r = fclient.post("/v1/calls/p2/audio", content=pcm[k * hop:(k + 1) * hop, col].tobytes(),
+                             params={"seq": k, "encoding": "pcm_s16le", "sample_rate": RATE, "role": role,
+                                     "start": 0})
+            assert r.status_code == 200 and r.json()["duplicate"] is False, r.text
+            done += r.json()["completed"]
+    assert sorted((m["t_start"], *m["roles"]) for m in done) == [(0.0, "agent"), (0.0, "customer"), (1.0, "agent"),
+                                                                 (1.0, "customer")]
