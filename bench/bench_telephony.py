@@ -1,7 +1,7 @@
 """Telephony load: concurrent calls streaming 20 ms frames in real time over WebSockets, and RTP legs from ffmpeg.
 
-Starts its own service (``uvicorn app.main:create_app``, one worker: RTP ports belong to one process; SQLite store in
-a temporary directory; auth off), then for each step:
+Starts its own service (``uvicorn app.main:create_app``, ``--workers`` processes for the WebSocket steps and one for
+RTP, whose ports belong to one process; SQLite store in a temporary directory; auth off), then for each step:
 
 * ``stereo N``: N calls, each one WebSocket (``/v1/calls/{id}/stream``, raw s16le stereo, ``channels=2``) sending the
   sample call (``sample_audio/call_escalating_8k.wav``) as 20 ms frames on a fixed real-time schedule (frame k
@@ -56,12 +56,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_service(port: int, state: Path) -> subprocess.Popen:
+def start_service(port: int, state: Path, workers: int = 1) -> subprocess.Popen:
     env = {**os.environ, "NUQI_STATE_DIR": str(state), "NUQI_STORE": "sqlite", "NUQI_RTP_PORTS": "24000-24199",
            "NUQI_RTP_HOST": "127.0.0.1", "NUQI_RTP_IDLE_TIMEOUT_S": "2", "NUQI_ACCESS_LOG": "false",
            "NUQI_LOG_LEVEL": "warning", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--host",
-                             "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"],
+                             "127.0.0.1", "--port", str(port), "--workers", str(workers), "--log-level", "warning",
+                             "--no-access-log"],
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     t0 = time.time()
     while time.time() - t0 < 120:
@@ -198,43 +199,67 @@ def rtp_step(http: str, n: int, call: np.ndarray, tmp: Path, seed: int) -> dict[
                 round(float(np.percentile(np.array(lag) * 1000, 99)), 1) if lag else None}
 
 
+def service_cpu(proc: subprocess.Popen) -> float:
+    p = psutil.Process(proc.pid)
+    total = 0.0
+    for q in [p, *p.children(recursive=True)]:
+        try:
+            t = q.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def run_step(proc: subprocess.Popen, port: int, mode: str, n: int, call: np.ndarray, tmp: Path,
+             args: argparse.Namespace) -> dict[str, Any]:
+    me = psutil.Process()
+    cpu0, w0, me0, load0 = service_cpu(proc), time.time(), me.cpu_times(), os.getloadavg()[0]
+    if mode == "rtp":
+        res = rtp_step(f"http://127.0.0.1:{port}", n, call, tmp, args.seed)
+    else:
+        res = asyncio.run(ws_step(f"ws://127.0.0.1:{port}", mode, n, call, args.seed))
+    cpu, wall, me1 = service_cpu(proc) - cpu0, time.time() - w0, me.cpu_times()
+    client = (me1.user + me1.system) - (me0.user + me0.system)
+    res.update(step=f"{mode}:{n}", wall_s=round(wall, 1), service_cpu_s=round(cpu, 1),
+               service_cores=round(cpu / wall, 2), cpu_ms_per_call_s=round(1000 * cpu / (n * args.seconds), 2),
+               client_cores=round(client / wall, 2), loadavg_1m_before=round(load0, 2),
+               loadavg_1m_after=round(os.getloadavg()[0], 2), uptime_after=uptime())
+    print(json.dumps(res), flush=True)
+    time.sleep(5)  # let the service settle between steps
+    return res
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", default="stereo:25,stereo:50,stereo:100,legs:100,rtp:20")
     ap.add_argument("--seconds", type=float, default=30.0, help="seconds of the sample call each call streams")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=2, help="service worker processes for the WebSocket steps")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     call = load_call(args.seconds)
-    port = free_port()
     out: dict[str, Any] = {"host_start": uptime(), "cpu_count": psutil.cpu_count(), "seconds": args.seconds,
-                           "steps": []}
+                           "workers": args.workers, "steps": []}
+    steps = [st.split(":") for st in args.steps.split(",")]
     with tempfile.TemporaryDirectory() as tmpd:
         tmp = Path(tmpd)
-        proc = start_service(port, tmp / "state")
-        svc = psutil.Process(proc.pid)
-        try:
-            for step in args.steps.split(","):
-                mode, n = step.split(":")
-                me = psutil.Process()
-                cpu0, w0, me0 = svc.cpu_times(), time.time(), me.cpu_times()
-                load0 = os.getloadavg()[0]
-                if mode == "rtp":
-                    res = rtp_step(f"http://127.0.0.1:{port}", int(n), call, tmp, args.seed)
-                else:
-                    res = asyncio.run(ws_step(f"ws://127.0.0.1:{port}", mode, int(n), call, args.seed))
-                cpu1, wall, me1 = svc.cpu_times(), time.time() - w0, me.cpu_times()
-                client = (me1.user + me1.system) - (me0.user + me0.system)
-                cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
-                res.update(step=step, wall_s=round(wall, 1), service_cpu_s=round(cpu, 1),
-                           service_cores=round(cpu / wall, 2), cpu_ms_per_call_s=round(1000 * cpu / (int(n) * args.seconds), 2),
-                           client_cores=round(client / wall, 2),
-                           loadavg_1m_before=round(load0, 2), loadavg_1m_after=round(os.getloadavg()[0], 2))
-                print(json.dumps(res), flush=True)
-                out["steps"].append(res)
-        finally:
-            proc.terminate()
-            proc.wait(10)
+        # WebSocket calls on --workers processes; RTP on one (its UDP ports belong to the allocating process)
+        for kind, workers in (("ws", args.workers), ("rtp", 1)):
+            todo = [(m, int(n)) for m, n in steps if (m == "rtp") == (kind == "rtp")]
+            if not todo:
+                continue
+            port = free_port()
+            proc = start_service(port, tmp / f"state-{kind}", workers)
+            try:
+                for mode, n in todo:
+                    out["steps"].append(run_step(proc, port, mode, n, call, tmp, args))
+            finally:
+                proc.terminate()
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
     out["host_end"] = uptime()
     print(json.dumps({"host_start": out["host_start"], "host_end": out["host_end"]}))
     if args.out:

@@ -21,7 +21,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from app import observability as obs
 from app.errors import RateLimitedError
@@ -29,11 +32,11 @@ from app.runtime import Runtime
 from app.security.ratelimit import LocalLimiter
 from app.services.calls import _stored_entry, end_call, ensure_call, state_dict, store_alert
 from app.services.cas import CasRetry
-from app.telephony.events import LegFrame
-from pipelines.audio.decode import ChunkFormat, DecodedChunk, decode_chunk
-from pipelines.errors import ConflictError
+from app.telephony.events import ALAW_PCM16, MULAW_PCM16, LegFrame
+from pipelines.audio.decode import ROLES, ChunkFormat, Encoding, _roles_for, decode_chunk
+from pipelines.errors import AudioDecodeError, ConflictError, InputError
 from pipelines.ingest import CallFramer, PushResult, Window, window_chunk
-from pipelines.ingest.framer import LegFramer
+from pipelines.ingest.framer import LegFramer, as_int16
 from pipelines.session import CallState, process_audio
 
 logger = logging.getLogger("nuqi.stream")
@@ -204,7 +207,7 @@ class StreamSession:
             await self._locked(save_ingest, self.rt, self.call_id, self.tenant, self.agent_id, self._update())
         return out
 
-    async def feed_chunk(self, chunk: DecodedChunk, *, seq: int | None = None) -> list[dict[str, Any]]:
+    async def feed_chunk(self, chunk: Frame, *, seq: int | None = None) -> list[dict[str, Any]]:
         """A decoded chunk of any length (one or two legs) -> frames of its legs, pushed together."""
         frames = [LegFrame(role, x, chunk.sample_rate, seq=seq) for role, x in chunk.audio.items()]
         return await self.feed(frames)
@@ -274,14 +277,51 @@ async def flush_stored(rt: Runtime, call_id: str, tenant: str) -> list[dict[str,
     return await session.flush()
 
 
-def decode_frame(rt: Runtime, body: bytes, fmt: ChunkFormat) -> DecodedChunk:
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """A decoded frame: int16 samples per role at ``sample_rate`` (what the framer takes, bit-exact)."""
+
+    sample_rate: int
+    duration_s: float
+    audio: dict[str, np.ndarray]
+
+
+_FAST_RATES = (8000, 16000)  # rates decode_chunk does not resample: int16 straight from the bytes is exact
+
+
+def decode_frame(rt: Runtime, body: bytes, fmt: ChunkFormat) -> Frame:
     """One frame or chunk as the service decodes it: silence is valid audio; no clipping verdict on a frame (one
-    shout would fail a 20 ms frame)."""
-    return decode_chunk(body, fmt, max_seconds=rt.settings.ingest.max_chunk_seconds, allow_silence=True,
-                        check_clipping=False)
+    shout would fail a 20 ms frame).  Raw s16le / G.711 at 8 or 16 kHz go straight to int16 (a 20 ms frame arrives
+    50 times a second per call); anything else (WAV, other rates) through ``decode_chunk``."""
+    enc = None
+    if body[:4] not in (b"RIFF", b"RIFX", b"RF64") and fmt.sample_rate in _FAST_RATES and body:
+        enc = Encoding.parse(fmt.encoding, body)
+    if enc in (Encoding.pcm_s16le, Encoding.mulaw, Encoding.alaw):
+        channels = fmt.channels or (len(fmt.channel_map) if fmt.channel_map else 1)
+        if channels in (1, 2):
+            width = (2 if enc is Encoding.pcm_s16le else 1) * channels
+            if len(body) % width:
+                raise AudioDecodeError(f"{enc.value} frame of {len(body)} bytes is not a whole number of "
+                                       f"{channels}-channel samples", field="body")
+            n = len(body) // width
+            if n / fmt.sample_rate > rt.settings.ingest.max_chunk_seconds:
+                decode_chunk(body, fmt, max_seconds=rt.settings.ingest.max_chunk_seconds)  # raises its 413
+            if enc is Encoding.pcm_s16le:
+                x = np.frombuffer(body, "<i2").reshape(n, channels)
+            else:
+                x = (MULAW_PCM16 if enc is Encoding.mulaw else ALAW_PCM16)[np.frombuffer(body, np.uint8)]
+                x = x.reshape(n, channels)
+            roles = _roles_for(channels, fmt)
+            audio = {r: np.ascontiguousarray(x[:, i], dtype=np.int16) for i, r in enumerate(roles) if r in ROLES}
+            if not audio:
+                raise InputError("channel_map assigns no channel to customer or agent", field="channel_map")
+            return Frame(int(fmt.sample_rate), n / fmt.sample_rate, audio)
+    chunk = decode_chunk(body, fmt, max_seconds=rt.settings.ingest.max_chunk_seconds, allow_silence=True,
+                         check_clipping=False)
+    return Frame(chunk.sample_rate, chunk.duration_s, {r: as_int16(x) for r, x in chunk.audio.items()})
 
 
-def wants_frames(rt: Runtime, call_id: str, chunk: DecodedChunk) -> bool:
+def wants_frames(rt: Runtime, call_id: str, chunk: Frame) -> bool:
     """``mode=auto``: frames for a call already streamed in frames, and for a new call whose first chunk is shorter
     than the analysis window; a call fed whole chunks keeps taking them as they are (its short last chunk too)."""
     rec = rt.store.get_call(call_id)
@@ -292,14 +332,14 @@ def wants_frames(rt: Runtime, call_id: str, chunk: DecodedChunk) -> bool:
     return chunk.duration_s < telephony(rt.settings).stream_window_s - 1e-9
 
 
-def as_frame(rt: Runtime, call_id: str, body: bytes, fmt: ChunkFormat, force: bool) -> DecodedChunk | None:
+def as_frame(rt: Runtime, call_id: str, body: bytes, fmt: ChunkFormat, force: bool) -> Frame | None:
     """The decoded body when it is to be buffered as a frame (``force``: ``mode=frames``), else None (a whole chunk,
     analysed as it is).  One thread hop for the decode and the call lookup."""
     chunk = decode_frame(rt, body, fmt)
     return chunk if force or wants_frames(rt, call_id, chunk) else None
 
 
-async def post_frames(rt: Runtime, call_id: str, chunk: DecodedChunk, seq: int | None, *, tenant: str,
+async def post_frames(rt: Runtime, call_id: str, chunk: Frame, seq: int | None, *, tenant: str,
                       agent_id: str | None, anchor_s: float | None = None) -> dict[str, Any]:
     """``POST .../audio`` of a frame: buffered with the call's stored framer state; answers the windows it completed
     (possibly none), what each leg buffers, and the loss it revealed."""
