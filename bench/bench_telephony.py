@@ -191,12 +191,10 @@ def rtp_step(http: str, n: int, call: np.ndarray, tmp: Path, seed: int) -> dict[
                     views[cid] = v
         time.sleep(0.5)
     expected = -(-len(call) // RATE)
-    lag = [e["wall_s"] - e["windows"][0]["wall_s"] for v in views.values() for e in v["timeline"]]
     lost = sum(w["lost_s"] for v in views.values() for e in v["timeline"] for w in e["windows"])
     return {"legs": n, "ffmpeg_rc": sorted(set(rc)), "calls_ended": len(views),
             "windows": sum(len(v["timeline"]) for v in views.values()), "windows_expected": n * expected,
-            "lost_s": round(lost, 3), "window_to_analysis_ms_p99":
-                round(float(np.percentile(np.array(lag) * 1000, 99)), 1) if lag else None}
+            "lost_s": round(lost, 3)}
 
 
 def service_cpu(proc: subprocess.Popen) -> float:

@@ -180,7 +180,8 @@ class StreamSession:
 
     def check_rate(self) -> None:
         rate = float(self.tel.stream_max_messages_per_s)
-        if not self._limiter.take_sync("m", rate, max(rate, 10.0)).allowed:
+        # burst of 5 s: after a stall of the server (or the network), the frames queued meanwhile arrive at once
+        if not self._limiter.take_sync("m", rate, max(5 * rate, 50.0)).allowed:
             raise RateLimitedError(f"more than {rate:g} messages/s on one stream; slow down", retry_after_s=1)
 
     # ----------------------------------------------------------------- feeding
