@@ -9,10 +9,11 @@ from typing import AsyncIterator
 from fastapi import FastAPI
 
 from app import docs, errors, observability
-from app.routes import admin, alerts, batch, calls, health, pages, transcripts
+from app.routes import admin, alerts, batch, calls, health, pages, telephony, transcripts
 from app.runtime import Runtime
 from app.security import auth
 from app.security.auth import SecurityRuntime
+from app.services.telephony import TelephonyRuntime
 from app.settings import ServiceSettings, get_service_settings
 from pipelines.registry import ModelRegistry
 
@@ -28,12 +29,16 @@ def create_app(settings: ServiceSettings | None = None, models: ModelRegistry | 
         app.state.runtime = runtime
         try:
             app.state.security = SecurityRuntime.start(settings.security, runtime.store)
+            app.state.telephony = TelephonyRuntime(runtime)  # AudioSocket listener (if its port is set), RTP legs
+            await app.state.telephony.start()
             # the loaded models (jieba's dictionary, lexicon, tokenizer, ...) never die: keep them out of the
             # cyclic GC, whose full collections otherwise stalled a request by 50-130 ms every second or two
             gc.collect()
             gc.freeze()
             yield
         finally:
+            if getattr(app.state, "telephony", None) is not None:
+                await app.state.telephony.close()
             if getattr(app.state, "security", None) is not None:
                 await app.state.security.close()
             runtime.close()
@@ -49,6 +54,6 @@ def create_app(settings: ServiceSettings | None = None, models: ModelRegistry | 
     auth.install(app, settings)  # API keys, rate limit, body cap (roles: each route's require_roles)
     observability.install(app, settings)  # /metrics, JSON logs (outermost middleware)
     app.include_router(admin.router)
-    for module in (health, calls, transcripts, alerts, pages, batch):
+    for module in (health, calls, telephony, transcripts, alerts, pages, batch):
         app.include_router(module.router)
     return app

@@ -235,6 +235,27 @@ class CallAnger(Open):
     agent: float | None = Field(None, description="latest fused anger of the agent")
 
 
+class StreamWindow(Open):
+    """One leg's analysis window cut from streamed frames."""
+
+    role: str
+    index: int = Field(description="window k covers media time [k*W, (k+1)*W)")
+    t_start: float
+    t_end: float
+    lost_s: float = Field(description="silence standing in for lost frames in this window")
+    pad_s: float = Field(description="silence before the leg's first frame")
+    final: bool = Field(description="the short last window of a leg")
+    wall_s: float | None = Field(None, description="wall-clock time the window's last frame arrived")
+
+
+class StreamGap(Open):
+    role: str
+    reason: str = Field(description="loss (sequence gap), timestamp (a jump in media time), segment, jump, ...")
+    t_start: float
+    duration_s: float
+    seq: list[int] | None = Field(None, description="first and last missing sequence numbers")
+
+
 class ChunkEntry(Open):
     """A chunk's timeline entry."""
 
@@ -246,6 +267,9 @@ class ChunkEntry(Open):
     roles: dict[str, RoleWindow]
     stage: Stage | None = Field(None, description="the call's stage after this chunk (all roles)")
     anger: CallAnger | None = Field(None, description="the call's latest fused anger after this chunk")
+    wall_s: float | None = Field(None, description="wall-clock time (Unix seconds) of the analysis; t_start/t_end are "
+                                                   "media time, seconds since the call started")
+    windows: list[StreamWindow] | None = Field(None, description="streamed audio: the framer windows analysed")
 
 
 class ChunkResult(ChunkEntry):
@@ -253,6 +277,38 @@ class ChunkResult(ChunkEntry):
     duplicate: bool = Field(description="true: this seq was processed before; the stored result is returned")
     alerts: list[Alert] = Field(description="alerts raised (or re-delivered) by this chunk")
     gaps: list[list[int]] | None = Field(None, description="missing seq ranges [first, last] of the call so far")
+
+
+class StreamAnalysis(ChunkResult):
+    type: Literal["analysis"] = "analysis"
+    lost: list[StreamGap] = Field(default_factory=list, description="lost audio (now silence) reported since the "
+                                                                    "last analysis")
+
+
+class FramesResult(Open):
+    """``POST .../audio`` of a frame: what it completed."""
+
+    call_id: str
+    completed: list[StreamAnalysis] = Field(description="one analysis per window the frame completed (often none)")
+    buffered_s: dict[str, float] = Field(description="audio each leg buffers toward its next window")
+    lost: list[StreamGap] = Field(description="lost audio not yet part of a completed window")
+    duplicate: bool = Field(description="true: this frame's seq was received before; nothing changed")
+    late: int = Field(0, description="frames of this leg that came after they were declared lost")
+    wall_s: float
+
+
+class StreamAllocation(BaseModel):
+    """An AudioSocket session or an RTP port bound to a call leg."""
+
+    call_id: str
+    role: str
+    transport: Literal["audiosocket", "rtp"]
+    uuid: str | None = Field(None, description="AudioSocket: the UUID to pass to AudioSocket()")
+    host: str | None = Field(None, description="where to send the media")
+    port: int | None = None
+    codec: str | None = None
+    payload_type: int | None = Field(None, description="RTP payload type expected (null: any dynamic type)")
+    idle_timeout_s: float | None = None
 
 
 class RoleStateView(Open):

@@ -79,6 +79,7 @@ class TelephonySettings(BaseSettings):
     stream_window_s: float = 1.0  # analysis window of streamed audio (frames of any size are buffered to it)
     stream_jitter_s: float = 0.2  # how long out-of-order frames are waited for
     stream_max_ahead_s: float = 2.0  # a leg may not run further ahead of real time than this
+    stream_max_messages_per_s: float = 250.0  # messages per second on one stream connection (20 ms stereo = 50)
     twilio_track_roles: str = "inbound=customer,outbound=agent"
     audiohook_channel_roles: str = "external=customer,internal=agent"
 

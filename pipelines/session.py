@@ -49,6 +49,9 @@ class CallState:
     fusion: dict[str, Any] = field(default_factory=dict)  # CallAnalyzer.state_dict() (the decision layer)
     utterances: int = 0
     final_ids: list[str] = field(default_factory=list)  # storage keys of final utterances applied (idempotency)
+    # streamed calls: the frame buffer (pipelines.ingest.CallFramer.state_dict()), so a leg can continue on
+    # another worker; empty for calls fed whole chunks
+    ingest: dict[str, Any] = field(default_factory=dict)
 
     def state_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -123,6 +123,7 @@ def _attempt(rt: Runtime, call_id: str, tenant: str, agent_id: str | None, seq: 
     level_before = obs.stage_level(rec.state)
     with obs.inference("audio"):
         result = process_audio(state, chunk, seq, rt.models, start_s)
+    result.entry["wall_s"] = round(time.time(), 3)  # when it was analysed (t_start/t_end: media time)
     rec.state = state_dict(state)
     if not rt.store.commit_chunk(rec, expected, seq, _stored_entry(result)):
         return "retry", None
@@ -165,7 +166,8 @@ async def ingest_audio(rt: Runtime, call_id: str, body: bytes, fmt: ChunkFormat,
 
     def attempt(waited: float) -> tuple[str, dict[str, Any] | None]:
         if not decoded:  # decoded in the same thread hop as the first attempt (a bad chunk never touches state)
-            decoded.append(decode_chunk(body, fmt, max_seconds=rt.settings.ingest.max_chunk_seconds))
+            decoded.append(decode_chunk(body, fmt, max_seconds=rt.settings.ingest.max_chunk_seconds,
+                                        allow_silence=True))
         return _attempt(rt, call_id, tenant, agent_id, seq, decoded[0], start_s, waited)
 
     key = (id(rt), call_id)

@@ -251,8 +251,12 @@ def resample(x: np.ndarray, src: int, dst: int) -> np.ndarray:
     return soxr.resample(x, src, dst, quality="HQ").astype(np.float32)
 
 
-def decode_chunk(body: bytes, fmt: ChunkFormat, *, max_seconds: float = 30.0) -> DecodedChunk:
-    """Decode and validate one chunk; raise an :class:`InputError` subclass naming the problem."""
+def decode_chunk(body: bytes, fmt: ChunkFormat, *, max_seconds: float = 30.0, allow_silence: bool = False,
+                 check_clipping: bool = True) -> DecodedChunk:
+    """Decode and validate one chunk; raise an :class:`InputError` subclass naming the problem.
+
+    ``allow_silence``: an all-zero chunk (hold, mute) is valid audio instead of an error; ``check_clipping``:
+    refuse a chunk whose channel is clipped (off for short streamed frames, where one shout would fail it)."""
     if not body:
         raise InputError("empty chunk: the request body has no audio bytes", field="body")
     encoding = Encoding.parse(fmt.encoding, body)
@@ -303,7 +307,7 @@ def decode_chunk(body: bytes, fmt: ChunkFormat, *, max_seconds: float = 30.0) ->
         peak = float(np.max(np.abs(x)))
         peaks.append(peak)
         clipped = float(np.mean(np.abs(x) >= CLIP_LEVEL))
-        if clipped > MAX_CLIPPED_FRACTION:
+        if check_clipping and clipped > MAX_CLIPPED_FRACTION:
             raise InvalidAudioContentError(
                 f"{role} channel is clipped: {clipped:.0%} of samples are at full scale "
                 f"(limit {MAX_CLIPPED_FRACTION:.0%}); lower the gain",
@@ -312,7 +316,7 @@ def decode_chunk(body: bytes, fmt: ChunkFormat, *, max_seconds: float = 30.0) ->
         audio[role] = resample(x, rate, sr)
     if not audio:
         raise InputError("channel_map assigns no channel to customer or agent", field="channel_map")
-    if max(peaks) < DIGITAL_SILENCE_PEAK:
+    if not allow_silence and max(peaks) < DIGITAL_SILENCE_PEAK:
         raise InvalidAudioContentError(
             "chunk is pure digital silence on every channel (all samples zero); check the audio source",
             field="body",

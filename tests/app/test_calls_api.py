@@ -113,7 +113,6 @@ def test_raw_pcm_and_g711_mono(client, call8k):
     ({}, b"RIFF\x10\x00\x00\x00WAVEgarbage", 422, "WAV"),
     ({"encoding": "pcm_s16le", "sample_rate": 3000}, b"\x01\x02" * 100, 422, "sample_rate"),
     ({"encoding": "speex", "sample_rate": 8000}, b"\x01\x02" * 100, 422, "encoding"),
-    ({"encoding": "pcm_s16le", "sample_rate": 8000}, bytes(16000), 422, "silence"),
     ({"encoding": "pcm_s16le", "sample_rate": 8000}, b"", 422, "empty"),
     ({"encoding": "pcm_s16le", "sample_rate": 8000, "role": "boss"}, b"\x01\x02" * 100, 422, "role"),
 ])
@@ -128,6 +127,17 @@ def test_bad_chunks_are_4xx_and_leave_state_intact(client, call8k, params, body,
     after = client.get("/v1/calls/c4").json()["state"]
     assert after == before
     assert post(client, "c4", 1, wav_bytes(call8k[8000:16000], 8000, 2)).status_code == 200
+
+
+def test_digital_silence_is_audio_and_advances_the_clock(client, call8k):
+    """Hold / mute: an all-zero chunk is valid silence (not a 4xx) and the next chunk starts after it (issue 14)."""
+    assert post(client, "hold", 0, wav_bytes(call8k[:8000], 8000, 2)).status_code == 200
+    r = post(client, "hold", 1, bytes(32000), encoding="pcm_s16le", sample_rate=8000, channels=2)
+    assert r.status_code == 200, r.text
+    assert r.json()["t_start"] == 1.0 and r.json()["roles"]["customer"]["features"]["speech_s"] == 0
+    r = post(client, "hold", 2, wav_bytes(call8k[16000:24000], 8000, 2))
+    assert r.status_code == 200 and r.json()["t_start"] == 2.0
+    assert isinstance(r.json()["wall_s"], float)  # media time and wall-clock time
 
 
 def test_oversize_chunk_is_413(client):
