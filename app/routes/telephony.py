@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from starlette.requests import HTTPConnection
 
 from app.deps import CallId, Principal, RequireRoles, require_roles
-from app.errors import AuthError, ForbiddenError, RateLimitedError, error_body
+from app.errors import COMMON, WITH_BODY, AuthError, ForbiddenError, RateLimitedError, error_body, responses
 from app.schemas import StreamAllocation
 from app.security.roles import ADMIN, INGEST
 from app.services.stream import telephony
@@ -24,7 +24,7 @@ from app.telephony.twilio import TwilioSession
 from pipelines.errors import NuqiError
 
 logger = logging.getLogger("nuqi.routes.telephony")
-router = APIRouter(tags=["telephony"])
+router = APIRouter(tags=["telephony"], responses=responses(*COMMON, *WITH_BODY, 404, 409))
 INGEST_ROLES = (INGEST, ADMIN)
 Ingest = Annotated[Principal, Depends(require_roles(*INGEST_ROLES))]
 

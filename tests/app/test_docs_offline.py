@@ -4,9 +4,6 @@ non-loopback request blocked."""
 from __future__ import annotations
 
 import re
-import socket
-import threading
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.settings import ServiceSettings
+from tests.app.live_server import live_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -36,33 +34,12 @@ def test_docs_pages_reference_only_local_assets(tmp_path):
                     assert r.status_code == 200 and len(r.content) > 1000, (u, r.status_code)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def _serve(state_dir: Path):
-    import uvicorn
-
     from app.main import create_app
 
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(ServiceSettings(state_dir=state_dir, log_json=False)),
-                                        host="127.0.0.1", port=port, log_level="warning", access_log=False,
-                                        lifespan="on", timeout_graceful_shutdown=2))
-    th = threading.Thread(target=srv.run, daemon=True)
-    th.start()
-    deadline = time.monotonic() + 60
-    while not srv.started:
-        assert th.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        srv.should_exit = True
-        th.join(15)
+    with live_server(create_app(ServiceSettings(state_dir=state_dir, log_json=False))) as base:
+        yield base
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium not installed at /usr/bin/chromium")

@@ -8,7 +8,6 @@ the pages are open, exactly as a telephony connector would.  Screenshots are wri
 from __future__ import annotations
 
 import json
-import socket
 import tempfile
 import threading
 import time
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 
 from app.settings import ServiceSettings
+from tests.app.live_server import live_server
 from tests.conftest import SAMPLE_AUDIO, read_wav, wav_bytes
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -35,37 +35,16 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
 
 
 # ------------------------------------------------------------------------------------------ fixtures
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def _serve(models, state_dir: Path, **overrides):
     """The real service (create_app with the real models) under uvicorn on a free loopback port."""
-    import uvicorn
-
     from app.main import create_app
 
     # always the embedded SQLite store: the pages do not depend on the backend, and a module-scoped
     # server must not share a Redis database that the Redis pass flushes before every test
     settings = ServiceSettings(state_dir=state_dir, store="sqlite", **overrides)
-    app = (create_app(settings, models=models))
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
-                                        lifespan="on", timeout_graceful_shutdown=2))
-    th = threading.Thread(target=srv.run, name=f"uvicorn-{port}", daemon=True)
-    th.start()
-    deadline = time.monotonic() + 60
-    while not srv.started:
-        assert th.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        srv.should_exit = True
-        th.join(15)
+    with live_server(create_app(settings, models=models)) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
