@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from typing_extensions import Self
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV = SettingsConfigDict(env_prefix="NUQI_", env_file=None, extra="ignore", populate_by_name=True)
