@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 
 import numpy as np
@@ -48,38 +49,45 @@ def test_parser_reassembles_packets_split_anywhere(call):
     assert build_packet(HANGUP) == b"\x00\x00\x00"
 
 
+@contextlib.asynccontextmanager
+async def listener(idle_timeout_s: float):
+    """A real AudioSocket TCP listener on loopback: yields (client writer, events seen, future of the end reason)."""
+    events: list = []
+
+    async def on_event(ev):
+        events.append(ev)
+
+    ended = asyncio.get_running_loop().create_future()
+
+    async def serve(reader, writer):
+        ended.set_result(await handle_connection(reader, writer, on_event, idle_timeout_s=idle_timeout_s))
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    _, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+    try:
+        yield writer, events, ended
+    finally:
+        writer.close()
+        server.close()
+        await server.wait_closed()
+
+
 def test_audiosocket_over_tcp_gives_1s_chunk_windows(call):
     x = call["customer"][: 6 * 8000 + 480]
     data = asterisk_stream(x)
 
     async def main():
-        events = []
-
-        async def on_event(ev):
-            events.append(ev)
-
-        ended = asyncio.get_running_loop().create_future()
-
-        async def serve(reader, writer):
-            ended.set_result(await handle_connection(reader, writer, on_event, idle_timeout_s=5))
-
-        server = await asyncio.start_server(serve, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        rng = np.random.default_rng(1)
-        i = 0
-        while i < len(data):  # writes of 1..700 bytes: packets split across TCP segments
-            n = int(rng.integers(1, 700))
-            writer.write(data[i:i + n])
-            await writer.drain()
-            i += n
-            if rng.random() < 0.05:
-                await asyncio.sleep(0.002)
-        reason = await asyncio.wait_for(ended, 5)
-        writer.close()
-        server.close()
-        await server.wait_closed()
-        return reason, events
+        async with listener(idle_timeout_s=5) as (writer, events, ended):
+            rng = np.random.default_rng(1)
+            i = 0
+            while i < len(data):  # writes of 1..700 bytes: packets split across TCP segments
+                n = int(rng.integers(1, 700))
+                writer.write(data[i:i + n])
+                await writer.drain()
+                i += n
+                if rng.random() < 0.05:
+                    await asyncio.sleep(0.002)
+            return await asyncio.wait_for(ended, 5), events
 
     reason, events = asyncio.run(main())
     assert reason == "hangup"
@@ -111,25 +119,10 @@ def test_error_packet_and_bad_streams():
 
 def test_idle_connection_ends():
     async def main():
-        events = []
-
-        async def on_event(ev):
-            events.append(ev)
-
-        done = asyncio.get_running_loop().create_future()
-
-        async def serve(reader, writer):
-            done.set_result(await handle_connection(reader, writer, on_event, idle_timeout_s=0.2))
-
-        server = await asyncio.start_server(serve, "127.0.0.1", 0)
-        _, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
-        writer.write(build_packet(UUID, CALL_UUID.bytes))
-        await writer.drain()
-        reason = await asyncio.wait_for(done, 3)
-        writer.close()
-        server.close()
-        await server.wait_closed()
-        return reason, events
+        async with listener(idle_timeout_s=0.2) as (writer, events, ended):
+            writer.write(build_packet(UUID, CALL_UUID.bytes))
+            await writer.drain()
+            return await asyncio.wait_for(ended, 3), events
 
     reason, events = asyncio.run(main())
     assert reason == "idle" and events[-1] == CallEnded("idle")
