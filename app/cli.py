@@ -49,13 +49,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def server_options(settings: ServiceSettings, workers: int = 1) -> dict:
     """uvicorn options against slow clients: request headers within ``header_timeout_s``
     (``app.security.slowclients``; bodies are timed by ``app.security.limits``), idle kept-alive connections
-    closed after ``keep_alive_s``, headers ≤ 16 KiB."""
+    closed after ``keep_alive_s``, headers ≤ 16 KiB; and the proxies whose ``X-Forwarded-For`` is believed
+    (``forwarded_allow_ips``; none by default: uvicorn's own default trusts loopback, so any local process could
+    pick the client address the invalid-key throttle counts)."""
     from app.security.slowclients import protocol_for
 
     # several workers import the protocol by name and read the deadline from their own (identical) settings
     http = protocol_for(settings.header_timeout_s if workers == 1 else None)
+    proxies = settings.forwarded_allow_ips.strip()
     return {"http": http, "timeout_keep_alive": settings.keep_alive_s,
-            "h11_max_incomplete_event_size": 16 * 1024}
+            "h11_max_incomplete_event_size": 16 * 1024,
+            "proxy_headers": bool(proxies), "forwarded_allow_ips": proxies or None}
 
 
 def cmd_analyze_audio(args: argparse.Namespace) -> int:

@@ -29,7 +29,7 @@ def create_app(settings: ServiceSettings | None = None, models: ModelRegistry | 
         app.state.runtime = runtime
         try:
             app.state.security = SecurityRuntime.start(settings.security, runtime.store)
-            app.state.telephony = TelephonyRuntime(runtime)  # AudioSocket listener (if its port is set), RTP legs
+            app.state.telephony = TelephonyRuntime(runtime, app.state.security)  # AudioSocket listener (if its port is set), RTP legs
             await app.state.telephony.start()
             # the loaded models (jieba's dictionary, lexicon, tokenizer, ...) never die: keep them out of the
             # cyclic GC, whose full collections otherwise stalled a request by 50-130 ms every second or two

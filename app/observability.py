@@ -39,7 +39,8 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 
-from app.errors import error_body
+from app.deps import RequireRoles
+from app.errors import ForbiddenError, error_body, responses
 from pipelines.errors import StoreUnavailableError
 from pipelines.pii import id_digest, redact
 
@@ -139,8 +140,24 @@ def _active_calls_text(n: int | None) -> bytes:
 router = APIRouter(tags=["health"])
 
 
-@router.get("/metrics", summary="Prometheus metrics (text exposition format)", response_class=Response)
+async def metrics_access(request: Request) -> None:
+    """``NUQI_METRICS_ROLES`` set: a key with one of those roles, of the operator's tenant (the counters span every
+    tenant); unset: public.  Not a ``require_roles`` route: whether it needs a key is a setting."""
+    sec = request.app.state.runtime.settings.security
+    if not sec.metrics_roles or not sec.auth_enabled:  # (with auth off the whole API is open)
+        return
+    who = await RequireRoles(tuple(sec.metrics_roles))(request)
+    if who.tenant != sec.bootstrap_tenant:
+        raise ForbiddenError(f"/metrics spans every tenant: only keys of tenant {sec.bootstrap_tenant!r} "
+                             "(NUQI_BOOTSTRAP_TENANT) may read it", role=who.role)
+
+
+@router.get("/metrics", summary="Prometheus metrics (text exposition format)", response_class=Response,
+            description="Public unless `NUQI_METRICS_ROLES` names the roles that may read it (then a key with one "
+                        "of them, of the operator's tenant `NUQI_BOOTSTRAP_TENANT`).",
+            responses=responses(401, 403, 429, 503))
 async def metrics(request: Request) -> Response:
+    await metrics_access(request)
     if MULTIPROC:
         reg = CollectorRegistry()
         multiprocess.MultiProcessCollector(reg)

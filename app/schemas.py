@@ -136,6 +136,8 @@ class StoreHealth(Open):
     backend: str
     ok: bool
     error: str | None = None
+    data_lost_at: float | None = Field(None, description="when the store was found to have lost its data (Redis "
+                                                         "restarted without persistence); null: never")
 
 
 class Readiness(Open):
@@ -143,6 +145,7 @@ class Readiness(Open):
     models: dict[str, ComponentHealth]
     store: StoreHealth
     reasons: list[str] = Field(description="why the service is not ready (empty when it is)")
+    warnings: list[str] = Field(default_factory=list, description="ready, but something the operator must know")
 
 
 # =========================================================================== admin

@@ -11,6 +11,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode
 
+from app.security.roles import ROLES
 from pipelines.settings import ENV, Settings
 
 
@@ -43,6 +44,20 @@ class SecuritySettings(BaseSettings):
     # secret key of the digests that stand for call and utterance ids in logs (a phone number used as a call id
     # must not be found again by hashing every number); unset: unkeyed digests
     pii_log_key: str = ""
+    # who may read GET /metrics (its counters span every tenant, e.g. all tenants' active calls).  Empty (the
+    # default): public, for a Prometheus scraper on a private network.  Else comma-separated roles, e.g.
+    # NUQI_METRICS_ROLES=supervisor,admin: a key with one of them, of the operator's tenant (NUQI_BOOTSTRAP_TENANT)
+    metrics_roles: Annotated[frozenset[str], NoDecode] = frozenset()
+
+    @field_validator("metrics_roles", mode="before")
+    @classmethod
+    def _roles(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = frozenset(x.strip() for x in v.split(",") if x.strip())
+        unknown = set(v or ()) - set(ROLES)
+        if unknown:
+            raise ValueError(f"metrics_roles: unknown role(s) {sorted(unknown)}; roles are {', '.join(ROLES)}")
+        return v
 
     @field_validator("pii_keep_meta_fields", mode="before")
     @classmethod
@@ -110,6 +125,10 @@ class ServiceSettings(Settings):
     # on a kept-alive connection), else it is closed (app.security.slowclients; uvicorn itself waits forever)
     header_timeout_s: float = 10.0
     keep_alive_s: int = 5  # idle kept-alive connections are closed after this long (uvicorn timeout_keep_alive)
+    # reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated IPs or CIDRs, "*" for
+    # any; uvicorn forwarded_allow_ips).  Empty (the default): no proxy is trusted, not even loopback, so the client
+    # address (invalid-key throttle, logs) is always the TCP peer.  RFC 7239 `Forwarded` is never read
+    forwarded_allow_ips: str = ""
 
     @model_validator(mode="before")
     @classmethod

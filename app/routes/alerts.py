@@ -9,11 +9,12 @@ from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
 from app.deps import Principal, RuntimeDep, require_roles
-from app.errors import COMMON, WITH_BODY, responses
+from app.errors import COMMON, WITH_BODY, AuthError, error_body, responses
 from app.observability import alert_acked
 from app.runtime import Runtime
 from app.schemas import AckIn, Alert, AlertList, Board
 from app.security.roles import ADMIN, AGENT, SUPERVISOR
+from app.security.streams import ConnectionGuard
 from app.services.board import board_view
 from pipelines.errors import NotFoundError
 
@@ -61,6 +62,8 @@ async def list_alerts(
 
 
 @router.get("/alerts/stream", summary="Server-sent events: one `alert` event per alert (id = cursor)",
+            description="The key is checked again while the stream is open: once it is revoked (within "
+                        "`NUQI_KEY_CACHE_S`) the stream sends an `error` event (`unauthorized`) and ends.",
             response_class=StreamingResponse,
             responses={200: {"description": "`text/event-stream`: `event: alert` with the alert's JSON as data "
                                             "(the `Alert` schema), `id` = its cursor",
@@ -76,12 +79,19 @@ async def stream_alerts(
     cursor = after if after is not None else min(int(last_event_id), MAX_ID) \
         if (last_event_id or "").isdigit() and last_event_id.isascii() else 0
 
+    guard = ConnectionGuard.of(request, who)
+
     async def events() -> AsyncIterator[str]:
         nonlocal cursor
         end = time.monotonic() + max_seconds
         last_beat = time.monotonic()
         yield "retry: 2000\n\n"
         while time.monotonic() < end and not await request.is_disconnected():
+            try:
+                await guard.check_key()  # a revoked key's stream ends within the key-cache period
+            except AuthError as exc:
+                yield f"event: error\ndata: {json.dumps(error_body(exc.code, exc.message, **exc.detail))}\n\n"
+                return
             alerts = await rt.run(_fetch, rt, tenant, agent, None, cursor, 100, True)
             for a in alerts:
                 cursor = a["id"]

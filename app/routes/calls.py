@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Request, WebSocket,
 from pydantic import BaseModel
 
 from app.deps import CallId, Principal, RuntimeDep, check_call_id, require_roles
-from app.errors import COMMON, WITH_BODY, RateLimitedError, error_body, responses, status_for
+from app.errors import COMMON, WITH_BODY, AuthError, RateLimitedError, error_body, responses, status_for
 from app.schemas import (
     CallEnded,
     CallInfo,
@@ -21,6 +21,7 @@ from app.schemas import (
     TranscriptResult,
 )
 from app.security.roles import ADMIN, AGENT, INGEST, QA, SUPERVISOR
+from app.security.streams import ConnectionGuard, audio_cost
 from app.services import calls as svc
 from app.services import stream as stream_svc
 from app.services.telephony import all_legs_ended
@@ -151,7 +152,10 @@ async def stream(websocket: WebSocket, call_id: str, who: Ingest,
     legs have, ``{"type": "leg_ended"}`` until then).  Sent back: one ``{"type": "analysis", ...}`` per
     completed window (media ``t_start``/``t_end``, ``wall_s``, ``lost``), ``{"type": "alert", ...}`` per alert
     raised, the transcript/end results, or ``{"error": ...}``.  A disconnect keeps the buffered audio: a
-    reconnect of the leg continues it."""
+    reconnect of the leg continues it.  The key is checked again while the stream is open
+    (``app.security.streams``): over the key's rate a message is refused with an error frame (``rate_limited``,
+    429; a message with audio costs its duration in windows, any other one request); a revoked key closes the
+    stream (an error frame, then close 1008)."""
     rt = websocket.app.state.runtime
     tenant = who.tenant
     await websocket.accept()
@@ -165,6 +169,8 @@ async def stream(websocket: WebSocket, call_id: str, who: Ingest,
         await websocket.close(code=1008)
         return
     session = stream_svc.StreamSession(rt, call_id, tenant, agent_id or who.agent_id, anchor_s=start)
+    guard = ConnectionGuard.of(websocket, who)
+    window_s = stream_svc.telephony(rt.settings).stream_window_s
     next_seq = seq
     try:
         while True:
@@ -173,21 +179,27 @@ async def stream(websocket: WebSocket, call_id: str, who: Ingest,
                 break
             try:
                 session.check_rate()
+                await guard.check_key()
                 if msg.get("bytes") is not None:
                     data = msg["bytes"]
                     if len(data) > rt.settings.ingest.max_body_bytes:
                         raise ChunkTooLargeError(f"frame of {len(data)} bytes exceeds the limit", field="frame")
                     chunk = stream_svc.decode_frame(rt, data, fmt)
+                    await guard.spend(audio_cost(chunk.duration_s, window_s))
                     for out in await session.feed_chunk(chunk, seq=next_seq):
                         await stream_svc.send_analysis(websocket.send_json, out)
                     if next_seq is not None:
                         next_seq += 1
                 else:
+                    await guard.spend(1.0)
                     for out in await _text_frame(rt, session, call_id, tenant, msg.get("text") or ""):
                         await websocket.send_json(out)
             except NuqiError as exc:
                 await websocket.send_json({**error_body(exc.code, exc.message, **exc.detail),
                                            "status": status_for(exc)})
+                if isinstance(exc, AuthError):  # the key was revoked while the stream was open
+                    await websocket.close(code=1008, reason=f"401 {exc.code}: API key revoked")
+                    break
                 if isinstance(exc, RateLimitedError) and "ahead of real time" in exc.message:
                     await websocket.close(code=1008)
                     break

@@ -62,6 +62,11 @@ def _runtime(conn: HTTPConnection) -> Any:
     return conn.app.state.runtime
 
 
+def _security(conn: HTTPConnection) -> Any:
+    """The app's SecurityRuntime: a stream's key is checked again while it lives (``app.security.streams``)."""
+    return getattr(conn.app.state, "security", None)
+
+
 async def _pump(ws: WebSocket, call: PlatformCall, feed_text: Any, feed_binary: Any, *,
                 on_close_end: bool = False) -> None:
     """Read the platform's messages into its protocol session and the call until it ends or disconnects."""
@@ -92,7 +97,7 @@ async def _pump(ws: WebSocket, call: PlatformCall, feed_text: Any, feed_binary: 
                 call.errors += 1
                 logger.warning("%s stream %s: %s", call.platform,
                                call.session.call_id if call.session else "?", exc.message)
-                if isinstance(exc, (AuthError, ForbiddenError)) or (
+                if isinstance(exc, (AuthError, ForbiddenError)) or (  # also a key revoked while the stream lived
                         isinstance(exc, RateLimitedError) and "ahead of real time" in exc.message):
                     await ws.close(code=1008, reason=exc.message[:120])
                     break
@@ -116,7 +121,7 @@ async def twilio(websocket: WebSocket,
         return await _check_key(websocket, who, session.api_key)
 
     await websocket.accept()
-    call = PlatformCall(rt, "twilio", authorize)
+    call = PlatformCall(rt, "twilio", authorize, security=_security(websocket))
     await _pump(websocket, call, session.feed, None)
 
 
@@ -133,7 +138,7 @@ async def audiohook(websocket: WebSocket, who: Ingest) -> None:
         return who
 
     await websocket.accept()
-    call = PlatformCall(rt, "audiohook", authorize)
+    call = PlatformCall(rt, "audiohook", authorize, security=_security(websocket))
     await _pump(websocket, call, session.feed_text, session.feed_binary)
 
 
@@ -163,7 +168,7 @@ async def fork(websocket: WebSocket, who: Ingest, call_id: str | None = None, sa
     async def authorize(ev: CallStarted) -> Principal:
         return who
 
-    call = PlatformCall(rt, "fork", authorize, send=websocket.send_json)
+    call = PlatformCall(rt, "fork", authorize, send=websocket.send_json, security=_security(websocket))
     await _pump(websocket, call, session.feed_text, session.feed_binary, on_close_end=True)
 
 

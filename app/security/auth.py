@@ -35,6 +35,7 @@ import asyncio
 import logging
 import math
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterator
 from urllib.parse import parse_qsl, urlencode
@@ -45,7 +46,7 @@ from fastapi.routing import APIRoute, APIWebSocketRoute
 from app.deps import Principal, RequireRoles
 from app.errors import AuthError, RateLimitedError
 from app.security.jsonguard import JsonGuardMiddleware
-from app.security.keys import KeyManager, open_key_store
+from app.security.keys import BOOTSTRAP_ID, KeyManager, open_key_store, parse_key
 from app.security.limits import BodyLimitMiddleware
 from app.security.ratelimit import Limiter, LocalLimiter, open_limiter
 from app.settings import SecuritySettings, ServiceSettings
@@ -69,6 +70,8 @@ class SecurityRuntime:
     store: Any
     bootstrap_pending: bool = False
     failures: LocalLimiter = field(default_factory=LocalLimiter)  # wrong keys per client address
+    data_lost_at: float | None = None  # when this worker found the key store empty (Redis lost its data)
+    _last_heal: float = 0.0
 
     @classmethod
     def start(cls, settings: SecuritySettings, store: Any) -> "SecurityRuntime":
@@ -89,6 +92,37 @@ class SecurityRuntime:
         if self.bootstrap_pending and self.settings.bootstrap_admin_key:
             self.keys.ensure_bootstrap(self.settings.bootstrap_admin_key, self.settings.bootstrap_tenant)
             self.bootstrap_pending = False
+
+    def check_store(self) -> bool:
+        """Notice a key store that lost its data (Redis restarted without persistence, or flushed: its epoch
+        marker or the bootstrap key is gone) and heal what can be healed: the bootstrap admin key is installed
+        again and this worker's key cache emptied.  The other keys are gone for good (create them again).
+        Returns False when a loss was found now.  Raises StoreUnavailableError when the store is down."""
+        intact = self.store.check_intact()
+        if self.settings.bootstrap_admin_key and self.keys.get(BOOTSTRAP_ID) is None:
+            intact = False
+        if intact:
+            return True
+        self.data_lost_at = time.time()
+        logger.error("the key store lost its data (Redis restarted without persistence, or flushed?): API keys, "
+                     "live calls and alerts are gone; %s", "re-installing the bootstrap admin key"
+                     if self.settings.bootstrap_admin_key else "no NUQI_BOOTSTRAP_ADMIN_KEY to re-install")
+        self.keys.forget()
+        self.bootstrap_pending = bool(self.settings.bootstrap_admin_key)
+        self.ensure_bootstrap()
+        return False
+
+    def heal_bootstrap(self, raw: str) -> bool:
+        """A key shaped like the bootstrap key failed: if the store lost the bootstrap record, re-install it
+        (at most once per key-cache period, so wrong keys cannot make every request a store round trip).
+        True when it was re-installed (verify ``raw`` again)."""
+        if not self.settings.bootstrap_admin_key or parse_key(raw)[0] != BOOTSTRAP_ID:
+            return False
+        now = time.monotonic()
+        if now - self._last_heal < max(self.settings.key_cache_s, 1.0):
+            return False
+        self._last_heal = now
+        return not self.check_store()
 
     async def close(self) -> None:
         await self.limiter.close()
@@ -159,6 +193,8 @@ async def _authenticate(sec: SecurityRuntime, scope: Scope, raw: str | None) -> 
         hit, key = sec.keys.cached(raw)  # the common case: no thread hop
         if not hit:
             key = await asyncio.to_thread(sec.keys.verify, raw)
+            if key is None and await asyncio.to_thread(sec.heal_bootstrap, raw):  # Redis lost the bootstrap key
+                key = await asyncio.to_thread(sec.keys.verify, raw)
     except StoreUnavailableError as exc:
         return None, exc
     if key is None:  # only invalid attempts are throttled: a valid key behind the same NAT address still works

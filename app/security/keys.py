@@ -9,7 +9,8 @@ shown once, in the response that creates it.
 
 Backends: the SQLite file of the call store (table ``api_keys``) or Redis (hash ``{prefix}:apikey:{id}``
 plus the set ``{prefix}:apikeys``).  A worker caches a verified key for ``key_cache_s`` seconds;
-revoking drops it from this worker's cache at once and from the others' within that time.
+revoking drops it from this worker's cache at once and from the others' within that time.  Open connections
+(SSE, WebSockets) look their key up again by id within the same period (:meth:`KeyManager.refresh`).
 """
 from __future__ import annotations
 
@@ -244,6 +245,7 @@ class KeyManager:
         self.backend = backend
         self.cache_s = cache_s
         self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+        self._by_id: dict[str, tuple[float, ApiKey | None]] = {}  # key id -> (until, key): open connections' checks
         self._lock = threading.Lock()
 
     def create(self, tenant: str, role: str, *, agent_id: str | None = None, name: str = "",
@@ -305,6 +307,30 @@ class KeyManager:
     def get(self, key_id: str) -> ApiKey | None:
         return self.backend.get(key_id)
 
+    def current(self, key_id: str) -> tuple[bool, ApiKey | None]:
+        """(hit, key) of this worker's by-id cache only (no I/O, safe on the event loop); see :meth:`refresh`."""
+        with self._lock:
+            hit = self._by_id.get(key_id)
+        if hit is not None and hit[0] > time.monotonic():
+            return True, hit[1]
+        return False, None
+
+    def refresh(self, key_id: str) -> ApiKey | None:
+        """The stored key ``key_id`` (revoked or not; None when gone), cached for ``cache_s`` so that every open
+        connection of one key shares one store read per period."""
+        key = self.backend.get(key_id)
+        with self._lock:
+            if len(self._by_id) > 10000:
+                self._by_id.clear()
+            self._by_id[key_id] = (time.monotonic() + self.cache_s, key)
+        return key
+
+    def forget(self) -> None:
+        """Empty this worker's caches (the key store lost or changed its keys)."""
+        with self._lock:
+            self._cache.clear()
+            self._by_id.clear()
+
     def list(self, tenant: str | None = None) -> list[ApiKey]:
         return self.backend.list(tenant)
 
@@ -314,5 +340,6 @@ class KeyManager:
             raise NotFoundError(f"API key {key_id!r} not found", key_id=key_id)
         with self._lock:
             self._cache = {k: v for k, v in self._cache.items() if v[1] is None or v[1].key_id != key_id}
+            self._by_id.pop(key_id, None)
         logger.info("API key %s revoked", key_id)
         return key

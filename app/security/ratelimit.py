@@ -1,4 +1,5 @@
-"""Per-key token bucket: ``rate`` tokens per second up to ``burst``; one token per request.
+"""Per-key token bucket: ``rate`` tokens per second up to ``burst``; one token per request (``cost``: a
+WebSocket takes what its messages amount to in requests at once, ``app.security.streams``).
 
 Redis mode: the bucket lives in Redis (one Lua script per request, Redis' own clock), so all workers
 and hosts share it.  SQLite mode: one bucket per worker process (with N workers a key may get up to
@@ -32,7 +33,7 @@ class Decision:
 
 
 class Limiter(Protocol):
-    async def take(self, bucket: str, rate: float, burst: float) -> Decision: ...
+    async def take(self, bucket: str, rate: float, burst: float, cost: float = 1.0) -> Decision: ...
 
     async def close(self) -> None: ...
 
@@ -45,41 +46,41 @@ class LocalLimiter:
         self._buckets: dict[str, tuple[float, float]] = {}  # bucket -> (tokens, at)
         self._lock = threading.Lock()
 
-    async def take(self, bucket: str, rate: float, burst: float) -> Decision:
-        return self.take_sync(bucket, rate, burst)
+    async def take(self, bucket: str, rate: float, burst: float, cost: float = 1.0) -> Decision:
+        return self.take_sync(bucket, rate, burst, cost)
 
-    def take_sync(self, bucket: str, rate: float, burst: float) -> Decision:
+    def take_sync(self, bucket: str, rate: float, burst: float, cost: float = 1.0) -> Decision:
         now = self._clock()
         with self._lock:
             tokens, at = self._buckets.get(bucket, (burst, now))
             tokens = min(burst, tokens + (now - at) * rate)
-            if tokens >= 1.0:
-                self._buckets[bucket] = (tokens - 1.0, now)
-                return Decision(True, 0.0, tokens - 1.0)
+            if tokens >= cost:
+                self._buckets[bucket] = (tokens - cost, now)
+                return Decision(True, 0.0, tokens - cost)
             self._buckets[bucket] = (tokens, now)
             if len(self._buckets) > 100_000:  # forget idle buckets (they refill to full anyway)
                 self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 3600}
-        return Decision(False, (1.0 - tokens) / rate if rate > 0 else math.inf, tokens)
+        return Decision(False, (cost - tokens) / rate if rate > 0 else math.inf, tokens)
 
     async def close(self) -> None:
         pass
 
 
-# KEYS[1] bucket hash; ARGV: rate, burst, ttl_s.  Returns {allowed, tokens*1000, retry_after_ms}.
+# KEYS[1] bucket hash; ARGV: rate, burst, ttl_s, cost.  Returns {allowed, tokens*1000, retry_after_ms}.
 _BUCKET = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local rate, burst, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
 local b = redis.call('HMGET', KEYS[1], 'tokens', 'at')
 local tokens, at = tonumber(b[1]), tonumber(b[2])
 if not tokens then tokens, at = burst, now end
 tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
 local allowed, retry = 0, 0
-if tokens >= 1 then
-  tokens = tokens - 1
+if tokens >= cost then
+  tokens = tokens - cost
   allowed = 1
 elseif rate > 0 then
-  retry = math.ceil((1 - tokens) / rate * 1000)
+  retry = math.ceil((cost - tokens) / rate * 1000)
 else
   retry = 3600000
 end
@@ -100,11 +101,11 @@ class RedisLimiter:
         self._script = self.client.register_script(_BUCKET)
         self._down_logged = 0.0
 
-    async def take(self, bucket: str, rate: float, burst: float) -> Decision:
+    async def take(self, bucket: str, rate: float, burst: float, cost: float = 1.0) -> Decision:
         ttl = max(60, int(math.ceil(burst / rate)) + 60) if rate > 0 else 86400
         try:
             allowed, tokens, retry_ms = await self._script(keys=[f"{self.prefix}:rl:{bucket}"],
-                                                           args=[rate, burst, ttl])
+                                                           args=[rate, burst, ttl, cost])
         except redis.exceptions.RedisError as exc:
             if time.monotonic() - self._down_logged > 10:
                 self._down_logged = time.monotonic()

@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.deps import Principal, check_call_id
+from app.errors import AuthError
 from app.runtime import Runtime
+from app.security.streams import ConnectionGuard, audio_cost
 from app.services.calls import end_call
 from app.services.stream import StreamSession, send_analysis, telephony
 from app.telephony.audiosocket import handle_connection
@@ -65,15 +67,29 @@ class PlatformCall:
     """One platform connection: its events -> a :class:`StreamSession` of the call it names."""
 
     def __init__(self, rt: Runtime, platform: str, authorize: Authorize, *, send: Send | None = None,
-                 ends_call: bool = True, role_for: Callable[[str], str] | None = None) -> None:
+                 ends_call: bool = True, role_for: Callable[[str], str] | None = None, security: Any = None) -> None:
         self.rt, self.platform, self.authorize, self.send = rt, platform, authorize, send
         self.ends_call = ends_call  # the stream is the whole call (Twilio, AudioHook, fork); else one leg
         self.role_for = role_for  # remap a frame's role (AudioSocket: the role its allocation names)
+        self.security = security  # the app's SecurityRuntime: the key is checked again while the stream lives
+        self.guard: ConnectionGuard | None = None  # set once the stream's key is known (CallStarted)
         self.session: StreamSession | None = None
         self.errors = 0
         self.ended = False
 
+    async def check(self, events: list[Event]) -> None:
+        """The stream's key, per message (``app.security.streams``): AuthError once it was revoked (the caller
+        ends the connection), RateLimitedError when the key is over its rate (the message is refused).  A message
+        with audio costs its duration in analysis windows, any other one request."""
+        if self.guard is None:
+            return
+        await self.guard.check_key()
+        seconds = max((len(e.samples) / e.sample_rate for e in events if isinstance(e, LegFrame)), default=None)
+        await self.guard.spend(1.0 if seconds is None else audio_cost(seconds, telephony(self.rt.settings)
+                                                                          .stream_window_s))
+
     async def handle(self, events: list[Event]) -> None:
+        await self.check(events)
         frames: list[LegFrame] = []
         for ev in events:
             if isinstance(ev, LegFrame):
@@ -98,6 +114,7 @@ class PlatformCall:
             return
         check_call_id(ev.call_id)
         who = await self.authorize(ev)
+        self.guard = ConnectionGuard(self.security, who)
         self.session = StreamSession(self.rt, ev.call_id, who.tenant, ev.agent_id or who.agent_id, new_segment=True)
 
     async def _feed(self, frames: list[LegFrame]) -> None:
@@ -140,6 +157,7 @@ class Allocation:
     role: str
     tenant: str
     agent_id: str | None
+    key_id: str | None = None  # the key that allocated it: checked again while the leg streams
     created: float = field(default_factory=time.monotonic)
     in_use: bool = False
 
@@ -157,8 +175,9 @@ class TelephonyRuntime:
 
     ALLOCATION_TTL_S = 3600.0  # an AudioSocket session unused this long is forgotten
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, security: Any = None) -> None:
         self.rt = rt
+        self.security = security  # the app's SecurityRuntime (a leg stops when the key that allocated it is revoked)
         self.tel = telephony(rt.settings)
         self.audiosocket: dict[str, Allocation] = {}
         self.server: asyncio.AbstractServer | None = None
@@ -193,7 +212,7 @@ class TelephonyRuntime:
         for k in [k for k, a in self.audiosocket.items() if not a.in_use and now - a.created > self.ALLOCATION_TTL_S]:
             del self.audiosocket[k]
         key = str(uuid.uuid4())
-        self.audiosocket[key] = Allocation(call_id, role, who.tenant, agent_id or who.agent_id)
+        self.audiosocket[key] = Allocation(call_id, role, who.tenant, agent_id or who.agent_id, who.key_id)
         return {"call_id": call_id, "role": role, "transport": "audiosocket", "uuid": key,
                 "port": self.audiosocket_port, "idle_timeout_s": float(self.tel.audiosocket_idle_s)}
 
@@ -210,19 +229,22 @@ class TelephonyRuntime:
                                     "audiosocket) or is in use", field="uuid")
             a.in_use = True
             alloc.append(a)
-            return Principal(tenant=a.tenant, role="ingest", agent_id=a.agent_id)
+            return Principal(tenant=a.tenant, role="ingest", agent_id=a.agent_id, key_id=a.key_id)
 
         call = PlatformCall(self.rt, "audiosocket", authorize, ends_call=False,
-                            role_for=lambda _role: alloc[0].role)
+                            role_for=lambda _role: alloc[0].role, security=self.security)
 
         async def on_event(ev: Event) -> None:
             if isinstance(ev, CallStarted):  # the UUID names the allocation; the call id is the allocation's
                 await authorize(ev)
                 a = alloc[0]
                 call.session = StreamSession(self.rt, a.call_id, a.tenant, a.agent_id, new_segment=True)
+                call.guard = ConnectionGuard(self.security, Principal(a.tenant, "ingest", a.agent_id, a.key_id))
                 return
             try:
                 await call.handle([ev])
+            except AuthError:
+                raise  # the key was revoked: the connection ends (handle_connection closes it)
             except NuqiError as exc:
                 call.errors += 1
                 logger.warning("AudioSocket %s: %s", alloc[0].call_id if alloc else "?", exc.message)
@@ -230,7 +252,7 @@ class TelephonyRuntime:
         try:
             reason = await handle_connection(reader, writer, on_event, idle_timeout_s=self.tel.audiosocket_idle_s)
             logger.info("AudioSocket connection ended: %s", reason)
-        except ProtocolError as exc:
+        except (ProtocolError, AuthError) as exc:
             logger.warning("AudioSocket connection refused: %s", exc.message)
         except Exception:
             logger.exception("AudioSocket connection failed")
@@ -251,7 +273,7 @@ class TelephonyRuntime:
         receiver, port = await open_receiver_in_range(stream, queue.put_nowait, parse_port_range(self.tel.rtp_ports),
                                                       host=self.tel.rtp_host, skip=set(self.rtp),
                                                       allowed_host=source_host)
-        alloc = Allocation(call_id, role, who.tenant, agent_id or who.agent_id, in_use=True)
+        alloc = Allocation(call_id, role, who.tenant, agent_id or who.agent_id, who.key_id, in_use=True)
         leg = RtpLeg(alloc, port, receiver)
         self.rtp[port] = leg
         leg.task = asyncio.create_task(self._run_rtp(leg, queue))
@@ -263,11 +285,12 @@ class TelephonyRuntime:
         a = leg.allocation
 
         async def authorize(ev: CallStarted) -> Principal:
-            return Principal(tenant=a.tenant, role="ingest", agent_id=a.agent_id)
+            return Principal(tenant=a.tenant, role="ingest", agent_id=a.agent_id, key_id=a.key_id)
 
-        call = PlatformCall(self.rt, "rtp", authorize, ends_call=False)
+        call = PlatformCall(self.rt, "rtp", authorize, ends_call=False, security=self.security)
         idle = float(self.tel.rtp_idle_timeout_s)
         first_wait = max(60.0, idle)  # before the first packet: the platform is still setting the media up
+        revoked = False
         try:
             await call.handle([CallStarted(a.call_id, "rtp", leg.receiver.stream.rate, (a.role,), a.agent_id)])
             while True:
@@ -283,7 +306,11 @@ class TelephonyRuntime:
                 except NuqiError as exc:
                     call.errors += 1
                     logger.warning("RTP leg %s/%s port %d: %s", a.call_id, a.role, leg.port, exc.message)
-            await call.end("idle")
+                    if isinstance(exc, AuthError):  # the key that allocated the leg was revoked: stop taking it
+                        revoked = True
+                        break
+            if not revoked:
+                await call.end("idle")
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -62,6 +62,11 @@ class Store(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook: a backend without resources need not override it
         """Release the backend's connections (default: nothing to release)."""
 
+    def check_intact(self) -> bool:
+        """False (once per loss) when the backend lost the data this process saw, e.g. a Redis restarted without
+        persistence or flushed; True otherwise.  A file store cannot lose its data behind the process's back."""
+        return True
+
     # --- calls -------------------------------------------------------------------------------
     @abstractmethod
     def get_call(self, call_id: str) -> CallRecord | None: ...

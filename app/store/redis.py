@@ -13,6 +13,8 @@ Layout (``{p}`` = key prefix, ``NUQI_REDIS_PREFIX``, default ``nuqi``)::
     {p}:alerts:dedup           hash  dedup_key -> alert id (uniqueness)
     {p}:alerts:all             zset  alert ids scored by id (+ :t:{tenant}, :a:{agent}, :c:{call},
                                                               unacked :u and :u:{tenant})
+    {p}:meta:epoch             string  a random id written once; when it is gone or another, Redis lost its data
+                                       (restart without persistence, FLUSHDB): :meth:`RedisStore.check_intact`
 
 Every write that must be atomic (compare-and-set of a call with its chunk entry, alert insert with
 its dedup check, first-ack-wins) is one Lua script, so it is atomic without WATCH retries.  The
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import secrets
 import time
 from typing import Any, Callable, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -171,6 +174,11 @@ class RedisStore(Store):
         self._put_tr = self.client.register_script(_PUT_TRANSCRIPT)
         self._add_alert = self.client.register_script(_ADD_ALERT)
         self._ack = self.client.register_script(_ACK)
+        self._epoch: str | None = None  # the data epoch this process saw (see check_intact)
+        try:
+            self.check_intact()
+        except StoreUnavailableError:  # Redis may come up later: the first successful check records the epoch
+            pass
         logger.info("Redis store at %s (prefix %s)", self.safe_url, self.prefix)
 
     def k(self, *parts: str) -> str:
@@ -180,6 +188,18 @@ class RedisStore(Store):
     @_guard
     def ping(self) -> None:
         self.client.ping()
+
+    @_guard
+    def check_intact(self) -> bool:
+        """False once when ``{p}:meta:epoch`` vanished or changed since this process last looked: Redis lost its
+        data (restarted without persistence, flushed).  The first look (or a re-created epoch) records it."""
+        key = self.k("meta", "epoch")
+        current = self.client.get(key)
+        if current is None:
+            self.client.set(key, secrets.token_hex(8), nx=True)  # several workers: the first one's id wins
+            current = self.client.get(key)
+        seen, self._epoch = self._epoch, current
+        return seen is None or seen == current
 
     def close(self) -> None:
         try:

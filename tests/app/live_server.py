@@ -15,13 +15,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(app: Any) -> Iterator[str]:
-    """Serve ``app`` (lifespan on) in a thread; yields its base URL and stops it on exit."""
+def live_server(app: Any, **config: Any) -> Iterator[str]:
+    """Serve ``app`` (lifespan on) in a thread; yields its base URL and stops it on exit.  ``config``: more
+    ``uvicorn.Config`` options (e.g. ``app.cli.server_options(settings)``, what ``nuqi serve`` passes)."""
     import uvicorn
 
     port = free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
-                                        lifespan="on", timeout_graceful_shutdown=2))
+                                        lifespan="on", timeout_graceful_shutdown=2, **config))
     th = threading.Thread(target=srv.run, name=f"uvicorn-{port}", daemon=True)
     th.start()
     deadline = time.monotonic() + 60
