@@ -433,3 +433,114 @@ def test_metrics_count_chunks_alerts_acks_and_active_calls(app_client, keys, cal
     for name in ("nuqi_stage_transitions_total", "nuqi_alerts_raised_total", "nuqi_store_errors_total",
                  "nuqi_http_responses_total"):
         assert f"# TYPE {name.removesuffix('_total')} counter" in after or f"# TYPE {name} counter" in after, name
+
+
+# --------------------------------------------------------------------------- 17.8 forwarded headers
+def test_spoofed_forwarded_for_does_not_bypass_the_invalid_key_throttle(secure_settings, models):
+    """Under uvicorn with the options of `nuqi serve`: by default no proxy is trusted, not even loopback, so a
+    client that names a new X-Forwarded-For (or Forwarded) address with every wrong key is still throttled by its
+    own address; with NUQI_FORWARDED_ALLOW_IPS naming the proxy, the forwarded address is the client."""
+    import httpx
+
+    from app.cli import server_options
+    from app.main import create_app
+    from tests.app.live_server import live_server
+
+    def attempts(s) -> list[int]:
+        with live_server(create_app(s, models=models), **server_options(s)) as url, httpx.Client(base_url=url) as h:
+            return [h.get("/v1/board", headers={"X-API-Key": f"bad-{i}", "X-Forwarded-For": f"203.0.113.{i}",
+                                                "Forwarded": f"for=198.51.100.{i}"}).status_code
+                    for i in range(40)]
+
+    assert secure_settings.forwarded_allow_ips == ""  # the default
+    codes = attempts(secure_settings)
+    assert codes[0] == 401 and codes[-1] == 429, codes  # the spoofed addresses changed nothing
+    trusted = attempts(secure_settings.updated(forwarded_allow_ips="127.0.0.1"))
+    assert set(trusted) == {401}, trusted  # behind a trusted proxy: 40 different clients, one wrong key each
+    opts = server_options(secure_settings)
+    assert opts["proxy_headers"] is False
+    assert server_options(secure_settings.updated(forwarded_allow_ips="10.0.0.0/8"))["forwarded_allow_ips"] \
+        == "10.0.0.0/8"
+
+
+# --------------------------------------------------------------------------- 17.10 readiness, metrics
+def _wipe(store) -> None:
+    """What a Redis restart without persistence (or FLUSHDB) does to this deployment's keys."""
+    for batch in _chunks(list(store.client.scan_iter(f"{store.prefix}:*", count=1000)), 500):
+        store.client.delete(*batch)
+
+
+@pytest.mark.parametrize("noticed_by", ["readyz", "request"])
+def test_readyz_and_auth_notice_a_redis_that_lost_its_keys(secure_settings, models, noticed_by):
+    """Redis restarted without persistence: every key is gone.  /readyz (or the first request with the bootstrap
+    key) notices, installs the bootstrap key again and says so; the other keys are gone (401)."""
+    from tests.app.test_redis_store import REDIS_UP, REDIS_URL
+
+    if not REDIS_UP:
+        pytest.skip("no Redis")
+    from app.main import create_app
+
+    s = secure_settings.updated(store=f"{REDIS_URL}?prefix=lost-{uuid.uuid4().hex[:8]}")
+    with TestClient(create_app(s, models=models)) as c:
+        sup = make_key(c, "supervisor")
+        ready = c.get("/readyz").json()
+        assert ready["ready"] and ready["warnings"] == [] and ready["store"]["data_lost_at"] is None
+        assert c.get("/v1/board", headers=H(sup)).status_code == 200
+        store = c.app.state.runtime.store
+        _wipe(store)
+        time.sleep(secure_settings.security.key_cache_s + 0.1)  # past this worker's key cache
+        if noticed_by == "readyz":
+            r = c.get("/readyz")
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert body["store"]["data_lost_at"] is not None
+            assert any("lost its data" in w and "bootstrap admin key was installed again" in w for w in body["warnings"])
+        assert c.get("/v1/board", headers=H(ROOT_KEY)).status_code == 200  # healed
+        assert c.get("/v1/board", headers=H(sup)).status_code == 401  # gone with the data
+        assert c.get("/readyz").json()["store"]["data_lost_at"] is not None
+        assert store.client.get(f"{store.prefix}:meta:epoch") is not None
+        _wipe(store)
+
+
+def test_store_epoch_marks_redis_data_loss():
+    from tests.app.test_redis_store import REDIS_UP, REDIS_URL
+
+    if not REDIS_UP:
+        pytest.skip("no Redis")
+    from app.store.redis import RedisStore
+
+    a = RedisStore(f"{REDIS_URL}?prefix=ep-{uuid.uuid4().hex[:8]}")
+    b = RedisStore(f"{REDIS_URL}?prefix={a.prefix}")  # another worker
+    assert a.check_intact() and b.check_intact()
+    _wipe(a)
+    assert b.check_intact() is False  # the first to look re-creates the epoch ...
+    assert a.check_intact() is False  # ... and the other worker still sees that it changed
+    assert a.check_intact() and b.check_intact()  # once per loss
+    _wipe(a)
+    a.close()
+    b.close()
+
+
+def test_metrics_can_require_a_key_of_the_operators_tenant(secure_settings, models):
+    from app.main import create_app
+
+    assert secure_settings.security.metrics_roles == frozenset()  # default: public, for a scraper
+    s = secure_settings.updated(metrics_roles="supervisor,admin")
+    with TestClient(create_app(s, models=models)) as c:
+        r = c.get("/metrics")
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+        assert c.get("/metrics", headers=H("wrong")).status_code == 401
+        ops_sup = make_key(c, "supervisor", tenant="ops")  # the operator's tenant (NUQI_BOOTSTRAP_TENANT)
+        ops_qa = make_key(c, "qa", tenant="ops")
+        acme_admin = make_key(c, "admin", tenant="acme")  # a customer's admin must not see every tenant's calls
+        assert c.get("/metrics", headers=H(ops_qa)).status_code == 403
+        r = c.get("/metrics", headers=H(acme_admin))
+        assert r.status_code == 403 and "tenant" in r.json()["error"]["message"]
+        for key in (ops_sup, ROOT_KEY):
+            r = c.get("/metrics", headers=H(key))
+            assert r.status_code == 200 and "nuqi_active_calls" in r.text
+        assert c.get("/metrics", params={"api_key": ops_sup}).status_code == 200  # (Prometheus `params:`)
+        op = c.get("/openapi.json").json()["paths"]["/metrics"]["get"]
+        assert {"401", "403"} <= set(op["responses"]) and "NUQI_METRICS_ROLES" in op["description"]
+    with pytest.raises(ValueError):
+        secure_settings.updated(metrics_roles="root")
