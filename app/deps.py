@@ -88,8 +88,8 @@ class RequireRoles:
         if self.agent_own_call and who.role == AGENT:
             call_id = str(conn.path_params.get("call_id", ""))
             rt: Runtime = conn.app.state.runtime
-            rec = await rt.run(rt.store.get_call, call_id)
-            if rec is None or rec.tenant != who.tenant or rec.agent_id != who.agent_id:
+            rec = await rt.run(lambda: rt.store.get_call(call_id, tenant=who.tenant))
+            if rec is None or rec.agent_id != who.agent_id:
                 raise NotFoundError(f"call {call_id!r} not found", call_id=call_id)
         return who
 

@@ -109,7 +109,7 @@ async def post_audio(
     body = await _read_body(request, rt.settings.ingest.max_body_bytes)
     agent = agent_id or x_agent_id or who.agent_id
     if mode != "chunks":
-        chunk = await rt.run(stream_svc.as_frame, rt, call_id, body, fmt, mode == "frames")
+        chunk = await rt.run(stream_svc.as_frame, rt, call_id, who.tenant, body, fmt, mode == "frames")
         if chunk is not None:
             return await stream_svc.post_frames(rt, call_id, chunk, seq, tenant=who.tenant, agent_id=agent,
                                                 anchor_s=start)
@@ -221,7 +221,7 @@ async def _text_frame(rt: Any, session: stream_svc.StreamSession, call_id: str, 
     if kind == "end":  # this connection's legs end (their last short window); the call once every leg has ended
         last = await session.flush()
         session.closed = True
-        if session.owned and not await rt.run(all_legs_ended, rt, call_id):
+        if session.owned and not await rt.run(all_legs_ended, rt, call_id, tenant):
             return last + [{"type": "leg_ended", "call_id": call_id, "status": "active",
                             "roles": sorted(session.owned)}]
         return last + [_as_json(CallEnded, await rt.run(svc.end_call, rt, call_id, tenant))]

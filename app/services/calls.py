@@ -56,13 +56,11 @@ def ensure_call(rt: Runtime, call_id: str, tenant: str, agent_id: str | None,
     """Get or create the call; bind the agent if it was not bound yet."""
     if meta:  # nothing personal is stored or returned: every value masked but the kept fields (settings)
         meta = redact_meta(meta, rt.settings.security.pii_keep_meta_fields)
-    rec = rt.store.get_call(call_id)
+    rec = rt.store.get_call(call_id, tenant=tenant)  # calls are the tenant's own: another's id is another call
     if rec is None:
         rt.store.create_call(_new_record(call_id, tenant, agent_id, meta))
-        rec = rt.store.get_call(call_id)
+        rec = rt.store.get_call(call_id, tenant=tenant)
         assert rec is not None
-    if rec.tenant != tenant:
-        raise NotFoundError(f"call {call_id!r} not found", call_id=call_id)
     if (agent_id and rec.agent_id != agent_id) or meta:
         current = rec
 
@@ -73,7 +71,7 @@ def ensure_call(rt: Runtime, call_id: str, tenant: str, agent_id: str | None,
             current.meta.update(meta or {})
             if rt.store.save_call(current, current.version):
                 return current
-            current = rt.store.get_call(call_id) or current
+            current = rt.store.get_call(call_id, tenant=tenant) or current
             return None
 
         rec = retry_cas(bind, f"binding call {call_id!r}", call_id=call_id)
@@ -81,8 +79,8 @@ def ensure_call(rt: Runtime, call_id: str, tenant: str, agent_id: str | None,
 
 
 def get_call(rt: Runtime, call_id: str, tenant: str) -> CallRecord:
-    rec = rt.store.get_call(call_id)
-    if rec is None or rec.tenant != tenant:
+    rec = rt.store.get_call(call_id, tenant=tenant)
+    if rec is None:
         raise NotFoundError(f"call {call_id!r} not found", call_id=call_id)
     return rec
 
@@ -105,7 +103,7 @@ def _attempt(rt: Runtime, call_id: str, tenant: str, agent_id: str | None, seq: 
     if rec.status == "ended":
         raise ConflictError(f"call {call_id!r} has ended; no more audio is accepted", call_id=call_id)
     # a stored entry for seq implies last_seq >= seq (entry and state commit together): a new chunk skips the read
-    stored = rt.store.get_chunk(call_id, seq) if seq <= int(rec.state.get("last_seq", -1)) else None
+    stored = rt.store.get_chunk(call_id, seq, tenant=tenant) if seq <= int(rec.state.get("last_seq", -1)) else None
     if stored is not None:  # a retry: re-deliver the chunk's alerts (dedup keys keep this idempotent), so an
         # alert is never lost when a worker died between committing the chunk and storing its alerts
         alerts = [CallAlert.from_dict(a) for a in stored.get(STORED_ALERTS, [])]
@@ -154,7 +152,7 @@ class _Progress:
         self.event = asyncio.Event()
 
 
-_PROGRESS: dict[tuple[int, str], _Progress] = {}  # (id(runtime), call_id): one event loop per runtime
+_PROGRESS: dict[tuple[int, str, str], _Progress] = {}  # (id(runtime), tenant, call_id): one event loop per runtime
 
 
 async def ingest_audio(rt: Runtime, call_id: str, body: bytes, fmt: ChunkFormat, seq: int, *,
@@ -170,7 +168,7 @@ async def ingest_audio(rt: Runtime, call_id: str, body: bytes, fmt: ChunkFormat,
                                         allow_silence=True))
         return _attempt(rt, call_id, tenant, agent_id, seq, decoded[0], start_s, waited)
 
-    key = (id(rt), call_id)
+    key = (id(rt), tenant, call_id)
     progress = _PROGRESS.setdefault(key, _Progress())
     progress.inflight.add(seq)
     t0 = time.monotonic()
@@ -214,8 +212,8 @@ def call_view(rt: Runtime, call_id: str, tenant: str, timeline: bool = True) -> 
         "state": public_view(state, rt.models.fusion), "summary": rec.summary,
     }
     if timeline:
-        view["timeline"] = [_public_entry(e) for e in rt.store.list_chunks(call_id)]
-        view["transcripts"] = [_public_entry(t) for t in rt.store.list_transcripts(call_id)]
+        view["timeline"] = [_public_entry(e) for e in rt.store.list_chunks(call_id, tenant=tenant)]
+        view["transcripts"] = [_public_entry(t) for t in rt.store.list_transcripts(call_id, tenant=tenant)]
     return view
 
 
@@ -228,7 +226,7 @@ def end_call(rt: Runtime, call_id: str, tenant: str) -> dict[str, Any]:
             return {"call_id": call_id, "status": "ended", "summary": rec.summary}
         state = CallState.from_state(rec.state)
         expected = rec.version
-        rec.summary = summarize(state, rt.store.list_chunks(call_id), rt.models.fusion)
+        rec.summary = summarize(state, rt.store.list_chunks(call_id, tenant=tenant), rt.models.fusion)
         rec.status = "ended"
         rec.state = state.state_dict()
         ttl = rt.settings.store.ended_call_detail_ttl_s

@@ -269,8 +269,8 @@ class StreamSession:
 
 async def flush_stored(rt: Runtime, call_id: str, tenant: str) -> list[dict[str, Any]]:
     """Before a call ends over HTTP: the audio its streamed legs still buffer (stored framer state) is analysed."""
-    stored = await rt.run(lambda: (rt.store.get_call(call_id) or None))
-    if stored is None or stored.tenant != tenant or stored.status == "ended" or not stored.state.get("ingest"):
+    stored = await rt.run(lambda: (rt.store.get_call(call_id, tenant=tenant) or None))
+    if stored is None or stored.status == "ended" or not stored.state.get("ingest"):
         return []
     session = StreamSession(rt, call_id, tenant)
     session.framer = CallFramer.from_state(stored.state["ingest"])
@@ -322,10 +322,10 @@ def decode_frame(rt: Runtime, body: bytes, fmt: ChunkFormat) -> Frame:
     return Frame(chunk.sample_rate, chunk.duration_s, {r: as_int16(x) for r, x in chunk.audio.items()})
 
 
-def wants_frames(rt: Runtime, call_id: str, chunk: Frame) -> bool:
+def wants_frames(rt: Runtime, call_id: str, tenant: str, chunk: Frame) -> bool:
     """``mode=auto``: frames for a call already streamed in frames, and for a new call whose first chunk is shorter
     than the analysis window; a call fed whole chunks keeps taking them as they are (its short last chunk too)."""
-    rec = rt.store.get_call(call_id)
+    rec = rt.store.get_call(call_id, tenant=tenant)
     if rec is not None and rec.state.get("ingest"):
         return True
     if rec is not None and int(rec.state.get("chunks", 0)) > 0:
@@ -333,11 +333,11 @@ def wants_frames(rt: Runtime, call_id: str, chunk: Frame) -> bool:
     return chunk.duration_s < telephony(rt.settings).stream_window_s - 1e-9
 
 
-def as_frame(rt: Runtime, call_id: str, body: bytes, fmt: ChunkFormat, force: bool) -> Frame | None:
+def as_frame(rt: Runtime, call_id: str, tenant: str, body: bytes, fmt: ChunkFormat, force: bool) -> Frame | None:
     """The decoded body when it is to be buffered as a frame (``force``: ``mode=frames``), else None (a whole chunk,
     analysed as it is).  One thread hop for the decode and the call lookup."""
     chunk = decode_frame(rt, body, fmt)
-    return chunk if force or wants_frames(rt, call_id, chunk) else None
+    return chunk if force or wants_frames(rt, call_id, tenant, chunk) else None
 
 
 async def post_frames(rt: Runtime, call_id: str, chunk: Frame, seq: int | None, *, tenant: str,

@@ -57,8 +57,8 @@ def parse_roles(spec: str, what: str) -> dict[str, str]:
     return out
 
 
-def all_legs_ended(rt: Runtime, call_id: str) -> bool:
-    rec = rt.store.get_call(call_id)
+def all_legs_ended(rt: Runtime, call_id: str, tenant: str) -> bool:
+    rec = rt.store.get_call(call_id, tenant=tenant)
     legs = ((rec.state.get("ingest") or {}).get("legs") or {}) if rec is not None else {}
     return bool(legs) and all(leg.get("ended") for leg in legs.values())
 
@@ -141,7 +141,7 @@ class PlatformCall:
         if self.send is not None:
             for m in msgs:
                 await send_analysis(self.send, m)
-        if await self.rt.run(all_legs_ended, self.rt, s.call_id):
+        if await self.rt.run(all_legs_ended, self.rt, s.call_id, s.tenant):
             await self.rt.run(end_call, self.rt, s.call_id, s.tenant)
 
     async def close(self) -> None:

@@ -55,7 +55,7 @@ def _top(view: dict[str, Any]) -> dict[str, Any]:
 
 
 def _duplicate(rt: Runtime, rec: CallRecord, call_id: str, key: str, s: Snippet) -> dict[str, Any]:
-    stored = next((t for t in rt.store.list_transcripts(call_id) if t.get("key") == key), None)
+    stored = next((t for t in rt.store.list_transcripts(call_id, tenant=rec.tenant) if t.get("key") == key), None)
     if stored is None:  # the state was committed but the worker died before the entry was stored
         stored = {"role": s.role, "text": redact(s.text), "start": s.start, "end": s.end, "final": True, "key": key,
                   "id": redact(s.id or "")}
@@ -95,7 +95,7 @@ def _apply(rt: Runtime, call_id: str, tenant: str, s: Snippet) -> dict[str, Any]
         stored_entry = entry
         if result.alerts:  # kept with the utterance so that a retry re-delivers them
             stored_entry = {**entry, STORED_ALERTS: redact_obj([a.to_dict() for a in result.alerts])}
-        rt.store.put_transcript(call_id, key, stored_entry)
+        rt.store.put_transcript(call_id, key, stored_entry, tenant=tenant)
         stored = [a for a in (store_alert(rt, rec, a) for a in result.alerts) if a is not None]
         view = public_view(state, rt.models.fusion)
         return {"call_id": call_id, "duplicate": False, **_top(view), "alerts": stored, "utterance": entry,

@@ -1,5 +1,10 @@
 """Store interface shared by the SQLite and Redis backends.
 
+Calls are namespaced by tenant: a call is ``(tenant, call_id)``, so two tenants may use the same call id
+and each gets its own call (no existence oracle, no squatting of another tenant's id).  Every method that
+names a call takes its ``tenant`` (keyword-only, so it cannot be swapped with the id); alert dedup keys are
+unique per tenant.  In Redis the raw call id never appears in a key name (:func:`call_key`).
+
 Concurrency model: a call's state carries a ``version``; writers use compare-and-set
 (:meth:`Store.commit_chunk`, :meth:`Store.save_call`) so two workers can never both
 apply a chunk to the same state.  Everything is synchronous and is called from the
@@ -7,10 +12,24 @@ analysis thread pool, never on the event loop.
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
+
+
+def call_key(tenant: str, call_id: str) -> str:
+    """The store's name of a call: a digest of tenant and call id (32 hex digits).  A call id may be personal (a
+    phone number): in Redis key names, monitoring and ``SCAN`` output it shows as this digest.  Unkeyed on purpose:
+    the call's record holds the id itself, so whoever reads Redis reads the ids anyway, and a keyed digest would
+    orphan every call when the key changed."""
+    return hashlib.sha256(f"{tenant}\x00{call_id}".encode()).hexdigest()[:32]
+
+
+def dedup_scope(tenant: str, dedup_key: str) -> str:
+    """Alert dedup keys are unique per tenant (``/`` cannot occur in a tenant name)."""
+    return f"{tenant}/{dedup_key}"
 
 
 @dataclass
@@ -69,11 +88,11 @@ class Store(ABC):
 
     # --- calls -------------------------------------------------------------------------------
     @abstractmethod
-    def get_call(self, call_id: str) -> CallRecord | None: ...
+    def get_call(self, call_id: str, *, tenant: str) -> CallRecord | None: ...
 
     @abstractmethod
     def create_call(self, record: CallRecord) -> bool:
-        """Insert if absent; False when the call already exists."""
+        """Insert if absent; False when the tenant's call already exists."""
 
     @abstractmethod
     def save_call(self, record: CallRecord, expected_version: int, *, detail_ttl_s: float | None = None) -> bool:
@@ -94,24 +113,24 @@ class Store(ABC):
         """Atomically store the chunk's timeline entry and the new call state (CAS on version)."""
 
     @abstractmethod
-    def get_chunk(self, call_id: str, seq: int) -> dict[str, Any] | None: ...
+    def get_chunk(self, call_id: str, seq: int, *, tenant: str) -> dict[str, Any] | None: ...
 
     @abstractmethod
-    def list_chunks(self, call_id: str) -> list[dict[str, Any]]: ...
+    def list_chunks(self, call_id: str, *, tenant: str) -> list[dict[str, Any]]: ...
 
     # --- transcripts ------------------------------------------------------------------------------
     @abstractmethod
-    def put_transcript(self, call_id: str, key: str, entry: dict[str, Any]) -> None:
+    def put_transcript(self, call_id: str, key: str, entry: dict[str, Any], *, tenant: str) -> None:
         """Insert or replace (interim snippets are superseded by the final one with the same key)."""
 
     @abstractmethod
-    def list_transcripts(self, call_id: str) -> list[dict[str, Any]]: ...
+    def list_transcripts(self, call_id: str, *, tenant: str) -> list[dict[str, Any]]: ...
 
     # --- alerts -----------------------------------------------------------------------------------
     @abstractmethod
     def add_alert(self, call_id: str, tenant: str, agent_id: str | None, level: int, kind: str,
                   payload: dict[str, Any], dedup_key: str) -> AlertRecord | None:
-        """Persist an alert; None when an alert with the same dedup_key exists (idempotent)."""
+        """Persist an alert; None when an alert of the tenant with the same dedup_key exists (idempotent)."""
 
     @abstractmethod
     def list_alerts(self, *, tenant: str | None = None, agent_id: str | None = None, call_id: str | None = None,

@@ -1,18 +1,22 @@
 """Redis store: the same semantics as :class:`app.store.sqlite.SQLiteStore`, shared by many workers/hosts.
 
-Layout (``{p}`` = key prefix, ``NUQI_REDIS_PREFIX``, default ``nuqi``)::
+Layout (``{p}`` = key prefix, ``NUQI_REDIS_PREFIX``, default ``nuqi``; ``{c}`` = ``#`` + the call's
+:func:`~app.store.base.call_key`, a digest of tenant and call id: calls are namespaced by tenant, and a call id,
+which may be a phone number, never appears in a key name)::
 
-    {p}:call:{id}              hash  v (version), rec (JSON), tenant, status
-    {p}:calls:all              zset  call ids scored by updated_at      (+ :t:{tenant}, :s:{status},
+    {p}:call:{c}               hash  v (version), rec (JSON, with the call id), tenant, status
+    {p}:calls:all              zset  call keys {c} scored by updated_at  (+ :t:{tenant}, :s:{status},
                                                                           :ts:{tenant}:{status})
-    {p}:chunks:{id}            hash  seq -> timeline entry (JSON)   (these and tr/trn expire
+    {p}:chunks:{c}             hash  seq -> timeline entry (JSON)   (these and tr/trn expire
                                                                      NUQI_ENDED_CALL_DETAIL_TTL_S after the end)
-    {p}:tr:{id} / {p}:trn:{id} hash  key -> "n|entry JSON";  counter n (insertion order, like SQLite's rowid)
+    {p}:tr:{c} / {p}:trn:{c}   hash  key -> "n|entry JSON";  counter n (insertion order, like SQLite's rowid)
     {p}:alerts:seq             INCR counter: alert ids, monotonically increasing
     {p}:alert:{n}              hash  rec (JSON), tenant, acked_at / acked_by (JSON, absent until acked)
-    {p}:alerts:dedup           hash  dedup_key -> alert id (uniqueness)
-    {p}:alerts:all             zset  alert ids scored by id (+ :t:{tenant}, :a:{agent}, :c:{call},
+    {p}:alerts:dedup           hash  tenant/dedup_key -> alert id (uniqueness per tenant)
+    {p}:alerts:all             zset  alert ids scored by id (+ :t:{tenant}, :a:{agent}, :c:{c},
                                                               unacked :u and :u:{tenant})
+    {p}:meta:schema            "2" once the data is in this layout: a Redis written before calls were namespaced
+                               (keys named by the raw call id) is migrated when a worker opens it (:func:`migrate_v1`)
     {p}:meta:epoch             string  a random id written once; when it is gone or another, Redis lost its data
                                        (restart without persistence, FLUSHDB): :meth:`RedisStore.check_intact`
 
@@ -36,7 +40,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from app.store.base import AlertRecord, CallRecord, Store
+from app.store.base import AlertRecord, CallRecord, Store, call_key, dedup_scope
 from app.store.codec import dumps, loads
 from pipelines.errors import StoreUnavailableError
 
@@ -86,7 +90,7 @@ redis.call('HSET', KEYS[1], ARGV[1], n..'|'..ARGV[2])
 return n
 """
 
-# ARGV: prefix, dedup_key, call_id, tenant, agent_id ('' = none), rec JSON
+# ARGV: prefix, tenant-scoped dedup_key, call key {c}, tenant, agent_id ('' = none), rec JSON
 _ADD_ALERT = """
 local p = ARGV[1]
 if redis.call('HEXISTS', p..':alerts:dedup', ARGV[2]) == 1 then return 0 end
@@ -177,6 +181,7 @@ class RedisStore(Store):
         self._epoch: str | None = None  # the data epoch this process saw (see check_intact)
         try:
             self.check_intact()
+            self.migrate_v1()
         except StoreUnavailableError:  # Redis may come up later: the first successful check records the epoch
             pass
         logger.info("Redis store at %s (prefix %s)", self.safe_url, self.prefix)
@@ -201,6 +206,61 @@ class RedisStore(Store):
         seen, self._epoch = self._epoch, current
         return seen is None or seen == current
 
+    @_guard
+    def migrate_v1(self) -> int:
+        """Move calls stored before calls were namespaced by tenant (keys named by the raw call id) to the current
+        layout: each call's hash, chunks, transcripts and alert index renamed to its ``{c}`` name (TTLs kept), the
+        call indexes' members replaced, alert dedup keys scoped by tenant; then ``{p}:meta:schema`` = 2.  Run by
+        the first worker that opens the store (the others skip it while its lock is held).  Stop workers of the
+        older version first: they would keep writing the old keys.  Returns the number of calls moved."""
+        schema = self.k("meta", "schema")
+        if self.client.get(schema) == "2":
+            return 0
+        lock = self.k("meta", "migrating")
+        if not self.client.set(lock, "1", nx=True, ex=600):
+            return 0
+        moved = 0
+        try:
+            for old in self.client.zrange(self.k("calls", "all"), 0, -1):
+                if not old.startswith("#"):
+                    moved += self._migrate_call(old)
+            dedup = self.k("alerts", "dedup")
+            for field, alert_id in list(self.client.hscan_iter(dedup)):
+                if "/" not in field:
+                    tenant = self.client.hget(self.k("alert", alert_id), "tenant") or "default"
+                    self.client.pipeline(transaction=True).hset(dedup, dedup_scope(tenant, field), alert_id) \
+                        .hdel(dedup, field).execute()
+            self.client.set(schema, "2")
+        finally:
+            self.client.delete(lock)
+        if moved:
+            logger.warning("Redis store %s: %d calls namespaced by tenant (migrated)", self.safe_url, moved)
+        return moved
+
+    def _migrate_call(self, old: str) -> int:
+        h = self.client.hgetall(self.k("call", old))
+        score = self.client.zscore(self.k("calls", "all"), old) or time.time()
+        if not h:
+            self.client.zrem(self.k("calls", "all"), old)
+            return 0
+        tenant, status = h["tenant"], h["status"]
+        rec = loads(h["rec"])
+        rec["call_id"] = old
+        c = self.ck(tenant, old)
+        present = [k for k in ("chunks", "tr", "trn") if self.client.exists(self.k(k, old))]
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(self.k("call", c), mapping={"v": h["v"], "rec": dumps(rec), "tenant": tenant, "status": status})
+        for kind in present:
+            pipe.rename(self.k(kind, old), self.k(kind, c))
+        if self.client.exists(self.k("alerts", "c", old)):
+            pipe.rename(self.k("alerts", "c", old), self.k("alerts", "c", c))
+        for index in (("all",), ("t", tenant), ("s", status), ("ts", tenant, status)):
+            pipe.zrem(self.k("calls", *index), old)
+            pipe.zadd(self.k("calls", *index), {c: score})
+        pipe.delete(self.k("call", old))
+        pipe.execute()
+        return 1
+
     def close(self) -> None:
         try:
             self.client.close()
@@ -210,37 +270,43 @@ class RedisStore(Store):
     # --- calls -------------------------------------------------------------------------------
     @staticmethod
     def _rec_json(record: CallRecord, updated_at: float) -> str:
-        return dumps({"tenant": record.tenant, "agent_id": record.agent_id, "status": record.status,
-                       "created_at": record.created_at, "updated_at": updated_at, "state": record.state,
-                       "summary": record.summary, "meta": record.meta})
+        return dumps({"call_id": record.call_id, "tenant": record.tenant, "agent_id": record.agent_id,
+                      "status": record.status, "created_at": record.created_at, "updated_at": updated_at,
+                      "state": record.state, "summary": record.summary, "meta": record.meta})
 
     @staticmethod
-    def _call(call_id: str, version: str, rec: str) -> CallRecord:
+    def _call(version: str, rec: str) -> CallRecord:
         d = loads(rec)
-        return CallRecord(call_id, d["tenant"], d["agent_id"], d["status"], d["created_at"], d["updated_at"],
+        return CallRecord(d["call_id"], d["tenant"], d["agent_id"], d["status"], d["created_at"], d["updated_at"],
                           int(version), d["state"], d["summary"] or None, d["meta"])
 
+    @staticmethod
+    def ck(tenant: str, call_id: str) -> str:
+        """The call's name in keys and index members: ``#`` + digest (``#`` never occurs in a call id)."""
+        return "#" + call_key(tenant, call_id)
+
     @_guard
-    def get_call(self, call_id: str) -> CallRecord | None:
-        version, rec = self.client.hmget(self.k("call", call_id), "v", "rec")
-        return self._call(call_id, version, rec) if rec is not None else None
+    def get_call(self, call_id: str, *, tenant: str) -> CallRecord | None:
+        version, rec = self.client.hmget(self.k("call", self.ck(tenant, call_id)), "v", "rec")
+        return self._call(version, rec) if rec is not None else None
 
     @_guard
     def create_call(self, record: CallRecord) -> bool:
+        c = self.ck(record.tenant, record.call_id)
         return bool(self._create(
-            keys=[self.k("call", record.call_id)],
-            args=[self.prefix, record.call_id, record.version, record.tenant, record.status, record.updated_at,
+            keys=[self.k("call", c)],
+            args=[self.prefix, c, record.version, record.tenant, record.status, record.updated_at,
                   self._rec_json(record, record.updated_at)]))
 
     def _cas(self, record: CallRecord, expected_version: int, chunk: tuple[int, str] | None,
              detail_ttl_s: float | None = None) -> bool:
         now = time.time()
         ttl_ms = max(1, int(round(detail_ttl_s * 1000))) if detail_ttl_s is not None else 0
-        args: list[Any] = [self.prefix, record.call_id, expected_version, self._rec_json(record, now),
+        cid = self.ck(record.tenant, record.call_id)
+        args: list[Any] = [self.prefix, cid, expected_version, self._rec_json(record, now),
                            record.tenant, record.status, now, ttl_ms]
         if chunk is not None:
             args += [chunk[0], chunk[1]]
-        cid = record.call_id
         ok = self._cas_script(keys=[self.k("call", cid), self.k("chunks", cid), self.k("tr", cid), self.k("trn", cid)],
                               args=args)
         if not ok:
@@ -266,13 +332,13 @@ class RedisStore(Store):
         if not ids:
             return []
         pipe = self.client.pipeline(transaction=False)
-        for call_id in ids:
-            pipe.hmget(self.k("call", call_id), "v", "rec")
+        for c in ids:
+            pipe.hmget(self.k("call", c), "v", "rec")
         out = []
-        for call_id, (version, rec) in zip(ids, pipe.execute()):
+        for version, rec in pipe.execute():
             if rec is None:
                 continue
-            r = self._call(call_id, version, rec)
+            r = self._call(version, rec)
             if (tenant is None or r.tenant == tenant) and (status is None or r.status == status):
                 out.append(r)
         out.sort(key=lambda r: r.updated_at, reverse=True)
@@ -295,24 +361,25 @@ class RedisStore(Store):
         return self._cas(record, expected_version, (int(seq), dumps(entry)))
 
     @_guard
-    def get_chunk(self, call_id: str, seq: int) -> dict[str, Any] | None:
-        raw = self.client.hget(self.k("chunks", call_id), str(int(seq)))
+    def get_chunk(self, call_id: str, seq: int, *, tenant: str) -> dict[str, Any] | None:
+        raw = self.client.hget(self.k("chunks", self.ck(tenant, call_id)), str(int(seq)))
         return loads(raw) if raw is not None else None
 
     @_guard
-    def list_chunks(self, call_id: str) -> list[dict[str, Any]]:
-        raw = self.client.hgetall(self.k("chunks", call_id))
+    def list_chunks(self, call_id: str, *, tenant: str) -> list[dict[str, Any]]:
+        raw = self.client.hgetall(self.k("chunks", self.ck(tenant, call_id)))
         return [loads(raw[s]) for s in sorted(raw, key=int)]
 
     # --- transcripts -------------------------------------------------------------------------
     @_guard
-    def put_transcript(self, call_id: str, key: str, entry: dict[str, Any]) -> None:
-        self._put_tr(keys=[self.k("tr", call_id), self.k("trn", call_id)], args=[key, dumps(entry)])
+    def put_transcript(self, call_id: str, key: str, entry: dict[str, Any], *, tenant: str) -> None:
+        c = self.ck(tenant, call_id)
+        self._put_tr(keys=[self.k("tr", c), self.k("trn", c)], args=[key, dumps(entry)])
 
     @_guard
-    def list_transcripts(self, call_id: str) -> list[dict[str, Any]]:
+    def list_transcripts(self, call_id: str, *, tenant: str) -> list[dict[str, Any]]:
         rows = []
-        for value in self.client.hgetall(self.k("tr", call_id)).values():
+        for value in self.client.hgetall(self.k("tr", self.ck(tenant, call_id))).values():
             n, _, raw = value.partition("|")
             entry = loads(raw)
             start = entry.get("start")
@@ -335,14 +402,15 @@ class RedisStore(Store):
         created = time.time()
         rec = dumps({"call_id": call_id, "tenant": tenant, "agent_id": agent_id, "level": int(level),
                       "kind": kind, "created_at": created, "payload": payload})
-        alert_id = int(self._add_alert(args=[self.prefix, dedup_key, call_id, tenant, agent_id or "", rec]))
+        alert_id = int(self._add_alert(args=[self.prefix, dedup_scope(tenant, dedup_key), self.ck(tenant, call_id),
+                                             tenant, agent_id or "", rec]))
         if alert_id == 0:
             return None
         return self._alert(alert_id, rec, None, None)
 
     def _index_for(self, tenant: str | None, agent_id: str | None, call_id: str | None, include_acked: bool) -> str:
-        if call_id is not None:
-            return self.k("alerts", "c", call_id)
+        if call_id is not None and tenant is not None:
+            return self.k("alerts", "c", self.ck(tenant, call_id))
         if agent_id is not None:
             return self.k("alerts", "a", agent_id)
         if tenant is not None:

@@ -1,4 +1,9 @@
-"""Embedded default store: one SQLite file (WAL mode), safe across threads and worker processes."""
+"""Embedded default store: one SQLite file (WAL mode), safe across threads and worker processes.
+
+Calls are keyed by ``(tenant, call_id)`` (so are their chunks, transcripts and detail expiry); alert dedup keys
+are stored scoped by tenant.  A file written before calls were namespaced (primary key ``call_id`` alone) is
+migrated in place when it is opened: one transaction, every call keeps its tenant and id (ids were unique then).
+"""
 from __future__ import annotations
 
 import logging
@@ -9,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from app.store.base import AlertRecord, CallRecord, Store
+from app.store.base import AlertRecord, CallRecord, Store, dedup_scope
 from app.store.codec import dumps, loads
 from pipelines.errors import StoreUnavailableError
 
@@ -17,26 +22,44 @@ logger = logging.getLogger("nuqi.store.sqlite")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
-    call_id TEXT PRIMARY KEY, tenant TEXT NOT NULL, agent_id TEXT, status TEXT NOT NULL,
+    call_id TEXT NOT NULL, tenant TEXT NOT NULL, agent_id TEXT, status TEXT NOT NULL,
     created_at REAL NOT NULL, updated_at REAL NOT NULL, version INTEGER NOT NULL,
-    state TEXT NOT NULL, summary TEXT, meta TEXT NOT NULL
+    state TEXT NOT NULL, summary TEXT, meta TEXT NOT NULL, PRIMARY KEY (tenant, call_id)
 );
 CREATE INDEX IF NOT EXISTS calls_tenant_status ON calls(tenant, status);
 CREATE TABLE IF NOT EXISTS chunks (
-    call_id TEXT NOT NULL, seq INTEGER NOT NULL, entry TEXT NOT NULL, PRIMARY KEY (call_id, seq)
+    tenant TEXT NOT NULL, call_id TEXT NOT NULL, seq INTEGER NOT NULL, entry TEXT NOT NULL,
+    PRIMARY KEY (tenant, call_id, seq)
 );
 CREATE TABLE IF NOT EXISTS transcripts (
-    call_id TEXT NOT NULL, key TEXT NOT NULL, start REAL, entry TEXT NOT NULL, PRIMARY KEY (call_id, key)
+    tenant TEXT NOT NULL, call_id TEXT NOT NULL, key TEXT NOT NULL, start REAL, entry TEXT NOT NULL,
+    PRIMARY KEY (tenant, call_id, key)
 );
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY AUTOINCREMENT, call_id TEXT NOT NULL, tenant TEXT NOT NULL, agent_id TEXT,
     level INTEGER NOT NULL, kind TEXT NOT NULL, created_at REAL NOT NULL, payload TEXT NOT NULL,
     acked_at REAL, acked_by TEXT, dedup_key TEXT NOT NULL UNIQUE
 );
-CREATE TABLE IF NOT EXISTS detail_expiry (call_id TEXT PRIMARY KEY, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS detail_expiry (
+    tenant TEXT NOT NULL, call_id TEXT NOT NULL, expires_at REAL NOT NULL, PRIMARY KEY (tenant, call_id)
+);
 CREATE INDEX IF NOT EXISTS detail_expiry_at ON detail_expiry(expires_at);
 CREATE INDEX IF NOT EXISTS alerts_agent ON alerts(agent_id, id);
 CREATE INDEX IF NOT EXISTS alerts_tenant ON alerts(tenant, id);
+"""
+
+# a file written before calls were namespaced by tenant (17.9): the old tables are renamed, the new ones made, the
+# rows copied (chunks, transcripts and expiry take their call's tenant) and the old tables dropped, in one transaction
+_V1_TABLES = ("calls", "chunks", "transcripts", "detail_expiry")
+_MIGRATE_V1 = """
+INSERT INTO calls SELECT call_id, tenant, agent_id, status, created_at, updated_at, version, state, summary, meta
+    FROM calls_v1;
+INSERT INTO chunks SELECT c.tenant, k.call_id, k.seq, k.entry FROM chunks_v1 k JOIN calls_v1 c USING (call_id);
+INSERT INTO transcripts SELECT c.tenant, t.call_id, t.key, t.start, t.entry
+    FROM transcripts_v1 t JOIN calls_v1 c USING (call_id) ORDER BY t.rowid;
+INSERT INTO detail_expiry SELECT c.tenant, d.call_id, d.expires_at FROM detail_expiry_v1 d JOIN calls_v1 c USING (call_id);
+UPDATE alerts SET dedup_key = tenant || '/' || dedup_key WHERE instr(dedup_key, '/') = 0;
+DROP TABLE calls_v1; DROP TABLE chunks_v1; DROP TABLE transcripts_v1; DROP TABLE detail_expiry_v1
 """
 
 
@@ -51,10 +74,26 @@ class SQLiteStore(Store):
             raise StoreUnavailableError(f"cannot create the SQLite directory {self.path.parent}: {exc}") from exc
         self._local = threading.local()
         with self._tx() as db:  # executescript() would COMMIT the open transaction itself
+            old = self._unnamespaced(db)
+            if old:
+                for table in _V1_TABLES:
+                    db.execute(f"ALTER TABLE {table} RENAME TO {table}_v1")
+                db.execute("DROP INDEX IF EXISTS calls_tenant_status")
+                db.execute("DROP INDEX IF EXISTS detail_expiry_at")
             for statement in filter(str.strip, SCHEMA.split(";")):
                 db.execute(statement)
+            if old:
+                for statement in filter(str.strip, _MIGRATE_V1.split(";")):
+                    db.execute(statement)
+                logger.warning("SQLite store %s: calls namespaced by tenant (the file was migrated)", self.path)
         self._checkpointer = _Checkpointer(self.path)
         logger.info("SQLite store at %s", self.path)
+
+    @staticmethod
+    def _unnamespaced(db: sqlite3.Connection) -> bool:
+        """True for a file of the layout before calls were namespaced by tenant (``calls`` keyed by ``call_id``)."""
+        cols = db.execute("PRAGMA table_info(calls)").fetchall()  # (cid, name, type, notnull, default, pk)
+        return bool(cols) and [c[1] for c in sorted(cols, key=lambda c: c[5]) if c[5]] == ["call_id"]
 
     # --- connections -------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -113,8 +152,8 @@ class SQLiteStore(Store):
 
     _CALL_COLS = "call_id, tenant, agent_id, status, created_at, updated_at, version, state, summary, meta"
 
-    def get_call(self, call_id: str) -> CallRecord | None:
-        rows = self._query(f"SELECT {self._CALL_COLS} FROM calls WHERE call_id=?", (call_id,))
+    def get_call(self, call_id: str, *, tenant: str) -> CallRecord | None:
+        rows = self._query(f"SELECT {self._CALL_COLS} FROM calls WHERE tenant=? AND call_id=?", (tenant, call_id))
         return self._call(rows[0]) if rows else None
 
     def create_call(self, record: CallRecord) -> bool:
@@ -130,10 +169,10 @@ class SQLiteStore(Store):
     def _cas(self, db: sqlite3.Connection, record: CallRecord, expected_version: int) -> bool:
         now = time.time()
         cur = db.execute(
-            "UPDATE calls SET tenant=?, agent_id=?, status=?, updated_at=?, version=?, state=?, summary=?, meta=? "
-            "WHERE call_id=? AND version=?",
-            (record.tenant, record.agent_id, record.status, now, expected_version + 1, dumps(record.state),
-             dumps(record.summary) if record.summary else None, dumps(record.meta), record.call_id,
+            "UPDATE calls SET agent_id=?, status=?, updated_at=?, version=?, state=?, summary=?, meta=? "
+            "WHERE tenant=? AND call_id=? AND version=?",
+            (record.agent_id, record.status, now, expected_version + 1, dumps(record.state),
+             dumps(record.summary) if record.summary else None, dumps(record.meta), record.tenant, record.call_id,
              expected_version),
         )
         if cur.rowcount != 1:
@@ -146,7 +185,7 @@ class SQLiteStore(Store):
             if not self._cas(db, record, expected_version):
                 return False
             if detail_ttl_s is not None:
-                self._expire_detail(db, record.call_id, detail_ttl_s)
+                self._expire_detail(db, record.tenant, record.call_id, detail_ttl_s)
             return True
 
     def list_calls(self, tenant: str | None = None, status: str | None = None, limit: int = 500) -> list[CallRecord]:
@@ -166,35 +205,38 @@ class SQLiteStore(Store):
         with self._tx() as db:
             if not self._cas(db, record, expected_version):
                 return False
-            db.execute("INSERT OR REPLACE INTO chunks (call_id, seq, entry) VALUES (?,?,?)",
-                       (record.call_id, seq, dumps(entry)))
+            db.execute("INSERT OR REPLACE INTO chunks (tenant, call_id, seq, entry) VALUES (?,?,?,?)",
+                       (record.tenant, record.call_id, seq, dumps(entry)))
             return True
 
-    def get_chunk(self, call_id: str, seq: int) -> dict[str, Any] | None:
-        rows = self._query("SELECT entry FROM chunks WHERE call_id=? AND seq=?", (call_id, seq))
+    def get_chunk(self, call_id: str, seq: int, *, tenant: str) -> dict[str, Any] | None:
+        rows = self._query("SELECT entry FROM chunks WHERE tenant=? AND call_id=? AND seq=?", (tenant, call_id, seq))
         return loads(rows[0][0]) if rows else None
 
-    def list_chunks(self, call_id: str) -> list[dict[str, Any]]:
-        return [loads(r[0]) for r in self._query("SELECT entry FROM chunks WHERE call_id=? ORDER BY seq", (call_id,))]
+    def list_chunks(self, call_id: str, *, tenant: str) -> list[dict[str, Any]]:
+        rows = self._query("SELECT entry FROM chunks WHERE tenant=? AND call_id=? ORDER BY seq", (tenant, call_id))
+        return [loads(r[0]) for r in rows]
 
     @staticmethod
-    def _expire_detail(db: sqlite3.Connection, call_id: str, after_s: float) -> None:
-        """Schedule ``call_id``'s detail, and delete every call's detail that is due (no sweeper thread)."""
+    def _expire_detail(db: sqlite3.Connection, tenant: str, call_id: str, after_s: float) -> None:
+        """Schedule the call's detail, and delete every call's detail that is due (no sweeper thread)."""
         now = time.time()
-        db.execute("INSERT OR REPLACE INTO detail_expiry (call_id, expires_at) VALUES (?,?)", (call_id, now + after_s))
-        due = "SELECT call_id FROM detail_expiry WHERE expires_at <= ?"
-        db.execute(f"DELETE FROM chunks WHERE call_id IN ({due})", (now,))
-        db.execute(f"DELETE FROM transcripts WHERE call_id IN ({due})", (now,))
+        db.execute("INSERT OR REPLACE INTO detail_expiry (tenant, call_id, expires_at) VALUES (?,?,?)",
+                   (tenant, call_id, now + after_s))
+        due = "SELECT tenant, call_id FROM detail_expiry WHERE expires_at <= ?"
+        db.execute(f"DELETE FROM chunks WHERE (tenant, call_id) IN ({due})", (now,))
+        db.execute(f"DELETE FROM transcripts WHERE (tenant, call_id) IN ({due})", (now,))
         db.execute("DELETE FROM detail_expiry WHERE expires_at <= ?", (now,))
 
     # --- transcripts -------------------------------------------------------------------------
-    def put_transcript(self, call_id: str, key: str, entry: dict[str, Any]) -> None:
+    def put_transcript(self, call_id: str, key: str, entry: dict[str, Any], *, tenant: str) -> None:
         with self._tx() as db:
-            db.execute("INSERT OR REPLACE INTO transcripts (call_id, key, start, entry) VALUES (?,?,?,?)",
-                       (call_id, key, entry.get("start"), dumps(entry)))
+            db.execute("INSERT OR REPLACE INTO transcripts (tenant, call_id, key, start, entry) VALUES (?,?,?,?,?)",
+                       (tenant, call_id, key, entry.get("start"), dumps(entry)))
 
-    def list_transcripts(self, call_id: str) -> list[dict[str, Any]]:
-        rows = self._query("SELECT entry FROM transcripts WHERE call_id=? ORDER BY start, rowid", (call_id,))
+    def list_transcripts(self, call_id: str, *, tenant: str) -> list[dict[str, Any]]:
+        rows = self._query("SELECT entry FROM transcripts WHERE tenant=? AND call_id=? ORDER BY start, rowid",
+                           (tenant, call_id))
         return [loads(r[0]) for r in rows]
 
     # --- alerts ------------------------------------------------------------------------------
@@ -211,7 +253,7 @@ class SQLiteStore(Store):
             cur = db.execute(
                 "INSERT OR IGNORE INTO alerts (call_id, tenant, agent_id, level, kind, created_at, payload, dedup_key) "
                 "VALUES (?,?,?,?,?,?,?,?)",
-                (call_id, tenant, agent_id, level, kind, time.time(), dumps(payload), dedup_key),
+                (call_id, tenant, agent_id, level, kind, time.time(), dumps(payload), dedup_scope(tenant, dedup_key)),
             )
             if cur.rowcount != 1:
                 return None

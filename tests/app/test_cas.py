@@ -22,7 +22,7 @@ def increment(store: SQLiteStore, stale: CallRecord | None = None):
     tries = []
 
     def attempt() -> CallRecord | None:
-        rec = stale if stale is not None and not tries else store.get_call("c1")
+        rec = stale if stale is not None and not tries else store.get_call("c1", tenant="t")
         tries.append(rec.version)
         rec.state = {"n": rec.state["n"] + 1}
         return rec if store.save_call(rec, rec.version) else None
@@ -31,14 +31,14 @@ def increment(store: SQLiteStore, stale: CallRecord | None = None):
 
 
 def test_a_lost_race_is_retried_on_fresh_state(store):
-    stale = store.get_call("c1")
-    winner = store.get_call("c1")
+    stale = store.get_call("c1", tenant="t")
+    winner = store.get_call("c1", tenant="t")
     winner.state = {"n": 10}
     assert store.save_call(winner, winner.version)  # another worker commits first
     attempt, tries = increment(store, stale)
     rec = cas.retry_cas(attempt, "incrementing c1", call_id="c1")
     assert tries == [0, 1] and rec.version == 2
-    assert store.get_call("c1").state == {"n": 11}  # built on the winner's state, nothing lost
+    assert store.get_call("c1", tenant="t").state == {"n": 11}  # built on the winner's state, nothing lost
 
 
 def test_every_operation_gives_up_after_the_same_bound(store, monkeypatch):
@@ -46,7 +46,7 @@ def test_every_operation_gives_up_after_the_same_bound(store, monkeypatch):
     calls = []
 
     def always_loses() -> None:
-        rec = store.get_call("c1")
+        rec = store.get_call("c1", tenant="t")
         calls.append(1)
         assert not store.save_call(rec, rec.version - 1)  # a version that is never current
         return None

@@ -25,7 +25,7 @@ def test_call_meta_values_are_masked_except_kept_fields(settings, models):
             assert PHONE not in text and ID_X not in text and "王小明" not in text
             assert body["meta"]["queue"] == "billing [手机号]" and body["meta"]["skill"] == "vip"
             assert body["meta"]["caller"] == "***78" and body["meta"]["vip"] is True
-        stored = c.app.state.runtime.store.get_call("m1").meta
+        stored = c.app.state.runtime.store.get_call("m1", tenant="default").meta
         assert PHONE not in json.dumps(stored) and stored["nested"] == {"ani": "***78"}
 
 

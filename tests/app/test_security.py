@@ -215,8 +215,7 @@ def test_tenant_isolation(app_client, keys, call8k):
     assert c.post(f"/v1/alerts/{a.id}/ack", headers=sup_b, json={}).status_code == 404
     assert c.get("/v1/alerts", headers=sup_b).json()["alerts"] == []
     assert c.get("/v1/board", headers=sup_b).json()["count"] == 0
-    # another tenant's ingest key cannot append to or end the call
-    assert _ingest(c, keys["other_ingest"], "iso1", call8k, seq=1).status_code == 404
+    # another tenant's ingest key cannot end the call: for it, there is no call iso1 (an id is the tenant's own)
     assert c.post("/v1/calls/iso1/end", headers=H(keys["other_ingest"])).status_code == 404
     # the own tenant sees everything
     sup_a = H(keys["supervisor"])
@@ -357,8 +356,8 @@ def test_transcript_pii_is_redacted_in_store_response_and_logs(app_client, keys,
     assert "13812345678" not in json.dumps(r.json(), ensure_ascii=False)
     assert "[手机号]" in utt["text"] and "[身份证]" in utt["text"]
     store = c.app.state.runtime.store
-    stored = json.dumps([store.list_transcripts("p1"), store.get_call("p1").state,
-                         [a.to_dict() for a in store.list_alerts(call_id="p1")]], ensure_ascii=False)
+    stored = json.dumps([store.list_transcripts("p1", tenant="acme"), store.get_call("p1", tenant="acme").state,
+                         [a.to_dict() for a in store.list_alerts(tenant="acme", call_id="p1")]], ensure_ascii=False)
     assert "13812345678" not in stored and "11010519491231002X" not in stored.upper()
     assert "投诉" in stored  # the rest of the text is kept
     assert "13812345678" not in caplog.text
@@ -544,3 +543,45 @@ def test_metrics_can_require_a_key_of_the_operators_tenant(secure_settings, mode
         assert {"401", "403"} <= set(op["responses"]) and "NUQI_METRICS_ROLES" in op["description"]
     with pytest.raises(ValueError):
         secure_settings.updated(metrics_roles="root")
+
+
+# --------------------------------------------------------------------------- 17.9 calls namespaced by tenant
+def test_a_call_id_is_the_tenants_own_no_oracle_no_squatting(app_client, keys, call8k, caplog):
+    """Tenant B posting to tenant A's call id gets its own, separate call: not a 404 (an existence oracle), and
+    nothing of A's call is seen, changed or ended; B using the id first does not take it from A.  The id (a
+    phone number here) shows in no log line and, on Redis, in no key name."""
+    c = app_client
+    cid = "13800001111"
+    angry = {"id": "u1", "role": "customer", "text": "你们到底管不管？我要投诉！", "start": 1.0, "end": 3.0}
+    with caplog.at_level(logging.INFO, logger="nuqi"):
+        # B squats the id first ...
+        r = c.post(f"/v1/calls/{cid}", headers=H(keys["other_ingest"]), json={"agent_id": "g7", "meta": {"q": "b"}})
+        assert r.status_code == 200 and r.json()["agent_id"] == "g7"
+        # ... A uses it anyway and gets its own call
+        assert _ingest(c, keys["ingest"], cid, call8k, seq=0).status_code == 200
+        assert _ingest(c, keys["ingest"], cid, call8k, seq=1).status_code == 200
+        ra = c.post(f"/v1/calls/{cid}/transcript", headers=H(keys["ingest"]), json=angry)
+        assert ra.status_code == 200 and ra.json()["duplicate"] is False and ra.json()["alerts"]
+        # B's chunk 0 and the same utterance id are B's: not A's stored results (no duplicate, no 409, no 404)
+        rb = _ingest(c, keys["other_ingest"], cid, call8k, seq=0, agent_id="g7")
+        assert rb.status_code == 200 and rb.json()["duplicate"] is False
+        rb = c.post(f"/v1/calls/{cid}/transcript", headers=H(keys["other_ingest"]), json=angry)
+        assert rb.status_code == 200 and rb.json()["duplicate"] is False and rb.json()["alerts"]  # its own alert
+        assert c.post(f"/v1/calls/{cid}/end", headers=H(keys["other_ingest"])).status_code == 200
+    sup_a, sup_b = H(keys["supervisor"]), H(keys["other_supervisor"])
+    va, vb = c.get(f"/v1/calls/{cid}", headers=sup_a).json(), c.get(f"/v1/calls/{cid}", headers=sup_b).json()
+    assert (va["status"], va["agent_id"], va["state"]["chunks"], len(va["timeline"])) == ("active", "a1", 2, 2)
+    assert (vb["status"], vb["agent_id"], set(vb["meta"]), len(vb["timeline"])) == ("ended", "g7", {"q"}, 1)
+    assert "q" not in va["meta"]
+    assert len(va["transcripts"]) == 1 and len(vb["transcripts"]) == 1
+    alerts_a = c.get("/v1/alerts", params={"call_id": cid}, headers=sup_a).json()["alerts"]
+    alerts_b = c.get("/v1/alerts", params={"call_id": cid}, headers=sup_b).json()["alerts"]
+    assert alerts_a and alerts_b and {a["tenant"] for a in alerts_a} == {"acme"} \
+        and {a["tenant"] for a in alerts_b} == {"globex"}
+    assert [x["call_id"] for x in c.get("/v1/board", headers=sup_a).json()["calls"]] == [cid]
+    # an agent of A reaches A's call (bound to it), not B's
+    assert c.get(f"/v1/calls/{cid}", headers=H(keys["agent"])).json()["agent_id"] == "a1"
+    assert cid not in caplog.text  # logs show the id as a digest
+    store = c.app.state.runtime.store
+    if store.name == "redis":
+        assert not [n for n in store.client.scan_iter(f"{store.prefix}:*") if cid in n]

@@ -178,7 +178,7 @@ def test_reconnect_continues_the_leg_on_another_worker(settings, models, pcm, fc
     # under load the close handler runs after the test's next request would otherwise arrive)
     store, deadline = fclient.app.state.runtime.store, time.monotonic() + 20
     while True:
-        legs = ((store.get_call("rc").state.get("ingest") or {}).get("legs") or {})
+        legs = ((store.get_call("rc", tenant="default").state.get("ingest") or {}).get("legs") or {})
         if legs and all(leg["pos"] == cut for leg in legs.values()):
             break
         assert time.monotonic() < deadline, f"the dropped leg's framer was not saved: {legs and {r: leg['pos'] for r, leg in legs.items()}}"
