@@ -37,7 +37,9 @@ class SecuritySettings(BaseSettings):
     bootstrap_tenant: str = "default"  # tenant of the bootstrap admin key
     rate_limit_per_s: float = 50.0  # default token-bucket refill per API key (a key may carry its own)
     rate_limit_burst: int = 100  # default bucket size per API key
-    key_cache_s: float = 2.0  # how long a worker caches a key lookup (revocation reaches other workers within it)
+    # how long a worker caches a key lookup: a revocation reaches other workers, and open SSE streams and WebSockets
+    # (app.security.streams), within it
+    key_cache_s: float = 2.0
     # call `meta` is stored and returned masked (「***78」), except these fields, which are only redacted (phone,
     # ID, card numbers and e-mails inside them become tags).  Env: comma-separated, NUQI_PII_KEEP_META_FIELDS=queue,skill
     pii_keep_meta_fields: Annotated[frozenset[str], NoDecode] = frozenset()

@@ -99,6 +99,8 @@ class SecurityRuntime:
         again and this worker's key cache emptied.  The other keys are gone for good (create them again).
         Returns False when a loss was found now.  Raises StoreUnavailableError when the store is down."""
         intact = self.store.check_intact()
+        if self.bootstrap_pending:  # never installed yet (the store was down at start): not a loss
+            self.ensure_bootstrap()
         if self.settings.bootstrap_admin_key and self.keys.get(BOOTSTRAP_ID) is None:
             intact = False
         if intact:

@@ -585,3 +585,21 @@ def test_a_call_id_is_the_tenants_own_no_oracle_no_squatting(app_client, keys, c
     store = c.app.state.runtime.store
     if store.name == "redis":
         assert not [n for n in store.client.scan_iter(f"{store.prefix}:*") if cid in n]
+
+
+def test_env_names_of_the_proxy_and_metrics_settings():
+    env = {"NUQI_FORWARDED_ALLOW_IPS": "10.0.0.5,10.1.0.0/16", "NUQI_METRICS_ROLES": "admin, supervisor"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        from app.settings import ServiceSettings
+
+        s = ServiceSettings()
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    assert s.forwarded_allow_ips == "10.0.0.5,10.1.0.0/16"
+    assert s.security.metrics_roles == frozenset({"admin", "supervisor"})

@@ -213,3 +213,42 @@ def test_auth_off_streams_have_no_key_checks(settings, models, call8k):  # noqa:
             for _ in range(10):
                 ws.send_text(json.dumps({"type": "ping"}))
                 assert ws.receive_json()["type"] == "pong"
+
+
+def test_revoked_key_stops_the_audiosocket_leg_it_allocated(fast_settings, models, call8k):  # noqa: F811
+    """AudioSocket carries no key: the leg is checked against the key that allocated it, and stops (the TCP
+    connection is closed) once that key is revoked."""
+    import socket
+    import uuid
+
+    from app.main import create_app
+    from app.telephony.audiosocket import UUID, build_packet
+
+    s = fast_settings
+    s.telephony.audiosocket_port, s.telephony.stream_max_ahead_s = 0, 1e9
+    x = (np.clip(call8k[:, 1], -1, 1) * 32767).astype("<i2")
+    with TestClient(create_app(s, models=models)) as c:
+        ingest = make_key(c, "ingest")
+        leg = c.post("/v1/calls/rv-as/audiosocket", headers=H(ingest), json={"role": "customer"}).json()
+        with socket.create_connection(("127.0.0.1", leg["port"]), timeout=10) as sock:
+            sock.sendall(build_packet(UUID, uuid.UUID(leg["uuid"]).bytes))
+            for i in range(0, 8000 + 160, 160):  # 1 s and a frame
+                sock.sendall(build_packet(0x10, x[i:i + 160].tobytes()))
+            deadline = time.monotonic() + 10
+            while _view(c, "rv-as")["state"]["chunks"] < 1:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            _revoke(c, ingest)
+            time.sleep(CACHE_S + 0.2)
+            sock.settimeout(5)
+            for i in range(8160, 8160 + 8000, 160):
+                try:
+                    sock.sendall(build_packet(0x10, x[i:i + 160].tobytes()))
+                except OSError:  # (already closed)
+                    break
+            try:
+                assert sock.recv(100) == b""  # the server closed the leg
+            except ConnectionResetError:  # (closed with data unread)
+                pass
+        view = _view(c, "rv-as")
+        assert view["state"]["chunks"] == 1 and view["status"] == "active"
