@@ -94,9 +94,7 @@ async def _pump(ws: WebSocket, call: PlatformCall, feed_text: Any, feed_binary: 
                     await ws.close()
                     break
             except NuqiError as exc:
-                call.errors += 1
-                logger.warning("%s stream %s: %s", call.platform,
-                               call.session.call_id if call.session else "?", exc.message)
+                call.log_error(exc, f"stream {call.session.call_id if call.session else '?'}")
                 if isinstance(exc, (AuthError, ForbiddenError)) or (  # also a key revoked while the stream lived
                         isinstance(exc, RateLimitedError) and "ahead of real time" in exc.message):
                     await ws.close(code=1008, reason=exc.message[:120])

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.deps import Principal, check_call_id
-from app.errors import AuthError
+from app.errors import AuthError, RateLimitedError
 from app.runtime import Runtime
 from app.security.streams import ConnectionGuard, audio_cost
 from app.services.calls import end_call
@@ -76,6 +76,22 @@ class PlatformCall:
         self.session: StreamSession | None = None
         self.errors = 0
         self.ended = False
+        self._refused = 0  # messages refused over the key's rate since the last warning about them
+        self._refused_logged = 0.0
+
+    def log_error(self, exc: NuqiError, where: str) -> None:
+        """A message the stream could not take, logged as a warning; refusals over the key's rate (one per message
+        while it lasts, 50 a second for 20 ms frames) at most once per 5 s, with their count."""
+        self.errors += 1
+        if isinstance(exc, RateLimitedError):
+            self._refused += 1
+            if time.monotonic() - self._refused_logged < 5.0:
+                return
+            self._refused_logged = time.monotonic()
+            logger.warning("%s %s: %d message(s) refused: %s", self.platform, where, self._refused, exc.message)
+            self._refused = 0
+            return
+        logger.warning("%s %s: %s", self.platform, where, exc.message)
 
     async def check(self, events: list[Event]) -> None:
         """The stream's key, per message (``app.security.streams``): AuthError once it was revoked (the caller
@@ -246,8 +262,7 @@ class TelephonyRuntime:
             except AuthError:
                 raise  # the key was revoked: the connection ends (handle_connection closes it)
             except NuqiError as exc:
-                call.errors += 1
-                logger.warning("AudioSocket %s: %s", alloc[0].call_id if alloc else "?", exc.message)
+                call.log_error(exc, f"call {alloc[0].call_id if alloc else '?'}")
 
         try:
             reason = await handle_connection(reader, writer, on_event, idle_timeout_s=self.tel.audiosocket_idle_s)
@@ -304,8 +319,7 @@ class TelephonyRuntime:
                 try:
                     await call.handle([frame])
                 except NuqiError as exc:
-                    call.errors += 1
-                    logger.warning("RTP leg %s/%s port %d: %s", a.call_id, a.role, leg.port, exc.message)
+                    call.log_error(exc, f"leg {a.call_id}/{a.role} port {leg.port}")
                     if isinstance(exc, AuthError):  # the key that allocated the leg was revoked: stop taking it
                         revoked = True
                         break
