@@ -10,8 +10,8 @@ export PORT WORKERS
 PROM_DIR ?= $(CURDIR)/data/prometheus
 # second test pass: the store-dependent API modules again against Redis (db is flushed per test; never db 0)
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
-REDIS_TESTS ?= tests/app/test_calls_api.py tests/app/test_text_and_alerts_api.py tests/app/test_security.py \
-               tests/app/test_security_streams.py tests/app/test_batch_api.py
+REDIS_TESTS ?= tests/app/test_calls_api.py tests/app/test_text_and_alerts_api.py tests/app/test_security.py tests/app/test_batch_api.py \
+  tests/app/test_stream_api.py tests/app/test_stream_lease.py tests/app/test_security_streams.py
 
 .PHONY: serve test install install-dev bench sample-audio lint clean
 

@@ -96,6 +96,9 @@ class TelephonySettings(BaseSettings):
     stream_window_s: float = 1.0  # analysis window of streamed audio (frames of any size are buffered to it)
     stream_jitter_s: float = 0.2  # how long out-of-order frames are waited for
     stream_max_ahead_s: float = 2.0  # a leg may not run further ahead of real time than this
+    # a connection's hold on each leg it streams, renewed with every analysed window and released when it closes: a
+    # reconnect waits for the dropped connection's release (at most this long: a worker that died) before it continues
+    stream_leg_lease_s: float = 5.0
     stream_max_messages_per_s: float = 250.0  # messages per second on one stream connection (20 ms stereo = 50)
     twilio_track_roles: str = "inbound=customer,outbound=agent"
     audiohook_channel_roles: str = "external=customer,internal=agent"

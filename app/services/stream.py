@@ -13,12 +13,22 @@ into the stored state, so two legs on two workers never overwrite each other.  A
 leg state and continues with the same sequence numbers; a native platform's new stream (its own numbering and
 timestamps) starts a new segment of the leg.
 
+A connection holds each leg it feeds on a lease (``ingest["owners"][role]``: its token and an expiry, renewed with
+every write, released when it closes).  A reconnect that arrives before the dropped connection has saved its leg
+(its close runs after the disconnect, possibly on another worker) waits for that release, so it continues from the
+leg's last frame instead of a stale copy; a leg whose holder died is taken over once the lease expires
+(``stream_leg_lease_s``), and the old holder, should it still be alive, is fenced off (its next write is refused).
+A short POST of a frame never waits: it gets 409 while a live connection streams the same leg.
+
 Streams are limited on audio time (a leg may not run more than ``stream_max_ahead_s`` ahead of the wall clock since
 the call's media time 0) and on messages (``stream_max_messages_per_s`` per connection).
 """
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -67,18 +77,82 @@ def group_windows(windows: Iterable[Window]) -> list[list[Window]]:
     return [groups[k] for k in sorted(groups, key=lambda k: groups[k][0].index)]
 
 
-def merge_ingest(stored: dict[str, Any], mine: dict[str, Any], roles: Iterable[str]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Lease:
+    """What a write does to the leases of the legs it carries: ``token`` None = a session without a lease (a short
+    POST: refused while another connection holds the leg); ``until`` None = release; ``takeover``: ignore another
+    holder (ending the call over HTTP)."""
+
+    token: str | None = None
+    until: float | None = None
+    takeover: bool = False
+
+
+def leg_holder(stored: dict[str, Any], role: str, now: float) -> dict[str, Any] | None:
+    """The live lease on a leg (token, until), or None when it is free or its lease expired."""
+    owner = (stored.get("owners") or {}).get(role)
+    return owner if owner and float(owner.get("until", 0)) > now else None
+
+
+def _check_holder(stored: dict[str, Any], role: str, lease: Lease, now: float, call_id: str) -> None:
+    holder = leg_holder(stored, role, now)
+    if holder is not None and holder.get("token") != lease.token and not lease.takeover:
+        raise ConflictError(f"the {role} leg of call {call_id!r} is being streamed by another connection",
+                            call_id=call_id, role=role, retry_after_s=round(float(holder["until"]) - now, 3))
+
+
+def merge_ingest(stored: dict[str, Any], mine: dict[str, Any], roles: Iterable[str],
+                 lease: Lease | None = None, call_id: str = "") -> dict[str, Any]:
     """The stored framer state with this connection's legs (``roles``) replaced by its own (``mine``: a
-    ``CallFramer.state_dict()``); the media-clock origin stays the stored one once set."""
+    ``CallFramer.state_dict()``); the media-clock origin stays the stored one once set.  With a ``lease``: a leg held
+    by another live connection is refused (ConflictError), and the leases of ``roles`` are renewed or released."""
     out = dict(stored) if stored else {**mine, "legs": {}}
     legs = dict(out.get("legs") or {})
+    owners = dict(out.get("owners") or {})
+    now = time.time()
     for r in roles:
+        if lease is not None:
+            _check_holder(out, r, lease, now, call_id)
+            if lease.token is not None and lease.until is not None:
+                owners[r] = {"token": lease.token, "until": round(lease.until, 3)}
+            elif lease.token is not None or lease.takeover:
+                owners.pop(r, None)
         if r in mine["legs"]:
             legs[r] = mine["legs"][r]
     out["legs"] = legs
+    out["owners"] = owners
     if out.get("t0_wall") is None:
         out["t0_wall"] = mine["t0_wall"]
     return out
+
+
+def claim_leg(rt: Runtime, call_id: str, tenant: str, agent_id: str | None, role: str, lease: Lease
+              ) -> tuple[float, dict[str, Any]]:
+    """Take the lease on a leg (``lease.token`` None: only check that nobody else holds it).  Returns (0, the stored
+    framer state) once taken, or (seconds the current holder's lease still runs, {}) while another connection
+    holds it."""
+    races = CasRetry(f"claiming the {role} leg of call {call_id!r}", call_id=call_id)
+    while True:
+        rec = ensure_call(rt, call_id, tenant, agent_id)
+        if rec.status == "ended":
+            raise ConflictError(f"call {call_id!r} has ended; no more audio is accepted", call_id=call_id)
+        stored = dict(rec.state.get("ingest") or {})
+        now = time.time()
+        holder = leg_holder(stored, role, now)
+        if holder is not None and holder.get("token") != lease.token and not lease.takeover:
+            if lease.token is None:
+                _check_holder(stored, role, lease, now, call_id)  # raises: a short POST never waits
+            return float(holder["until"]) - now, {}
+        if lease.token is None or not stored:  # nothing stored yet: the lease is written with the leg's first save
+            return 0.0, stored
+        state = CallState.from_state(rec.state)
+        state.ingest = {**stored, "owners": {**(stored.get("owners") or {}),
+                                             role: {"token": lease.token, "until": round(lease.until or now, 3)}}}
+        expected = rec.version
+        rec.state = state_dict(state)
+        if rt.store.save_call(rec, expected):
+            return 0.0, stored
+        races.lose_and_wait()
 
 
 def commit_window(rt: Runtime, call_id: str, tenant: str, agent_id: str | None, group: list[Window],
@@ -126,18 +200,12 @@ def save_ingest(rt: Runtime, call_id: str, tenant: str, agent_id: str | None, up
         races.lose_and_wait()
 
 
-def load_ingest(rt: Runtime, call_id: str, tenant: str, agent_id: str | None) -> dict[str, Any]:
-    rec = ensure_call(rt, call_id, tenant, agent_id)
-    if rec.status == "ended":
-        raise ConflictError(f"call {call_id!r} has ended; no more audio is accepted", call_id=call_id)
-    return dict(rec.state.get("ingest") or {})
-
-
 class StreamSession:
     """One connection (or one short POST) feeding legs of one call through the call's framer."""
 
     def __init__(self, rt: Runtime, call_id: str, tenant: str, agent_id: str | None = None, *,
-                 new_segment: bool = False, anchor_s: float | None = None, locked: bool = False) -> None:
+                 new_segment: bool = False, anchor_s: float | None = None, locked: bool = False,
+                 takeover: bool = False) -> None:
         self.rt, self.call_id, self.tenant, self.agent_id = rt, call_id, tenant, agent_id
         self.tel = telephony(rt.settings)
         self.framer = CallFramer(**framer_params(rt.settings))
@@ -145,6 +213,9 @@ class StreamSession:
         self.new_segment = new_segment  # a platform's new stream: own numbering/timestamps (CallFramer.new_segment)
         self.anchor_s = anchor_s  # media time of each leg's first sample (explicit alignment), else arrival time
         self.locked = locked  # the caller holds the call's lock (a POST) for the whole session
+        # a connection holds its legs on a lease; a POST holds none (it is over before another could take over)
+        self.token = None if locked else secrets.token_hex(8)
+        self.takeover = takeover  # ending the call over HTTP: whatever connection holds a leg
         self.lost: list[dict[str, Any]] = []  # gaps not yet reported
         self.stats = {"frames": 0, "windows": 0, "duplicates": 0, "late": 0, "lost_s": 0.0}
         self._limiter = LocalLimiter()
@@ -157,15 +228,30 @@ class StreamSession:
         async with self.rt.lock_for(self.call_id):
             return await self.rt.run(fn, *args)
 
-    def _update(self) -> IngestUpdate:
+    def _lease(self, release: bool = False) -> Lease:
+        until = None if release or self.token is None else time.time() + float(self.tel.stream_leg_lease_s)
+        return Lease(self.token, until, self.takeover)
+
+    def _update(self, release: bool = False) -> IngestUpdate:
         mine = self.framer.state_dict()  # taken now (event loop), merged in the worker thread
-        roles = set(self.owned)
-        return lambda stored: merge_ingest(stored, mine, roles)
+        roles, lease, call_id = set(self.owned), self._lease(release), self.call_id
+        return lambda stored: merge_ingest(stored, mine, roles, lease, call_id)
 
     async def _adopt(self, role: str) -> None:
-        """A leg's first frame on this connection: take the stored media-clock origin and the leg's stored state
-        (a reconnect continues it)."""
-        stored = await self._locked(load_ingest, self.rt, self.call_id, self.tenant, self.agent_id)
+        """A leg's first frame on this connection: take the leg's lease, the stored media-clock origin and the leg's
+        stored state (a reconnect continues it).  While the leg's previous connection still holds it (its close has
+        not saved yet, or its worker died), wait for the release or the lease's expiry, then take it over."""
+        lease_s = float(self.tel.stream_leg_lease_s)
+        deadline = time.monotonic() + lease_s + 1.0
+        while True:
+            lease = self._lease()
+            if time.monotonic() >= deadline:
+                lease = dataclasses.replace(lease, takeover=True)
+            wait_s, stored = await self._locked(claim_leg, self.rt, self.call_id, self.tenant, self.agent_id,
+                                                role, lease)
+            if wait_s <= 0:
+                break
+            await asyncio.sleep(min(0.05, wait_s))
         if stored:
             if self.framer.t0_wall is None and stored.get("t0_wall") is not None:
                 self.framer.t0_wall = float(stored["t0_wall"])
@@ -240,12 +326,13 @@ class StreamSession:
             if r in self.owned:
                 res.extend(self.framer.flush(r, time.time()))
         out = await self._handle(res)
-        await self.save()
+        await self.save(release=True)
         return out
 
-    async def save(self) -> None:
+    async def save(self, release: bool = False) -> None:
         if self.owned:
-            await self._locked(save_ingest, self.rt, self.call_id, self.tenant, self.agent_id, self._update())
+            await self._locked(save_ingest, self.rt, self.call_id, self.tenant, self.agent_id,
+                               self._update(release))
 
     async def end(self) -> dict[str, Any]:
         """Flush this connection's legs and end the call (the summary)."""
@@ -259,7 +346,9 @@ class StreamSession:
             return
         self.closed = True
         try:
-            await self.save()
+            await self.save(release=True)
+        except ConflictError as exc:  # fenced off: another connection took the leg over after our lease expired
+            logger.warning("stream of call %s not saved: %s", self.call_id, exc.message)
         except Exception:  # the call may have ended meanwhile, or the store be down: nothing to send anyway
             logger.exception("could not save the stream state of call %s", self.call_id)
 
@@ -272,7 +361,7 @@ async def flush_stored(rt: Runtime, call_id: str, tenant: str) -> list[dict[str,
     stored = await rt.run(lambda: (rt.store.get_call(call_id, tenant=tenant) or None))
     if stored is None or stored.status == "ended" or not stored.state.get("ingest"):
         return []
-    session = StreamSession(rt, call_id, tenant)
+    session = StreamSession(rt, call_id, tenant, takeover=True)
     session.framer = CallFramer.from_state(stored.state["ingest"])
     session.owned = {r for r, leg in session.framer.legs.items() if not leg.ended}
     return await session.flush()

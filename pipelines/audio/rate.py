@@ -30,6 +30,7 @@ Speaking rate = nuclei / speech time in a sliding window of the last ``window_fr
 from __future__ import annotations
 
 import base64
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -58,6 +59,13 @@ class RateParams:
     nucleus_aperiodicity: float = 0.9
 
 
+@functools.lru_cache(maxsize=8)
+def _envelope_band(lo_hz: float, hi_hz: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """First-order band-pass of the envelope (frame rate) and its unit initial state; arrays are never written."""
+    b, a = butter(1, [lo_hz, hi_hz], btype="band", fs=FRAME_RATE_HZ)
+    return b, a, lfilter_zi(b, a)
+
+
 @dataclass
 class NucleusDetector:
     params: RateParams = field(default_factory=RateParams)
@@ -74,10 +82,8 @@ class NucleusDetector:
     frame: int = 0  # global index of the next frame
 
     def __post_init__(self) -> None:
-        p = self.params
-        b, a = butter(1, [p.band_lo_hz, p.band_hi_hz], btype="band", fs=FRAME_RATE_HZ)
-        self._b, self._a = b, a
-        self._zi_unit = lfilter_zi(b, a)
+        # a detector is rebuilt from the call's stored state for every window: design the filter once per band
+        self._b, self._a, self._zi_unit = _envelope_band(self.params.band_lo_hz, self.params.band_hi_hz)
 
     def process(self, env_db: np.ndarray, voiced: np.ndarray, floor_db: np.ndarray | None = None) -> np.ndarray:
         """Return a bool array: True at frames where a nucleus is *confirmed* (after its peak).

@@ -3,7 +3,6 @@ and over short POSTs, two legs with their own sequence numbers, reconnects (also
 lost frames, hold silence, the audio-time rate limit; each gives the analysis of today's 1 s chunks."""
 from __future__ import annotations
 
-import time
 import wave
 
 import numpy as np
@@ -174,15 +173,8 @@ def test_reconnect_continues_the_leg_on_another_worker(settings, models, pcm, fc
         ws.send_json({"type": "ping"})  # every frame taken: 0.4 s buffered per leg
         assert next_analysis(ws, msgs)["type"] == "pong" and msgs.pop()["buffered_s"] == {"agent": 0.4,
                                                                                            "customer": 0.4}
-    # the dropped connection saves its legs as it closes; a reconnect is meant to find them (wait for the save:
-    # under load the close handler runs after the test's next request would otherwise arrive)
-    store, deadline = fclient.app.state.runtime.store, time.monotonic() + 20
-    while True:
-        legs = ((store.get_call("rc", tenant="default").state.get("ingest") or {}).get("legs") or {})
-        if legs and all(leg["pos"] == cut for leg in legs.values()):
-            break
-        assert time.monotonic() < deadline, f"the dropped leg's framer was not saved: {legs and {r: leg['pos'] for r, leg in legs.items()}}"
-        time.sleep(0.05)
+    # no waiting here: the reconnect may arrive before the dropped connection's close has saved its legs (under load
+    # it does); the leg's lease makes the reconnect wait for that save, so it continues from the last frame
     with TestClient(create_app(settings, models=models)) as other:
         with other.websocket_connect(url) as ws:
             for i in range(cut, 10 * RATE, FRAME):
