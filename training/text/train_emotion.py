@@ -341,9 +341,35 @@ class LinearSchedule:
         return {"base": self.base, "total": self.total, "max_minutes": self.max_minutes, "warm": self.warm}
 
 
+def param_groups(model, lr: float, head_lr: float, layer_decay: float = 1.0) -> list[dict]:
+    """AdamW groups: weight decay 0.01 on encoder matrices, none on biases/LayerNorm; with ``layer_decay`` < 1
+    layer-wise learning-rate decay: layer i of L gets lr · decay^(L - i), the embeddings lr · decay^L."""
+    head = {"params": list(model.head.parameters()), "lr": head_lr, "weight_decay": 0.0}
+    enc = [(n, p) for n, p in model.named_parameters() if not n.startswith("head.")]
+    if layer_decay == 1.0:
+        return [{"params": [p for _, p in enc if p.ndim > 1], "lr": lr, "weight_decay": 0.01},
+                {"params": [p for _, p in enc if p.ndim <= 1], "lr": lr, "weight_decay": 0.0}, head]
+    n_layers = model.encoder.config.num_hidden_layers
+
+    def depth(name: str) -> int:
+        if ".embeddings." in f".{name}":
+            return 0
+        parts = name.split(".")
+        if "layer" in parts:
+            return int(parts[parts.index("layer") + 1]) + 1
+        return n_layers
+
+    groups: dict[tuple[int, bool], list] = {}
+    for n, p in enc:
+        groups.setdefault((depth(n), p.ndim > 1), []).append(p)
+    return [*({"params": ps, "lr": lr * layer_decay ** (n_layers - d), "weight_decay": 0.01 if mat else 0.0}
+              for (d, mat), ps in sorted(groups.items())), head]
+
+
 def train(model, seqs, labels, *, epochs: float, batch_size: int, lr: float, head_lr: float,
           max_minutes: float, seed: int, class_weights: np.ndarray | None, log_every: int = 50,
-          calib: tuple[list, list] | None = None, ckpt: Checkpointing | None = None) -> dict:
+          calib: tuple[list, list] | None = None, ckpt: Checkpointing | None = None,
+          layer_decay: float = 1.0) -> dict:
     """Fine-tune ``model`` in place.  With ``ckpt`` the run is resumable: a run stopped at any step and resumed
     from its checkpoint goes through the same batches with the same dropout masks and learning rates as an
     uninterrupted run (``tests/training/text/test_checkpoint.py``); with a wall-clock cap the learning rate
@@ -357,14 +383,7 @@ def train(model, seqs, labels, *, epochs: float, batch_size: int, lr: float, hea
     torch.manual_seed(seed)
     steps_per_epoch = math.ceil(len(seqs) / batch_size)
     total = int(round(epochs * steps_per_epoch))
-    head_params = list(model.head.parameters())
-    enc_params = [p for n, p in model.named_parameters() if not n.startswith("head.")]
-    decay = [p for p in enc_params if p.ndim > 1]
-    no_decay = [p for p in enc_params if p.ndim <= 1]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "lr": lr, "weight_decay": 0.01},
-         {"params": no_decay, "lr": lr, "weight_decay": 0.0},
-         {"params": head_params, "lr": head_lr, "weight_decay": 0.0}])
+    opt = torch.optim.AdamW(param_groups(model, lr, head_lr, layer_decay))
     sched = LinearSchedule([g["lr"] for g in opt.param_groups], total, max_minutes)
     cw = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
     loss_fn = nn.CrossEntropyLoss(weight=cw, label_smoothing=0.05)
@@ -377,6 +396,7 @@ def train(model, seqs, labels, *, epochs: float, batch_size: int, lr: float, hea
     if ckpt is not None:
         fp = ck.fingerprint(seqs, labels, {**ckpt.settings, "epochs": epochs, "batch_size": batch_size, "lr": lr,
                                            "head_lr": head_lr, "seed": seed, "max_minutes": max_minutes,
+                                           "layer_decay": layer_decay,
                                            "class_weights": None if class_weights is None
                                            else [round(float(c), 6) for c in class_weights]})
         if ckpt.resume:
@@ -739,6 +759,8 @@ def build_argparser() -> argparse.ArgumentParser:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-4, help="encoder learning rate (AdamW, linear warm-up/decay)")
     ap.add_argument("--head-lr", type=float, default=1e-3)
+    ap.add_argument("--layer-decay", type=float, default=1.0,
+                    help="layer-wise lr decay: layer i of L trains at lr * decay^(L-i) (1.0: off)")
     ap.add_argument("--no-nlpcc", action="store_true", help="train on SMP2020 only (no NLPCC 2013)")
     ap.add_argument("--calib-frac", type=float, default=0.05, help="stratified TRAIN slice held out for temperature")
     ap.add_argument("--max-train-minutes", type=float, default=62.0,
@@ -860,7 +882,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit("--resume and --stop-after-steps need --checkpoint-dir")
     res = train(model, tr_seqs, train_set.labels, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                 head_lr=args.head_lr, max_minutes=args.max_train_minutes, seed=args.seed, class_weights=class_w,
-                calib=(cal_seqs, calib.labels), ckpt=ckpt)
+                calib=(cal_seqs, calib.labels), ckpt=ckpt, layer_decay=args.layer_decay)
     log.info("training done: %s", res)
     if res["interrupted"]:
         log.info("resume with the same command plus --resume (checkpoint %s)", args.checkpoint_dir)
@@ -888,6 +910,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "onnx": "model.onnx",
         "quantisation": QUANTISATION,
         "train": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "head_lr": args.head_lr,
+                  "layer_decay": args.layer_decay,
                   "nlpcc": not args.no_nlpcc, "calib_frac": args.calib_frac, "seed": args.seed,
                   "init_from": str(args.init_from) if args.init_from else None,
                   "n_train": len(train_set.texts), "n_calib": len(calib.texts), **res},

@@ -106,3 +106,20 @@ def test_atomic_write_keeps_previous_file_when_writer_fails(tmp_path):
         ck.atomic_write_bytes(path, broken)
     assert json.loads(path.read_text()) == {"step": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["progress.json"]
+
+
+def test_layer_decay_groups(tiny):
+    fresh_model, _, _ = tiny
+    from training.text.train_emotion import param_groups
+
+    model = fresh_model()
+    plain = param_groups(model, 1e-4, 1e-3)
+    assert [g["lr"] for g in plain] == [1e-4, 1e-4, 1e-3]
+    groups = param_groups(model, 1e-4, 1e-3, layer_decay=0.5)
+    n_params = sum(1 for _ in model.parameters())
+    assert sum(len(g["params"]) for g in groups) == n_params == sum(len(g["params"]) for g in plain)
+    emb = model.encoder.embeddings.word_embeddings.weight
+    layer0 = model.encoder.encoder.layer[0].attention.self.query.weight
+    lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    assert lr_of[id(layer0)] == pytest.approx(1e-4) and lr_of[id(emb)] == pytest.approx(0.5e-4)  # 1 layer: top = layer 0
+    assert lr_of[id(model.head.weight)] == 1e-3
