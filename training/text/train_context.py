@@ -121,6 +121,28 @@ def auc(y: np.ndarray, p: np.ndarray) -> float:
     return float((r[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
+def bootstrap_f1(groups: np.ndarray, y: np.ndarray, preds: dict[str, np.ndarray], n: int = 1000, seed: int = 0
+                 ) -> dict[str, dict[str, float]]:
+    """95 % intervals of anger F1 (and of each method's F1 minus the first one's) resampling whole dialogues."""
+    rng = np.random.default_rng(seed)
+    ids = np.unique(groups)
+    members = {g: np.nonzero(groups == g)[0] for g in ids}
+    names = list(preds)
+    draws = {k: [] for k in names}
+    for _ in range(n):
+        idx = np.concatenate([members[g] for g in rng.choice(ids, size=len(ids))])
+        for k in names:
+            draws[k].append(prf(y[idx], preds[k][idx])["anger_f1"])
+    out = {}
+    for k in names:
+        d = np.asarray(draws[k])
+        diff = d - np.asarray(draws[names[0]])
+        out[k] = {"f1_lo": float(np.percentile(d, 2.5)), "f1_hi": float(np.percentile(d, 97.5)),
+                  f"minus_{names[0].split()[0]}_lo": float(np.percentile(diff, 2.5)),
+                  f"minus_{names[0].split()[0]}_hi": float(np.percentile(diff, 97.5))}
+    return out
+
+
 def fit(X, y, C: float, weighting, seed: int):
     from sklearn.linear_model import LogisticRegression
 
@@ -289,7 +311,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     results[f"{ship.split()[0]} as served: context where an earlier turn exists, else the utterance model"] = {
         **prf(y[te], np.where(first[te], arg[te], (p_te >= threshold).astype(int))),
         "auc": auc(y[te], p_served)}
-    dev = {"data": meta["data"], "results": results, "serving_max_abs_diff": diff,
+    # dialogue-resampled 95 % intervals on HELD OUT, every method at its TRAIN-chosen threshold
+    dia = np.array([r["uid"].rsplit("_", 1)[0] for r in rows])[te]
+    preds = {"(a) argmax": arg[te], "(a) threshold": (pa[te] >= thr_a).astype(int)}
+    for m, *_ in modes:
+        preds[m] = (chosen[m][3] >= chosen[m][1]["oof_threshold"]).astype(int)
+    boot = bootstrap_f1(dia, y[te], preds)
+    for k, v in boot.items():
+        log.info("bootstrap %s: %s", k, {a: round(b, 3) for a, b in v.items()})
+    dev = {"data": meta["data"], "bootstrap_95": boot, "results": results, "serving_max_abs_diff": diff,
            "minutes": (time.time() - t0) / 60, "labels": list(LABELS), "command": meta["command"]}
     (out / "dev_results.json").write_text(json.dumps(dev, ensure_ascii=False, indent=2), encoding="utf-8")
     for k, v in results.items():
