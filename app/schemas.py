@@ -387,8 +387,22 @@ class TextResults(BaseModel):
     results: list[TextResult]
 
 
+class TextContext(BaseModel):
+    """Dialogue-context scoring of a turn (``models/text-context``): the turn read with the ones before it."""
+
+    turns: int = Field(description="earlier turns of the call the score used")
+    anger: float = Field(description="calibrated P(anger) given the turn and its context (= the utterance's anger)")
+    angry: bool = Field(description="anger is at or above the model's F1-optimal threshold")
+    anger_utterance: float | None = Field(None, description="the single-utterance model's anger for the same text")
+
+
 class Utterance(TextResult):
     """A transcript snippet's analysis (text with personal data redacted) and, when final, its assessment."""
+
+    text_mode: Literal["utterance", "context"] | None = Field(
+        None, description="which text model scored the turn: 'context' (with the call's earlier turns) when "
+                          "earlier final turns exist, else 'utterance'")
+    context: TextContext | None = Field(None, description="present in context mode")
 
     role: str
     text: str

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from pipelines.audio.anger_model import AcousticAngerModel
 from pipelines.fusion import DecisionModel
 from pipelines.settings import Settings
+from pipelines.text.context import ContextEmotionModel
 from pipelines.text.emotion import TextEmotionModel
 from pipelines.text.lexicon import KeywordLexicon
 
@@ -37,11 +38,12 @@ class ModelRegistry:
     settings: Settings
     acoustic: AcousticAngerModel | None = None
     text: TextEmotionModel | None = None
+    text_context: ContextEmotionModel | None = None  # dialogue-context anger (a turn with the turns before it)
     lexicon: KeywordLexicon | None = None
     fusion: DecisionModel | None = None  # the decision layer's load-once part
     status: dict[str, ComponentStatus] = field(default_factory=dict)
 
-    REQUIRED = ("acoustic", "text", "lexicon", "fusion")
+    REQUIRED = ("acoustic", "text", "text_context", "lexicon", "fusion")
 
     @classmethod
     def load(cls, settings: Settings, components: tuple[str, ...] = REQUIRED) -> "ModelRegistry":
@@ -49,6 +51,7 @@ class ModelRegistry:
         loaders: dict[str, Callable[[], Any]] = {
             "acoustic": reg._load_acoustic,
             "text": reg._load_text,
+            "text_context": reg._load_text_context,
             "lexicon": reg._load_lexicon,
             "fusion": reg._load_fusion,
         }
@@ -72,6 +75,9 @@ class ModelRegistry:
 
     def _load_text(self) -> TextEmotionModel:
         return TextEmotionModel.load(self.settings.models_dir / "text-emotion", threads=1)
+
+    def _load_text_context(self) -> ContextEmotionModel:
+        return ContextEmotionModel.load(self.settings.models_dir / "text-context")
 
     def _load_lexicon(self) -> KeywordLexicon:
         return KeywordLexicon.load()

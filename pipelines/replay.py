@@ -48,7 +48,7 @@ def replay_turns(turns: list[Turn], models: ModelRegistry) -> Iterator[dict[str,
 
 def components_for(audio: Path | None) -> tuple[str, ...]:
     """The model components :func:`replay` needs (a text-only replay loads no acoustic model)."""
-    return ModelRegistry.REQUIRED if audio is not None else ("text", "lexicon", "fusion")
+    return ModelRegistry.REQUIRED if audio is not None else ("text", "text_context", "lexicon", "fusion")
 
 
 def replay(path: Path, models: ModelRegistry, *, audio: Path | None = None, channel_map: str | None = None

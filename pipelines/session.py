@@ -16,7 +16,7 @@ as :class:`~pipelines.fusion.CallAlert` objects.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,7 @@ from pipelines.audio.decode import DecodedChunk, resample
 from pipelines.audio.stream import SpeakerStream
 from pipelines.fusion import CallAlert, CallAnalyzer, DecisionModel, WindowResult
 from pipelines.registry import ModelRegistry
+from pipelines.text.context import WINDOW, with_anger
 
 logger = logging.getLogger("nuqi.session")
 
@@ -52,6 +53,9 @@ class CallState:
     # streamed calls: the frame buffer (pipelines.ingest.CallFramer.state_dict()), so a leg can continue on
     # another worker; empty for calls fed whole chunks
     ingest: dict[str, Any] = field(default_factory=dict)
+    # the last final transcript turns (either role) as the dialogue-context model keeps them: role, the utterance
+    # model's log-probabilities, two numbers for their words (no text); see pipelines.text.context
+    text_context: list[dict[str, Any]] = field(default_factory=list)
 
     def state_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -278,12 +282,38 @@ def analyze_texts(texts: list[str], models: ModelRegistry) -> list[TextAnalysis]
     return out
 
 
+def _with_context(state: CallState, role: str, analysis: TextAnalysis, final: bool, models: ModelRegistry
+                  ) -> tuple[TextAnalysis, dict[str, Any]]:
+    """Dialogue-context mode: when earlier final turns exist, the turn's anger is the context model's
+    (:mod:`pipelines.text.context`) and the six probabilities are re-weighted to carry it; ``text_mode`` says
+    which mode scored the turn.  A final turn is remembered for the next ones (one utterance-model call per
+    turn: the earlier turns' outputs come from ``state.text_context``)."""
+    model = models.text_context
+    if model is None or analysis.probs is None:
+        return analysis, {"text_mode": "utterance" if analysis.probs is not None else None}
+    if state.text_context:
+        res = model.score(role, analysis.text, analysis.probs, state.text_context)
+        probs = {k: round(v, 4) for k, v in with_anger(analysis.probs, res.anger).items()}
+        extra = {"text_mode": "context",
+                 "context": {"turns": res.turns, "anger": round(res.anger, 4), "angry": bool(res.angry),
+                             "anger_utterance": analysis.anger}}
+        analysis = replace(analysis, probs=probs, anger=probs["angry"], label=max(probs, key=probs.get))
+        memory = res.memory
+    else:
+        extra = {"text_mode": "utterance"}
+        memory = model.memory(role, analysis.text, analysis.probs) if final else None
+    if final:
+        state.text_context = [*state.text_context, memory][-WINDOW:]
+    return analysis, extra
+
+
 def process_transcript(state: CallState, role: str, text: str, start: float | None, end: float | None,
                        final: bool, models: ModelRegistry) -> UtteranceResult:
     """Analyse one transcript snippet; only final snippets advance the call's escalation state."""
     analysis = analyze_texts([text], models)[0]
+    analysis, context = _with_context(state, role, analysis, final, models)
     entry: dict[str, Any] = {"role": role, "text": text, "start": start, "end": end, "final": final,
-                             **analysis.to_dict()}
+                             **analysis.to_dict(), **context}
     if not final:
         return UtteranceResult(entry)
     state.utterances += 1
@@ -293,7 +323,8 @@ def process_transcript(state: CallState, role: str, text: str, start: float | No
     if call is None:
         return UtteranceResult(entry)
     res = call.text_turn(role, t_start, t_end, text=analysis.text, text_probs=analysis.probs,
-                         text_anger=analysis.anger, keyword_hits=analysis.keywords,
+                         text_anger=analysis.anger, text_calibrated=entry.get("text_mode") == "context",
+                         keyword_hits=analysis.keywords,
                          keyword_score=analysis.keyword_score, keyword_stage_hint=analysis.keyword_stage_hint,
                          calming=analysis.calming)
     _merge_result(entry, res)

@@ -89,6 +89,9 @@ class Cues:
                     ``baseline_ready``
     text_probs      text-emotion probabilities over angry/happy/neutral/sad/fear/surprise
     text_anger      text anger probability (defaults to text_probs["angry"])
+    text_calibrated text_anger is already a calibrated P(anger) of real dialogue (the dialogue-context mode,
+                    pipelines/text/context.py): the fusion takes it as the text group's probability instead
+                    of calibrating the utterance model's score
     keyword_hits    lexicon hits (KeywordHit objects or dicts); negated hits carry no evidence
     keyword_score   the lexicon's score for this text (None: lexicon did not run)
     keyword_stage_hint  the lexicon's stage hint for the whole text (0..6)
@@ -104,6 +107,7 @@ class Cues:
     baseline_ready: bool = False
     text_probs: dict[str, float] | None = None
     text_anger: float | None = None
+    text_calibrated: bool = False
     keyword_hits: list[KeywordHit] = field(default_factory=list)
     keyword_score: float | None = None
     keyword_stage_hint: int = 0

@@ -215,13 +215,13 @@ class CallAnalyzer:
 
     def text_turn(self, role: str, t_start: float, t_end: float, *, text: str | None = None,
                   text_probs: dict[str, float] | None = None, text_anger: float | None = None,
-                  keyword_hits: Sequence[Any] = (), keyword_score: float | None = None,
+                  text_calibrated: bool = False, keyword_hits: Sequence[Any] = (), keyword_score: float | None = None,
                   keyword_stage_hint: int = 0, calming: bool = False) -> WindowResult:
         """Fuse a final transcript turn with the same speaker's acoustic cues over the turn."""
         acoustic, delta, ready = self.acoustic.over(role, t_start, t_end)
         cues = Cues(t_start=t_start, t_end=max(t_end, t_start), role=role, acoustic_anger=acoustic, delta=delta,
                     baseline_ready=ready, text_probs=text_probs, text_anger=text_anger,
-                    keyword_hits=list(keyword_hits), keyword_score=keyword_score,
+                    text_calibrated=text_calibrated, keyword_hits=list(keyword_hits), keyword_score=keyword_score,
                     keyword_stage_hint=keyword_stage_hint, calming=calming, text=text)
         return self._assess(cues)
 

@@ -57,6 +57,7 @@ def _clip(x: float, lo: float, hi: float) -> float:
 PROSODY_SCALE = {"speech_rate_pct": 30.0, "f0_st": 3.0, "f0_range_st": 3.0, "loudness_db": 6.0}
 PROSODY_FEATURE = {"speech_rate_pct": "rate", "f0_st": "f0", "f0_range_st": "f0_range", "loudness_db": "loud"}
 KEYWORD_SCORE_CAP = 3.0
+CALIBRATED = "calibrated_logit"  # a group feature that already is the group's calibrated log-odds
 
 
 def keyword_strength(cues: Cues) -> float:
@@ -85,7 +86,9 @@ def group_features(cues: Cues) -> dict[str, dict[str, float]]:
         out["prosody"] = {
             PROSODY_FEATURE[k]: _clip(v / PROSODY_SCALE[k], -1.0, 3.0) for k, v in pros.items()
         }
-    if cues.text_anger is not None:
+    if cues.text_anger is not None and cues.text_calibrated:
+        out["text"] = {CALIBRATED: logit(cues.text_anger)}
+    elif cues.text_anger is not None:
         feats = {"logit_angry": logit(cues.text_anger)}
         if cues.text_probs:
             p = cues.text_probs
@@ -247,7 +250,7 @@ class Fuser:
         if not feats:
             return FusedAnger(fused=p.prior_rate, logit=l0, groups={}, available=[])
         scored: dict[str, tuple[float, dict[str, float]]] = {
-            g: p.groups[g].logit(f) for g, f in feats.items()
+            g: (f[CALIBRATED], dict(f)) if CALIBRATED in f else p.groups[g].logit(f) for g, f in feats.items()
         }
         weights = {g: p.weight(g, scored) for g in scored}
         pooled = [g for g, w in weights.items() if w > 0]

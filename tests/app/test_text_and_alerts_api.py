@@ -163,3 +163,17 @@ def test_calm_call_raises_no_alert(client):
     state = client.get("/v1/calls/calm", params={"timeline": False}).json()["state"]
     assert state["stage"]["level"] <= 1
     assert client.get("/v1/alerts", params={"agent_id": "a2"}).json()["alerts"] == []
+
+
+def test_transcript_says_which_text_mode_scored_it(client):
+    """The first turn of a call is scored alone; later turns with the call's earlier turns (dialogue context)."""
+    agent = {"role": "agent", "text": "您好，请问有什么可以帮您？", "start": 0.0, "end": 2.0, "final": True, "id": "a1"}
+    first = client.post("/v1/calls/ctx/transcript", json=agent).json()["utterance"]
+    assert first["text_mode"] == "utterance" and first.get("context") is None
+    turn = {"role": "customer", "text": ANGRY[0], "start": 2.5, "end": 8.0, "final": True, "id": "c1"}
+    second = client.post("/v1/calls/ctx/transcript", json=turn).json()["utterance"]
+    assert second["text_mode"] == "context" and second["context"]["turns"] == 1
+    assert second["anger"] == second["context"]["anger"] and 0.0 < second["anger"] < 1.0
+    assert second["context"]["anger_utterance"] > 0.5
+    stored = client.get("/v1/calls/ctx").json()["transcripts"]
+    assert [t["text_mode"] for t in stored] == ["utterance", "context"]

@@ -18,6 +18,7 @@ from pipelines.session import (
     public_view,
     summarize,
 )
+from pipelines.text.context import WINDOW
 from pipelines.transcripts import load_turns
 from tests.conftest import SAMPLE_AUDIO, read_wav
 
@@ -119,3 +120,31 @@ def test_calm_call_raises_nothing(models):
     state, chunks, utts = run_call("call_calm_8k", models, via_json=False)
     assert not [a for r in [*chunks, *utts] for a in r.alerts]
     assert summarize(state, [c.entry for c in chunks], models.fusion)["peak_stage"] <= 1
+
+
+def test_transcript_turns_use_dialogue_context(models):
+    """The first turn is scored alone; later turns with the call's earlier turns (models/text-context), one
+    utterance-model call each; the state keeps no text of them; interim snippets are scored but not remembered."""
+    state = CallState()
+    first = process_transcript(state, "agent", "您好，请问有什么可以帮您？", 0.0, 2.0, True, models).entry
+    assert first["text_mode"] == "utterance" and "context" not in first
+    assert len(state.text_context) == 1
+    interim = process_transcript(state, "customer", "你们这", 2.5, 3.0, False, models).entry
+    assert interim["text_mode"] == "context" and len(state.text_context) == 1
+    text = "你们这是什么破服务！我都等了三天了！"
+    turn = process_transcript(state, "customer", text, 2.5, 6.0, True, models).entry
+    alone = models.text.predict([text])[0]
+    assert turn["text_mode"] == "context" and turn["context"]["turns"] == 1
+    assert turn["context"]["anger_utterance"] == pytest.approx(alone.anger, abs=1e-4)
+    assert turn["anger"] == pytest.approx(turn["context"]["anger"], abs=1e-4)
+    assert turn["probs"]["angry"] == turn["anger"] and abs(sum(turn["probs"].values()) - 1) < 1e-3
+    assert turn["label"] == max(turn["probs"], key=turn["probs"].get)
+    for i in range(12):
+        process_transcript(state, "agent" if i % 2 else "customer", "好的", 7.0 + i, 7.5 + i, True, models)
+    assert len(state.text_context) == WINDOW
+    assert "破服务" not in json.dumps(state.text_context, ensure_ascii=False)
+    # the context survives the JSON round trip a stored call makes between workers
+    again = CallState.from_state(json.loads(json.dumps(state.state_dict())))
+    a = process_transcript(state, "customer", "你们到底管不管", 20.0, 22.0, True, models).entry
+    b = process_transcript(again, "customer", "你们到底管不管", 20.0, 22.0, True, models).entry
+    assert a["context"] == b["context"]

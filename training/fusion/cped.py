@@ -180,6 +180,7 @@ def make_cues(u: Utterance, tc: dict[str, Any] | None, role: str = "customer"):
     return Cues(
         t_start=u.t_start, t_end=u.t_end, role=role,
         text_probs=tc.get("probs"),
+        text_calibrated=bool(tc.get("text_calibrated", False)),
         keyword_hits=lex.get("hits", []) or [],
         keyword_score=lex.get("score") if lex else None,
         keyword_stage_hint=int(lex.get("stage_hint", 0) or 0) if lex else 0,

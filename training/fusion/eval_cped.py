@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import logging
 import os
 import statistics
@@ -176,6 +177,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--max-fa3", type=float, default=0.10,
                     help="tuning constraint: dialogue false-alarm rate at stage >= 3 on the tune split")
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "RESULTS_escalation.md")
+    ap.add_argument("--cues", type=Path, default=None,
+                    help="text cues JSON ({uid: {probs, lexicon}}) instead of the utterance model's, e.g. the "
+                         "dialogue-context mode's cped_context_cues.json (python -m training.text.train_context)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("jieba").setLevel(logging.WARNING)
@@ -183,7 +187,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     t0 = time.time()
     dialogues = load_dialogues()
-    tcs = text_cues(dialogues, use_lexicon=not args.no_lexicon)
+    if args.cues:
+        tcs = json.loads(args.cues.read_text(encoding="utf-8"))
+    else:
+        tcs = text_cues(dialogues, use_lexicon=not args.no_lexicon)
     have_text = any(v.get("probs") for v in tcs.values())
     have_lex = any(v.get("lexicon") for v in tcs.values())
     fuser = Fuser.load(get_settings().models_dir / "fusion" / "params.json")
@@ -208,7 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows += [("tuned", s_tune), ("tuned", s_rep)]
 
     cmd = "OMP_NUM_THREADS=1 .venv/bin/python -m training.fusion.eval_cped" + (
-        " --no-tune" if args.no_tune else "") + (" --no-lexicon" if args.no_lexicon else "")
+        " --no-tune" if args.no_tune else "") + (" --no-lexicon" if args.no_lexicon else "") + (
+        f" --cues {args.cues}" if args.cues else "")
     md = [
         "# Escalation tracking on CPED-valid (dialogue level)",
         "",

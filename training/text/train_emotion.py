@@ -27,7 +27,7 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -301,45 +301,171 @@ def onnx_logits(path: Path, seqs: Sequence[Sequence[int]]) -> np.ndarray:
     return out
 
 
+@dataclass
+class Checkpointing:
+    """Where and how often :func:`train` checkpoints (see :mod:`training.text.checkpoint`).
+
+    ``every``: checkpoint every N optimiser steps (and when the run ends or is stopped); ``resume``: continue
+    from ``dir``'s checkpoint; ``stop_after``: stop after this many steps *in this session* (checkpoint first);
+    ``should_stop``: polled after every step (a SIGTERM handler sets it), same effect; ``settings``: what the
+    fingerprint covers besides the data; ``command``: recorded in the progress file."""
+
+    dir: Path
+    every: int = 200
+    resume: bool = False
+    stop_after: int = 0
+    should_stop: Callable[[], bool] | None = None
+    settings: dict = field(default_factory=dict)
+    command: str = ""
+
+
+class LinearSchedule:
+    """Linear warm-up (6 % of the steps) then linear decay to 0.  Progress is the larger of step- and
+    wall-clock progress (``max_minutes`` of *training* time, summed over resumed sessions; <= 0: no clock),
+    so the decay reaches 0 by the time budget even when the shared CPU is slower than planned."""
+
+    def __init__(self, base: list[float], total: int, max_minutes: float) -> None:
+        self.base, self.total, self.max_minutes = list(base), int(total), float(max_minutes)
+        self.warm = max(1, int(0.06 * total))
+
+    def progress(self, step: int, elapsed_s: float) -> float:
+        clock = elapsed_s / 60 / self.max_minutes if self.max_minutes > 0 else 0.0
+        return max(step / self.total, clock)
+
+    def factor(self, step: int, progress: float) -> float:
+        if step < self.warm:
+            return step / self.warm
+        return max(0.0, (1.0 - progress) / (1.0 - self.warm / self.total))
+
+    def state_dict(self) -> dict:
+        return {"base": self.base, "total": self.total, "max_minutes": self.max_minutes, "warm": self.warm}
+
+
+def param_groups(model, lr: float, head_lr: float, layer_decay: float = 1.0) -> list[dict]:
+    """AdamW groups: weight decay 0.01 on encoder matrices, none on biases/LayerNorm; with ``layer_decay`` < 1
+    layer-wise learning-rate decay: layer i of L gets lr · decay^(L - i), the embeddings lr · decay^L."""
+    head = {"params": list(model.head.parameters()), "lr": head_lr, "weight_decay": 0.0}
+    enc = [(n, p) for n, p in model.named_parameters() if not n.startswith("head.")]
+    if layer_decay == 1.0:
+        return [{"params": [p for _, p in enc if p.ndim > 1], "lr": lr, "weight_decay": 0.01},
+                {"params": [p for _, p in enc if p.ndim <= 1], "lr": lr, "weight_decay": 0.0}, head]
+    n_layers = model.encoder.config.num_hidden_layers
+
+    def depth(name: str) -> int:
+        if ".embeddings." in f".{name}":
+            return 0
+        parts = name.split(".")
+        if "layer" in parts:
+            return int(parts[parts.index("layer") + 1]) + 1
+        return n_layers
+
+    groups: dict[tuple[int, bool], list] = {}
+    for n, p in enc:
+        groups.setdefault((depth(n), p.ndim > 1), []).append(p)
+    return [*({"params": ps, "lr": lr * layer_decay ** (n_layers - d), "weight_decay": 0.01 if mat else 0.0}
+              for (d, mat), ps in sorted(groups.items())), head]
+
+
 def train(model, seqs, labels, *, epochs: float, batch_size: int, lr: float, head_lr: float,
           max_minutes: float, seed: int, class_weights: np.ndarray | None, log_every: int = 50,
-          calib: tuple[list, list] | None = None) -> dict:
+          calib: tuple[list, list] | None = None, ckpt: Checkpointing | None = None,
+          layer_decay: float = 1.0) -> dict:
+    """Fine-tune ``model`` in place.  With ``ckpt`` the run is resumable: a run stopped at any step and resumed
+    from its checkpoint goes through the same batches with the same dropout masks and learning rates as an
+    uninterrupted run (``tests/training/text/test_checkpoint.py``); with a wall-clock cap the learning rate
+    depends on the machine's speed, so only step-capped runs (``max_minutes <= 0``) repeat exactly."""
     import torch
     from torch import nn
+
+    from training.text import checkpoint as ck
 
     rng = random.Random(seed)
     torch.manual_seed(seed)
     steps_per_epoch = math.ceil(len(seqs) / batch_size)
     total = int(round(epochs * steps_per_epoch))
-    head_params = list(model.head.parameters())
-    enc_params = [p for n, p in model.named_parameters() if not n.startswith("head.")]
-    decay = [p for p in enc_params if p.ndim > 1]
-    no_decay = [p for p in enc_params if p.ndim <= 1]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "lr": lr, "weight_decay": 0.01},
-         {"params": no_decay, "lr": lr, "weight_decay": 0.0},
-         {"params": head_params, "lr": head_lr, "weight_decay": 0.0}])
-    base = [g["lr"] for g in opt.param_groups]
-    warm = max(1, int(0.06 * total))
+    opt = torch.optim.AdamW(param_groups(model, lr, head_lr, layer_decay))
+    sched = LinearSchedule([g["lr"] for g in opt.param_groups], total, max_minutes)
     cw = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
     loss_fn = nn.CrossEntropyLoss(weight=cw, label_smoothing=0.05)
     y_all = np.asarray(labels)
-    step, t0, ema = 0, time.time(), None
-    stopped_early = False
-    while step < total:
-        for b in length_batches(seqs, batch_size, rng):
+
+    # loop state: everything a checkpoint must hold to continue exactly
+    step, epoch, pos, ema, elapsed_before, finished, stopped_early = 0, 0, 0, None, 0.0, False, False
+    epoch_rng_state = rng.getstate()
+    fp = ""
+    if ckpt is not None:
+        fp = ck.fingerprint(seqs, labels, {**ckpt.settings, "epochs": epochs, "batch_size": batch_size, "lr": lr,
+                                           "head_lr": head_lr, "seed": seed, "max_minutes": max_minutes,
+                                           "layer_decay": layer_decay,
+                                           "class_weights": None if class_weights is None
+                                           else [round(float(c), 6) for c in class_weights]})
+        if ckpt.resume:
+            st = ck.load_checkpoint(ckpt.dir)
+            if st["fingerprint"] != fp:
+                raise ValueError(f"checkpoint in {ckpt.dir} is from a run with other data or settings "
+                                 f"(fingerprint {st['fingerprint'][:12]} vs {fp[:12]}); resume with the same flags")
+            model.load_state_dict(st["model"])
+            opt.load_state_dict(st["optimizer"])
+            step, epoch, pos, ema = st["step"], st["epoch"], st["pos"], st["ema"]
+            elapsed_before, finished, stopped_early = st["elapsed_s"], st["finished"], st["stopped_early"]
+            epoch_rng_state = st["epoch_rng_state"]
+            rng.setstate(epoch_rng_state)
+            torch.set_rng_state(st["torch_rng"])
+            np.random.set_state(st["numpy_rng"])
+            random.setstate(st["python_rng"])
+            log.info("resumed from %s at step %d/%d (epoch %d, batch %d; %.1f min trained before)",
+                     ckpt.dir, step, total, epoch, pos, elapsed_before / 60)
+
+    t0 = time.time()
+    session_steps = 0
+
+    def elapsed() -> float:
+        return elapsed_before + time.time() - t0
+
+    def save(status: str) -> None:
+        if ckpt is None:
+            return
+        ck.save_checkpoint(ckpt.dir, {
+            "model": model.state_dict(), "optimizer": opt.state_dict(), "schedule": sched.state_dict(),
+            "step": step, "epoch": epoch, "pos": pos, "ema": ema, "elapsed_s": elapsed(), "finished": finished,
+            "stopped_early": stopped_early, "epoch_rng_state": epoch_rng_state, "torch_rng": torch.get_rng_state(),
+            "numpy_rng": np.random.get_state(), "python_rng": random.getstate(), "fingerprint": fp,
+            "total": total, "steps_per_epoch": steps_per_epoch})
+        progress(status, checkpoint_step=step)
+
+    last_ckpt_step = step
+
+    def progress(status: str, **extra) -> None:
+        if ckpt is None:
+            return
+        nonlocal last_ckpt_step
+        last_ckpt_step = extra.pop("checkpoint_step", last_ckpt_step)
+        rate = (time.time() - t0) / session_steps if session_steps else None
+        ck.write_progress(ckpt.dir, status=status, step=step, total_steps=total, epoch=round(step / steps_per_epoch, 4),
+                          epochs=epochs, loss_ema=ema, lr=opt.param_groups[0]["lr"], elapsed_s=round(elapsed(), 1),
+                          session_steps=session_steps, s_per_step=rate,
+                          eta_s=None if rate is None else round(rate * (total - step), 1),
+                          checkpoint_step=last_ckpt_step, checkpoint=str(Path(ckpt.dir) / ck.CHECKPOINT),
+                          command=ckpt.command, **extra)
+
+    interrupted = False
+    if not finished:
+        progress("running")
+    while not finished and step < total:
+        epoch_rng_state = rng.getstate()
+        batches = length_batches(seqs, batch_size, rng)
+        while pos < len(batches):
             if step >= total:
                 break
-            # progress is the larger of step- and time-progress, so the linear decay reaches 0 by the
-            # time budget even when the shared CPU is slower than planned
-            progress = max(step / total, (time.time() - t0) / 60 / max_minutes)
-            if progress >= 1.0:
+            prog = sched.progress(step, elapsed())
+            if prog >= 1.0:
                 stopped_early = step < total
                 break
             model.train()
-            frac = step / warm if step < warm else max(0.0, (1.0 - progress) / (1.0 - warm / total))
-            for g, b0 in zip(opt.param_groups, base):
+            frac = sched.factor(step, prog)
+            for g, b0 in zip(opt.param_groups, sched.base):
                 g["lr"] = b0 * frac
+            b = batches[pos]
             ids, mask = pad_batch([seqs[i] for i in b])
             logits = model(torch.from_numpy(ids), torch.from_numpy(mask))
             loss = loss_fn(logits, torch.from_numpy(y_all[b]))
@@ -348,20 +474,41 @@ def train(model, seqs, labels, *, epochs: float, batch_size: int, lr: float, hea
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             step += 1
+            pos += 1
+            session_steps += 1
             ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
             if step % log_every == 0 or step == total:
                 el = time.time() - t0
                 log.info("step %d/%d loss(ema) %.4f  %.1f min elapsed, eta %.1f min", step, total, ema,
-                         el / 60, el / step * (total - step) / 60)
+                         elapsed() / 60, el / session_steps * (total - step) / 60)
+                progress("running")
             if calib is not None and step % steps_per_epoch == 0:
                 lg = torch_logits(model, calib[0])
                 log.info("calib-slice macro-F1 after step %d: %.4f", step, macro_f1(calib[1], lg.argmax(1)))
-        if stopped_early:
-            log.warning("time budget of %.0f min reached at step %d/%d (lr already decayed to 0); stopping",
-                        max_minutes, step, total)
+            if ckpt is not None and step < total:
+                if (ckpt.stop_after and session_steps >= ckpt.stop_after) or (
+                        ckpt.should_stop is not None and ckpt.should_stop()):
+                    interrupted = True
+                    break
+                if ckpt.every and step % ckpt.every == 0:
+                    save("running")
+        if interrupted or stopped_early:
             break
-    return {"steps": step, "planned_steps": total, "minutes": (time.time() - t0) / 60,
-            "stopped_early": stopped_early}
+        if step >= total:
+            break
+        epoch += 1
+        pos = 0
+    if stopped_early:
+        log.warning("time budget of %.0f min reached at step %d/%d (lr already decayed to 0); stopping",
+                    max_minutes, step, total)
+    if not interrupted:
+        finished = True
+    if ckpt is not None:
+        save("stopped" if interrupted else "trained")
+        if interrupted:
+            log.info("stopped at step %d/%d; checkpoint in %s, continue with --resume", step, total, ckpt.dir)
+    return {"steps": step, "planned_steps": total, "minutes": elapsed() / 60, "stopped_early": stopped_early,
+            "interrupted": interrupted}
 
 
 QUANTISED_OPS = ["MatMul", "Attention", "Gather"]
@@ -587,6 +734,21 @@ def eval_only(out: Path, evals: dict[str, TextSet], evals_raw: dict[str, TextSet
 
 
 # ----------------------------------------------------------------------------- main
+def _stop_on_signals() -> Callable[[], bool]:
+    """SIGTERM / SIGINT set a flag that :func:`train` polls after each step: checkpoint, then stop."""
+    import signal
+
+    flag = {"stop": False}
+
+    def handler(signum, _frame) -> None:
+        log.warning("signal %d: checkpointing and stopping after this step", signum)
+        flag["stop"] = True
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return lambda: flag["stop"]
+
+
 def build_argparser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m training.text.train_emotion", description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=None, help="artifact dir (default: <models_dir>/text-emotion)")
@@ -597,9 +759,13 @@ def build_argparser() -> argparse.ArgumentParser:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-4, help="encoder learning rate (AdamW, linear warm-up/decay)")
     ap.add_argument("--head-lr", type=float, default=1e-3)
+    ap.add_argument("--layer-decay", type=float, default=1.0,
+                    help="layer-wise lr decay: layer i of L trains at lr * decay^(L-i) (1.0: off)")
     ap.add_argument("--no-nlpcc", action="store_true", help="train on SMP2020 only (no NLPCC 2013)")
     ap.add_argument("--calib-frac", type=float, default=0.05, help="stratified TRAIN slice held out for temperature")
-    ap.add_argument("--max-train-minutes", type=float, default=62.0, help="hard wall-clock cap on the training loop")
+    ap.add_argument("--max-train-minutes", type=float, default=62.0,
+                    help="wall-clock cap on the training loop, summed over resumed sessions (<= 0: none, the "
+                         "schedule follows steps only and a resumed run repeats an uninterrupted one exactly)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads")
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--keep-fp32", action="store_true", help="keep model.fp32.onnx in the artifact dir")
@@ -623,6 +789,16 @@ def build_argparser() -> argparse.ArgumentParser:
     ap.add_argument("--frozen-train-n", type=int, default=12000, help="train texts embedded for the frozen-e5 baseline")
     ap.add_argument("--eval-limit", type=int, default=0, help="debug: evaluate on the first N texts of each dev set")
     ap.add_argument("--time-steps", type=int, default=0, help="only time N training steps and exit")
+    ap.add_argument("--train-limit", type=int, default=0,
+                    help="debug / tests: train on the first N texts of the training set only")
+    ap.add_argument("--checkpoint-dir", type=Path, default=None, metavar="DIR",
+                    help="resumable training: checkpoint (model, optimiser, schedule, RNG, data position) and "
+                         "progress.json in DIR; SIGTERM/SIGINT checkpoint and stop (see the model card)")
+    ap.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue from --checkpoint-dir's checkpoint (same flags as the first run)")
+    ap.add_argument("--stop-after-steps", type=int, default=0,
+                    help="stop after N steps in this session (checkpoint first; continue with --resume)")
     return ap
 
 
@@ -645,6 +821,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parts.append(load_nlpcc(root))
     full = TextSet("all_train", [t for p in parts for t in p.texts], [y for p in parts for y in p.labels])
     train_set, calib = split_calibration(full, args.calib_frac, args.seed)
+    if args.train_limit:
+        train_set = TextSet(train_set.name, train_set.texts[: args.train_limit], train_set.labels[: args.train_limit])
     train_texts_all = set(full.texts)
     evals_raw = {"smp_usual_eval": load_smp_eval(root, "usual"), "smp_virus_eval": load_smp_eval(root, "virus"),
                  "cped_valid": load_cped_valid(root)}
@@ -693,10 +871,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{per_step:.3f} s/step; {spe} steps/epoch -> {per_step * spe / 60:.1f} min/epoch")
         return 0
 
+    ckpt = None
+    if args.checkpoint_dir:
+        ckpt = Checkpointing(args.checkpoint_dir, every=args.checkpoint_every, resume=args.resume,
+                             stop_after=args.stop_after_steps, should_stop=_stop_on_signals(),
+                             settings={"layers": args.layers, "max_len": args.max_len, "vocab": len(keep),
+                                       "init_from": str(args.init_from or "")},
+                             command=" ".join(["python -m training.text.train_emotion", *map(str, argv or sys.argv[1:])]))
+    elif args.resume or args.stop_after_steps:
+        raise SystemExit("--resume and --stop-after-steps need --checkpoint-dir")
     res = train(model, tr_seqs, train_set.labels, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                 head_lr=args.head_lr, max_minutes=args.max_train_minutes, seed=args.seed, class_weights=class_w,
-                calib=(cal_seqs, calib.labels))
+                calib=(cal_seqs, calib.labels), ckpt=ckpt, layer_decay=args.layer_decay)
     log.info("training done: %s", res)
+    if res["interrupted"]:
+        log.info("resume with the same command plus --resume (checkpoint %s)", args.checkpoint_dir)
+        return 0
 
     cal_logits = torch_logits(model, cal_seqs)
     temperature = fit_temperature(cal_logits, calib.labels)
@@ -720,6 +910,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "onnx": "model.onnx",
         "quantisation": QUANTISATION,
         "train": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "head_lr": args.head_lr,
+                  "layer_decay": args.layer_decay,
                   "nlpcc": not args.no_nlpcc, "calib_frac": args.calib_frac, "seed": args.seed,
                   "init_from": str(args.init_from) if args.init_from else None,
                   "n_train": len(train_set.texts), "n_calib": len(calib.texts), **res},
@@ -748,6 +939,11 @@ def main(argv: Sequence[str] | None = None) -> int:
            "removed_duplicates": {k: len(evals_raw[k].texts) - len(evals[k].texts) for k in evals},
            "temperature": temperature, "total_minutes": (time.time() - t_start) / 60}
     (out / "dev_results.json").write_text(json.dumps(dev, ensure_ascii=False, indent=2), encoding="utf-8")
+    if ckpt is not None:
+        from training.text.checkpoint import read_progress, write_progress
+
+        write_progress(args.checkpoint_dir, **{**read_progress(args.checkpoint_dir), "status": "exported",
+                                               "artifact": str(out)})
     log.info("wrote %s (%.1f MB); total %.1f min", out, sum(p.stat().st_size for p in out.iterdir()) / 1e6,
              dev["total_minutes"])
     return 0

@@ -85,7 +85,9 @@ def test_polite_service_formula_is_not_confrontation(models):
     line = "好的，我马上为您登记投诉，两小时内给您回电。"
     for t in (3.0, 7.0, 11.0):
         r = process_transcript(st, "agent", line, t, t + 4.0, True, models)
-        assert r.entry["anger"] > 0.3  # the text model still reads anger into it ...
+        # the utterance model still reads anger into it (the dialogue-context mode, which scores these turns,
+        # reads less: 0.07 after a calm request) ...
+        assert r.entry["context"]["anger_utterance"] > 0.3
         assert r.entry["agent"]["flags"] == []  # ... but the agent is not judged on it
         assert not any("道歉" in g for g in r.entry["guidance"])
     r = process_transcript(st, "agent", "这不归我管，你爱找谁找谁。", 15.0, 18.0, True, models)

@@ -153,3 +153,17 @@ def test_from_parts_duck_typing():
     assert c.prosody == {"speech_rate_pct": 20.0, "f0_st": 2.0, "loudness_db": 4.0}
     assert c.text_anger == 0.6 and c.keyword_stage_hint == 5 and c.active_hits[0].term == "投诉"
     assert math.isclose(sigmoid(0.0), 0.5)
+
+
+def test_text_already_calibrated_passes_through(fuser):
+    """Dialogue-context mode (pipelines/text/context.py): the text anger is a calibrated P(anger) of real dialogue,
+    so the text group takes it as is instead of the utterance model's calibration."""
+    probs = {"angry": 0.6, "happy": 0.1, "neutral": 0.2, "sad": 0.05, "fear": 0.03, "surprise": 0.02}
+    ctx = fuser.fuse(Cues(t_start=0, t_end=2, text_probs=probs, text_calibrated=True))
+    utt = fuser.fuse(Cues(t_start=0, t_end=2, text_probs=probs))
+    assert ctx.fused == pytest.approx(0.6, abs=1e-9) and ctx.groups["text"].prob == pytest.approx(0.6)
+    assert utt.fused != pytest.approx(0.6, abs=1e-3)  # the utterance model's score is recalibrated
+    hit = KeywordHit(term="投诉", category="complaint_intent", weight=0.8, stage_hint=4)
+    both = fuser.fuse(Cues(t_start=0, t_end=2, text_probs=probs, text_calibrated=True, keyword_hits=[hit],
+                           keyword_score=0.8, keyword_stage_hint=4))
+    assert set(both.available) == {"text", "keyword"} and both.fused > 0.6
