@@ -28,7 +28,7 @@ def _line(entry: dict[str, Any], kind: str) -> dict[str, Any]:
         "explanation": (entry.get("explanation") or {}).get("text"),
     }
     if kind == "turn":
-        out.update(text=entry.get("text"), text_anger=entry.get("anger"),
+        out.update(text=entry.get("text"), text_anger=entry.get("anger"), text_mode=entry.get("text_mode"),
                    keywords=[k["term"] for k in entry.get("keywords", []) if not k.get("negated")])
     if entry.get("alerts"):
         out["alerts"] = [{"level": a["level"], "kind": a["kind"], "guidance": a.get("guidance", [])[:2]}

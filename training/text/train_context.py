@@ -304,6 +304,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.cues_out.parent.mkdir(parents=True, exist_ok=True)
     args.cues_out.write_text(json.dumps(ctx_cues, ensure_ascii=False), encoding="utf-8")
     log.info("text cues for eval_cped --cues: %s", args.cues_out)
+    # the same for (b), the single-utterance stacker (Platt-calibrated the same way), on every turn: the
+    # escalation comparison's middle row
+    b_name = modes[0][0]
+    _, _, oof_b, p_te_b, _ = chosen[b_name]
+    a_b, b_b = platt(oof_b, y[tr])
+    p_b = {**{r["uid"]: float(p) for r, p in zip([r for r, m in zip(rows, tr) if m], oof_b)},
+           **dict(zip(uid_te, map(float, p_te_b)))}
+    b_cues = {}
+    for r in rows:
+        c = dict(cues[r["uid"]])
+        if r["uid"] in p_b:
+            c["probs"] = with_anger(r["probs"], float(1 / (1 + np.exp(-(a_b * logit(np.array(p_b[r["uid"]])) + b_b)))))
+            c["text_calibrated"] = True
+        b_cues[r["uid"]] = c
+    b_path = args.cues_out.with_name(args.cues_out.stem + "_single_utterance_stacker.json")
+    b_path.write_text(json.dumps(b_cues, ensure_ascii=False), encoding="utf-8")
+    log.info("single-utterance stacker cues for eval_cped --cues: %s", b_path)
 
     # as served: first turns of a dialogue stay in utterance mode
     first = np.array([not r["prev"] for r in rows])
