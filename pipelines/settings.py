@@ -64,6 +64,9 @@ class AsrSettings(BaseSettings):
     # used for admission until the workers have measured it
     asr_rtf: float = Field(default=0.4, gt=0)
     asr_headroom: float = Field(default=0.8, gt=0, le=1)  # share of the workers' time admission plans for
+    # niceness of the recogniser processes: on a busy host the audio analysis (and its alerts) gets the CPU first
+    asr_nice: int = Field(default=10, ge=0, le=19)
+    asr_end_wait_s: float = Field(default=10.0, ge=0)  # ending a call waits this long for its last transcripts
     asr_beam_size: int | None = Field(default=None, ge=1)  # None = engine default
     asr_initial_prompt: str | None = None  # None = engine default; "" = no prompt
     asr_hotwords: bool | None = None  # the keyword lexicon's terms as decoder hotwords; None = engine default

@@ -29,5 +29,8 @@ async def readyz(rt: RuntimeDep, response: Response) -> dict:
     if not store_ok:
         reasons.append(f"store {rt.store.name} unavailable: {store_error}")
     response.status_code = 200 if ready else 503
-    return {"ready": ready, "models": models, "store": {"backend": rt.store.name, "ok": store_ok, "error": store_error},
-            "reasons": reasons}
+    out = {"ready": ready, "models": models, "store": {"backend": rt.store.name, "ok": store_ok, "error": store_error},
+           "reasons": reasons}
+    if rt.asr is not None:  # live ASR is optional: its absence is reported, never a reason to be unready
+        out["asr"] = rt.asr.health()
+    return out

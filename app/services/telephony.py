@@ -22,8 +22,7 @@ from typing import Any
 
 from app.deps import Principal, check_call_id
 from app.runtime import Runtime
-from app.services.calls import end_call
-from app.services.stream import StreamSession, send_analysis, telephony
+from app.services.stream import StreamSession, end_live_call, send_analysis, telephony
 from app.telephony.audiosocket import handle_connection
 from app.telephony.events import (
     CallEnded,
@@ -125,7 +124,7 @@ class PlatformCall:
             for m in msgs:
                 await send_analysis(self.send, m)
         if await self.rt.run(all_legs_ended, self.rt, s.call_id):
-            await self.rt.run(end_call, self.rt, s.call_id, s.tenant)
+            await end_live_call(self.rt, s.call_id, s.tenant)
 
     async def close(self) -> None:
         """The connection dropped without an end: keep the buffered audio (the leg may reconnect)."""
