@@ -156,6 +156,14 @@ class LiveAsr:
         """A committed window of a call whose state says ``asr: "on"``: its legs' samples to the VAD thread."""
         if self._vad is None or self.admission is None or self.pool is None:
             return
+        try:
+            self._feed(call_id, tenant, chunk, t_start)
+        except Exception:  # noqa: BLE001 - the window is committed: ASR trouble must not fail its request
+            self.stats["errors"] += 1
+            logger.exception("live ASR could not take a window of call %s", call_id)
+
+    def _feed(self, call_id: str, tenant: str, chunk: Any, t_start: float) -> None:
+        assert self._vad is not None and self.admission is not None and self.pool is not None
         roles = ("customer", "agent") if self.settings.asr_agent_leg else ("customer",)
         legs = [(r, np.array(chunk.audio[r], copy=True)) for r in roles if r in chunk.audio]
         if not legs:
