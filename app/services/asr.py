@@ -17,7 +17,7 @@
   for VAD or recognition, so a recognition backlog only delays transcripts, never audio analysis or alerts.
 * **transcripts** -- a finished utterance goes through the platform transcripts' path
   (:func:`app.services.transcripts.ingest_asr`: keywords matched by sound too, text emotion, fusion, stage,
-  alerts) as ``source: "asr"`` with its confidence, under the deterministic id ``asr:{role}:{start}`` (a
+  alerts; applied in a thread of live ASR's own, under the call's lock) as ``source: "asr"`` with its confidence, under the deterministic id ``asr:{role}:{start}`` (a
   retry is a duplicate).  A platform transcript stops live ASR of an ``auto`` call and wins over a recognised
   utterance of the same span.
 * **end** -- :meth:`finish` (before the summary): the pending utterance is cut and transcribed, the call's
@@ -85,6 +85,8 @@ class LiveAsr:
         self._stopped: collections.deque[str] = collections.deque(maxlen=4096)  # calls whose ASR stopped here
         self._lock = threading.Lock()
         self._vad = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nuqi-asr-vad") if pool else None
+        # transcripts are applied (text model, fusion, store) in a thread of their own, not the analysis threads
+        self._apply_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nuqi-asr-apply") if pool else None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._janitor: asyncio.Task[None] | None = None
         self.stats = {"utterances": 0, "applied": 0, "dropped": 0, "empty": 0, "errors": 0}
@@ -123,8 +125,9 @@ class LiveAsr:
     async def close(self) -> None:
         if self._janitor is not None:
             self._janitor.cancel()
-        if self._vad is not None:
-            self._vad.shutdown(wait=False, cancel_futures=True)
+        for ex in (self._vad, self._apply_pool):
+            if ex is not None:
+                ex.shutdown(wait=False, cancel_futures=True)
         if self.pool is not None:
             await asyncio.to_thread(self.pool.close)
 
@@ -248,7 +251,7 @@ class LiveAsr:
         snippet = AsrSnippet(role=res.role, text=res.text, start=round(start, 3), end=round(end, 3),
                              id=f"asr:{res.role}:{res.t_start:.2f}", confidence=res.confidence)
         try:
-            out = await ingest_asr(self.rt, call_id, snippet, tenant=c.tenant or "")
+            out = await ingest_asr(self.rt, call_id, snippet, tenant=c.tenant or "", executor=self._apply_pool)
         except NuqiError as exc:  # the call ended (on another worker) or is gone: nothing to apply it to
             self.stats["dropped"] += 1
             logger.info("live ASR transcript of call %s not applied: %s", call_id, exc.message)

@@ -17,7 +17,9 @@ whose span a platform transcript of the same leg covers is not applied (``pipeli
 """
 from __future__ import annotations
 
+import asyncio
 import time
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -137,9 +139,14 @@ def _apply(rt: Runtime, call_id: str, tenant: str, s: Snippet) -> dict[str, Any]
     return retry_cas(attempt, f"transcript of call {call_id!r}", call_id=call_id)
 
 
-async def ingest_transcript(rt: Runtime, call_id: str, snippet: Snippet, *, tenant: str) -> dict[str, Any]:
+async def ingest_transcript(rt: Runtime, call_id: str, snippet: Snippet, *, tenant: str,
+                            executor: Executor | None = None) -> dict[str, Any]:
+    """Apply a snippet under the call's lock, in the analysis threads (or ``executor``)."""
     async with rt.lock_for(call_id):
-        out = await rt.run(_apply, rt, call_id, tenant, snippet)
+        if executor is None:
+            out = await rt.run(_apply, rt, call_id, tenant, snippet)
+        else:
+            out = await asyncio.get_running_loop().run_in_executor(executor, _apply, rt, call_id, tenant, snippet)
     if out.pop("asr_stopped", False) and getattr(rt, "asr", None) is not None:
         rt.asr.stop(call_id)  # auto mode: the platform sends transcripts for this call now
     if out.get("alerts"):
@@ -147,7 +154,9 @@ async def ingest_transcript(rt: Runtime, call_id: str, snippet: Snippet, *, tena
     return out
 
 
-async def ingest_asr(rt: Runtime, call_id: str, snippet: AsrSnippet, *, tenant: str) -> dict[str, Any]:
-    """A recognised utterance (live ASR) through the transcript path; ``{"dropped": why}`` when it is not
-    applied (ASR stopped for the call, or a platform transcript covers its span)."""
-    return await ingest_transcript(rt, call_id, snippet, tenant=tenant)
+async def ingest_asr(rt: Runtime, call_id: str, snippet: AsrSnippet, *, tenant: str,
+                     executor: Executor | None = None) -> dict[str, Any]:
+    """A recognised utterance (live ASR) through the transcript path (in ``executor``: live ASR's own thread, so
+    a burst of transcripts never queues before audio analysis); ``{"dropped": why}`` when it is not applied (ASR
+    stopped for the call, or a platform transcript covers its span)."""
+    return await ingest_transcript(rt, call_id, snippet, tenant=tenant, executor=executor)
