@@ -13,6 +13,9 @@ into the stored state, so two legs on two workers never overwrite each other.  A
 leg state and continues with the same sequence numbers; a native platform's new stream (its own numbering and
 timestamps) starts a new segment of the leg.
 
+Each committed window of a call with live ASR is also handed to ``rt.asr`` (:mod:`app.services.asr`; never waited
+for), and ending a call lets live ASR transcribe its last utterance first (:func:`end_live_call`).
+
 Streams are limited on audio time (a leg may not run more than ``stream_max_ahead_s`` ahead of the wall clock since
 the call's media time 0) and on messages (``stream_max_messages_per_s`` per connection).
 """
