@@ -58,12 +58,39 @@ _ENGINE: Any = None
 
 def _init_worker(model_dir: str, engine_kwargs: dict[str, Any], nice: int = 0) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _exit_with_parent()
     if nice:
         os.nice(nice)  # recognition yields the CPU to the service's audio analysis
+        _own_autogroup(nice)
     from pipelines.asr.engine import WhisperEngine
 
     global _ENGINE
     _ENGINE = WhisperEngine.load(Path(model_dir), cpu_threads=1, **engine_kwargs)
+
+
+def _exit_with_parent(every_s: float = 1.0) -> None:
+    """A recogniser whose service process died (SIGKILL, OOM) exits too instead of idling on as an orphan
+    (a process pool's workers outlive a killed parent)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="nuqi-asr-parent-watch", daemon=True).start()
+
+
+def _own_autogroup(nice: int) -> None:
+    """Linux with ``sched_autogroup_enabled``: CPU is shared fairly between sessions whatever the nice values, so
+    the recognisers' time would be charged to the service's session.  A session of their own whose autogroup is
+    niced keeps them behind the service there too (on other kernels this changes nothing)."""
+    try:
+        os.setsid()
+        with open("/proc/self/autogroup", "w", encoding="ascii") as fh:
+            fh.write(str(nice))
+    except OSError:
+        pass
 
 
 def _ready() -> int:
