@@ -67,7 +67,8 @@ def asr_client(tmp_path_factory: pytest.TempPathFactory, models):
     from app.main import create_app
 
     settings = ServiceSettings(state_dir=tmp_path_factory.mktemp("asr-state"), asr_model_dir=_model_dir(),
-                               asr_workers=1, asr_end_wait_s=180.0, live_asr="auto")
+                               asr_workers=1, asr_end_wait_s=180.0, live_asr="auto",
+                               asr_rtf=0.1, asr_headroom=1.0)  # room for the capacity test on a loaded host
     tel = telephony(settings)
     tel.stream_max_ahead_s, tel.stream_max_messages_per_s = 1e9, 1e9  # tests stream faster than real time
     with TestClient(create_app(settings, models=models)) as c:
@@ -116,7 +117,7 @@ def test_audio_only_call_with_asr_on_gets_recognised_transcripts(asr_client, spe
 
 
 def test_asr_transcript_retry_is_a_duplicate(asr_client) -> None:
-    import asyncio
+    from functools import partial
 
     from app.services.transcripts import AsrSnippet, ingest_asr
 
@@ -124,8 +125,8 @@ def test_asr_transcript_retry_is_a_duplicate(asr_client) -> None:
     first = asr_transcripts(asr_client.get("/v1/calls/asr-on").json())[0]
     post_call(asr_client, "asr-dup", stereo_call([]), asr="on")  # a live call (1 chunk of noise) to apply to
     snip = AsrSnippet(role="customer", text="我要投诉你们", start=1.0, end=2.0, id="asr:customer:0.60", confidence=0.8)
-    a = asyncio.run(ingest_asr(rt, "asr-dup", snip, tenant="default"))
-    b = asyncio.run(ingest_asr(rt, "asr-dup", snip, tenant="default"))
+    apply = partial(ingest_asr, rt, "asr-dup", snip, tenant="default")  # on the service's own event loop
+    a, b = asr_client.portal.call(apply), asr_client.portal.call(apply)
     assert a["duplicate"] is False and b["duplicate"] is True and first["source"] == "asr"
     assert len(asr_client.get("/v1/calls/asr-dup").json()["transcripts"]) == 1
     asr_client.post("/v1/calls/asr-dup/end")
