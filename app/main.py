@@ -13,6 +13,7 @@ from app.routes import admin, alerts, batch, calls, health, pages, telephony, tr
 from app.runtime import Runtime
 from app.security import auth
 from app.security.auth import SecurityRuntime
+from app.services.asr import LiveAsr
 from app.services.telephony import TelephonyRuntime
 from app.settings import ServiceSettings, get_service_settings
 from pipelines.registry import ModelRegistry
@@ -28,6 +29,9 @@ def create_app(settings: ServiceSettings | None = None, models: ModelRegistry | 
         runtime = Runtime.start(settings, models)
         app.state.runtime = runtime
         try:
+            # live ASR: recogniser processes when NUQI_LIVE_ASR is not off and the Whisper model is assembled
+            # (else every call says why it has none, and /readyz says so)
+            runtime.asr = await LiveAsr.start(runtime)
             app.state.security = SecurityRuntime.start(settings.security, runtime.store)
             app.state.telephony = TelephonyRuntime(runtime, app.state.security)  # AudioSocket listener (if its port is set), RTP legs
             await app.state.telephony.start()
@@ -41,6 +45,8 @@ def create_app(settings: ServiceSettings | None = None, models: ModelRegistry | 
                 await app.state.telephony.close()
             if getattr(app.state, "security", None) is not None:
                 await app.state.security.close()
+            if runtime.asr is not None:
+                await runtime.asr.close()
             runtime.close()
 
     app = FastAPI(

@@ -59,6 +59,8 @@ class Runtime:
     executor: ThreadPoolExecutor
     alerts: AlertHub = field(default_factory=AlertHub)
     call_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    # live ASR (app.services.asr.LiveAsr), attached by the app's lifespan once started; None: no live ASR at all
+    asr: Any = None
 
     @classmethod
     def start(cls, settings: ServiceSettings, models: ModelRegistry | None = None) -> "Runtime":

@@ -47,6 +47,8 @@ class Open(BaseModel):
 class CallMeta(BaseModel):
     agent_id: str | None = Field(None, max_length=128, description="agent bound to this call (alerts go to them)")
     meta: dict[str, Any] = Field(default_factory=dict, description="free-form call metadata (queue, skill, ...)")
+    asr: Literal["on", "off"] | None = Field(None, description="live ASR of this call, before its first audio "
+                                                               "(default: the service's NUQI_LIVE_ASR)")
 
     @field_validator("meta")
     @classmethod
@@ -140,10 +142,20 @@ class StoreHealth(Open):
                                                          "restarted without persistence); null: never")
 
 
+class AsrHealth(Open):
+    mode: str = Field(description="NUQI_LIVE_ASR: auto | on | off")
+    available: bool = Field(description="the recogniser processes are running (calls can get live ASR)")
+    error: str | None = Field(None, description="why live ASR is unavailable")
+    workers: int = 0
+    capacity: int = Field(0, description="calls live ASR takes at once at the current real-time factor")
+    active: int = Field(0, description="calls with live ASR now")
+
+
 class Readiness(Open):
     ready: bool
     models: dict[str, ComponentHealth]
     store: StoreHealth
+    asr: AsrHealth | None = Field(None, description="live ASR (its absence does not make the service unready)")
     reasons: list[str] = Field(description="why the service is not ready (empty when it is)")
     warnings: list[str] = Field(default_factory=list, description="ready, but something the operator must know")
 
@@ -331,6 +343,8 @@ class CallStateView(Open):
     stage: Stage | None = None
     anger: CallAnger | None = None
     trend: list[list[float]] | None = Field(None, description="[call seconds, fused customer anger] points")
+    asr: str | None = Field(None, description='live ASR of the call: "on", "off", "skipped: capacity", '
+                                              '"off: platform transcripts" or "unavailable" (absent before audio)')
 
 
 class CallSummary(Open):
@@ -355,6 +369,7 @@ class CallInfo(Open):
     agent_id: str | None = None
     status: str
     meta: dict[str, Any] = Field(default_factory=dict)
+    asr: str | None = Field(None, description="live ASR: the status once decided, or the override requested")
 
 
 class CallView(CallInfo):
@@ -411,6 +426,8 @@ class Utterance(TextResult):
     final: bool
     key: str | None = Field(None, description="the store's key of the utterance (a digest of its id)")
     id: str | None = Field(None, description="the utterance id sent (personal data in it masked)")
+    source: str | None = Field(None, description='"platform" (sent by the client) or "asr" (built-in recogniser)')
+    confidence: float | None = Field(None, description="the recogniser's confidence, 0..1 (source asr)")
     anger_fused: float | None = None
     stage: Stage | None = None
 

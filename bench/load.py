@@ -60,6 +60,10 @@ def load_chunks(path: Path = AUDIO) -> list[bytes]:
     with wave.open(str(path), "rb") as w:
         rate, channels, width = w.getframerate(), w.getnchannels(), w.getsampwidth()
         frames = w.readframes(w.getnframes())
+    return wav_chunks(frames, rate, channels, width)
+
+
+def wav_chunks(frames: bytes, rate: int, channels: int, width: int) -> list[bytes]:
     step = rate * channels * width
     out = []
     for i in range(0, len(frames), step):
@@ -75,6 +79,23 @@ def load_chunks(path: Path = AUDIO) -> list[bytes]:
 
 def load_turns(path: Path = SCRIPT) -> list[dict[str, Any]]:
     return [t for t in json.loads(path.read_text(encoding="utf-8"))["turns"] if t.get("text")]
+
+
+def asr_call_chunks(kind: str) -> list[bytes]:
+    """The audio-only calls that get live ASR (``--asr-calls``): ``aishell`` = REAL read Mandarin (the AISHELL
+    sample's 25 test-half utterances in the 8 kHz telephone band with 2.5-6 s of line noise between them, 212 s,
+    bench/bench_asr_live.py) on the customer channel, line noise on the agent's; ``sample`` = the espeak sample call."""
+    if kind == "sample":
+        return load_chunks()
+    sys.path.insert(0, str(REPO))
+    sys.path.insert(0, str(REPO / "bench"))
+    from bench_asr_live import build_leg  # noqa: PLC0415 - only this mode needs the AISHELL data
+
+    from pipelines.settings import Settings  # noqa: PLC0415
+
+    leg, _ = build_leg(Settings().data_dir / "speech" / "aishell-sample-dev")
+    agent = (np.random.default_rng(1).standard_normal(leg.size) * 32768 * 10 ** (-60 / 20)).astype("<i2")
+    return wav_chunks(np.stack([agent, leg.astype("<i2")], axis=1).tobytes(), 8000, 2, 2)
 
 
 # --------------------------------------------------------------------------- a lean HTTP/1.1 client
@@ -196,6 +217,10 @@ class Run:
     alert_sent: dict[int, float] = field(default_factory=dict)  # alert id -> t_send of its chunk
     alert_seen: dict[int, float] = field(default_factory=dict)  # alert id -> when the SSE stream delivered it
     in_flight: int = 0
+    asr_calls: int | None = None  # the first N call lines send audio only with asr=on, the others asr=off
+    asr_chunks: list[bytes] = field(default_factory=list)
+    asr_results: list[dict[str, Any]] = field(default_factory=list)  # per ASR call: status, transcripts, latency
+    t0_wall: float = field(default_factory=time.time)  # wall clock at t0 (transcripts carry wall_s)
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -225,10 +250,13 @@ async def _post(run: Run, pool: HttpPool, req: Request, path: str, headers: dict
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
-async def send_chunk(run: Run, pool: HttpPool, call_id: str, seq: int, skip: int = 0) -> None:
+async def send_chunk(run: Run, pool: HttpPool, call_id: str, seq: int, skip: int = 0,
+                     chunks: list[bytes] | None = None, first: str = "") -> None:
     req = Request("audio", call_id, seq, run.now())
-    body = await _post(run, pool, req, f"/v1/calls/{call_id}/audio?seq={seq}&agent_id=agent-{call_id}",
-                       run.headers_ingest, run.chunks[(seq + skip) % len(run.chunks)])
+    chunks = chunks or run.chunks
+    extra = first if seq == 0 else ""
+    body = await _post(run, pool, req, f"/v1/calls/{call_id}/audio?seq={seq}&agent_id=agent-{call_id}{extra}",
+                       run.headers_ingest, chunks[(seq + skip) % len(chunks)])
     if body is None:
         return
     if body.get("duplicate"):
@@ -256,20 +284,25 @@ async def sleep_until(run: Run, t: float) -> None:
         await asyncio.sleep(delay)
 
 
-async def one_call(run: Run, pool: HttpPool, call_id: str, start: float, stop: float, skip: int = 0) -> float:
-    """Replay the recording once (or until ``stop``), from its ``skip``-th second on; returns when the call ended."""
+async def one_call(run: Run, pool: HttpPool, call_id: str, start: float, stop: float, skip: int = 0,
+                   asr: bool | None = None) -> float:
+    """Replay the recording once (or until ``stop``), from its ``skip``-th second on; returns when the call ended.
+    ``asr``: True = an audio-only call of ``run.asr_chunks`` with ``asr=on``; False = ``asr=off``; None = neither."""
     tasks: list[asyncio.Task] = []
     sent = 0
-    for seq in range(len(run.chunks) - skip):
+    chunks = run.asr_chunks if asr else run.chunks
+    first = "" if asr is None else f"&asr={'on' if asr else 'off'}"
+    transcripts = run.transcripts and not asr
+    for seq in range(len(chunks) - skip):
         due = start + seq + 1.0  # the chunk [seq, seq+1) exists once that second has passed
         if due > stop:
             break
         await sleep_until(run, due)
         if not sent:
             run.totals.calls_started += 1  # a call exists once its first chunk is sent
-        tasks.append(asyncio.create_task(send_chunk(run, pool, call_id, seq, skip)))
+        tasks.append(asyncio.create_task(send_chunk(run, pool, call_id, seq, skip, chunks, first)))
         sent += 1
-        if run.transcripts:
+        if transcripts:
             for i, turn in enumerate(run.turns):
                 if seq + skip < turn["end"] <= seq + skip + 1:
                     tasks.append(asyncio.create_task(send_turn(run, pool, call_id, i, turn, skip)))
@@ -280,14 +313,34 @@ async def one_call(run: Run, pool: HttpPool, call_id: str, start: float, stop: f
         await asyncio.gather(*tasks)
     req = Request("end", call_id, -1, run.now())
     await _post(run, pool, req, f"/v1/calls/{call_id}/end", run.headers_ingest)
-    await check_call(run, pool, call_id, sent)
+    view = await check_call(run, pool, call_id, sent)
+    if asr and view is not None:
+        run.asr_results.append(asr_outcome(run, call_id, start, view))
     return run.now()
+
+
+def asr_outcome(run: Run, call_id: str, start: float, view: dict[str, Any]) -> dict[str, Any]:
+    """An ASR call's result: its status, recognised transcripts with keyword cues, stage, and per transcript the
+    end-of-speech → transcript latency: chunk k carries audio second [k, k+1), which "plays" at wall time
+    t0_wall + start + k, so speech that ends at call time e ended at t0_wall + start + e; the transcript is there
+    at its ``wall_s`` (when the service applied it).  Both clocks are this host's."""
+    asr = [t for t in view.get("transcripts", []) if t.get("source") == "asr"]
+    lat = [t["wall_s"] - (run.t0_wall + start + t["end"]) for t in asr if t.get("wall_s") and t.get("end")]
+    summary = view.get("summary") or {}
+    return {
+        "call": call_id, "asr": view.get("state", {}).get("asr"), "start": round(start, 2),
+        "peak_stage": summary.get("peak_stage"), "complaint": (summary.get("complaint") or {}).get("type"),
+        "transcripts": [{"start": t["start"], "end": t["end"], "text": t["text"], "confidence": t.get("confidence"),
+                         "keywords": [(k["term"], k.get("category"), bool(k.get("phonetic"))) for k in t["keywords"]],
+                         "latency_s": round(x, 2)} for t, x in zip(asr, lat)],
+        "latency_s": lat,
+    }
 
 
 CHECK_ATTEMPTS = 5
 
 
-async def check_call(run: Run, pool: HttpPool, call_id: str, sent: int) -> None:
+async def check_call(run: Run, pool: HttpPool, call_id: str, sent: int) -> dict[str, Any] | None:
     """The stored timeline must hold every chunk sent. A failed GET (timeout, 429, 503) is an error of its own
     and leaves the call unchecked; it is not counted as missing chunks."""
     for attempt in range(CHECK_ATTEMPTS):
@@ -300,12 +353,13 @@ async def check_call(run: Run, pool: HttpPool, call_id: str, sent: int) -> None:
         run.requests.remove(req)
         await asyncio.sleep(1.0 + attempt)
     if view is None:
-        return
+        return None
     seqs = [e["seq"] for e in view.get("timeline", [])]
     run.totals.calls_checked += 1
     run.totals.chunks_missing += len(set(range(sent)) - set(seqs))
     gaps = view.get("state", {}).get("gaps") or []
     run.totals.chunks_out_of_order += sum(b - a + 1 for a, b in gaps) + sum(1 for a, b in zip(seqs, seqs[1:]) if b <= a)
+    return view
 
 
 async def call_slot(run: Run, idx: int, start: float, stop: float, soak: bool, tag: str,
@@ -316,9 +370,10 @@ async def call_slot(run: Run, idx: int, start: float, stop: float, soak: bool, t
     # soak: the first call joins its recording at a random second, as if it had begun before the test, so the
     # lines' calls end at independent times instead of in one wave per recording length
     skip = rng.randrange(max(1, len(run.chunks) - 10)) if soak else 0
+    asr = None if run.asr_calls is None else idx < run.asr_calls
     try:
         while start < stop:
-            end = await one_call(run, pool, f"{tag}-{idx}-{gen}", start, stop, skip)
+            end = await one_call(run, pool, f"{tag}-{idx}-{gen}", start, stop, skip, asr)
             skip = 0
             if not soak:
                 return
@@ -432,7 +487,9 @@ async def run_level(args: argparse.Namespace, calls: int, duration: float) -> di
     port = httpx.URL(args.url).port or 80
     server = find_server(port)
     run = Run(args.url.rstrip("/"), ingest, admin, load_chunks(), load_turns(), time.monotonic(),
-              transcripts=not args.no_transcripts, timeout=args.timeout)
+              transcripts=not args.no_transcripts, timeout=args.timeout, asr_calls=args.asr_calls,
+              asr_chunks=asr_call_chunks(args.asr_audio) if args.asr_calls else [])
+    run.t0, run.t0_wall = time.monotonic(), time.time()
     series: list[dict[str, Any]] = []
     tag = f"load-{uuid.uuid4().hex[:6]}"
     stop = duration
@@ -488,7 +545,29 @@ def summarize(run: Run, calls: int, duration: float, series: list[dict], ramp: f
         "steal_pct_mean": round(float(np.mean([s["steal_pct"] for s in series])), 1) if series else None,
         "rss_mb_first_third_mean": round(float(np.mean(rss[:third])), 1) if rss else None,
         "rss_mb_last_third_mean": round(float(np.mean(rss[-third:])), 1) if rss else None,
+        "asr": asr_summary(run, duration) if run.asr_calls is not None else None,
         "series": series,
+    }
+
+
+def asr_summary(run: Run, duration: float) -> dict[str, Any]:
+    """Live ASR of the ``--asr-calls`` calls: their status, transcripts and latency, and whether recognition kept
+    up (the mean latency of transcripts whose speech ended in the run's last third is not above the first
+    third's by more than a second)."""
+    res = run.asr_results
+    lat = [x for r in res for x in r["latency_s"]]
+    first = [t["latency_s"] for r in res for t in r["transcripts"] if r["start"] + t["end"] < duration / 3]
+    last = [t["latency_s"] for r in res for t in r["transcripts"] if r["start"] + t["end"] >= 2 * duration / 3]
+    f, la = (float(np.mean(first)) if first else None), (float(np.mean(last)) if last else None)
+    status: dict[str, int] = {}
+    for r in res:
+        status[str(r["asr"])] = status.get(str(r["asr"]), 0) + 1
+    return {
+        "calls": run.asr_calls, "status": status, "transcripts": len(lat),
+        "latency_s": {"p50": pct(lat, 50), "p95": pct(lat, 95), "max": max(lat) if lat else None},
+        "first_third_mean_s": f, "last_third_mean_s": la,
+        "keeps_up": None if f is None or la is None else la <= f + 1.0,
+        "per_call": res,
     }
 
 
@@ -526,6 +605,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pause", type=float, default=10.0, help="seconds between steps")
     p.add_argument("--timeout", type=float, default=30.0)
     p.add_argument("--sample-s", type=float, default=5.0)
+    p.add_argument("--asr-calls", type=int, default=None,
+                   help="the first N call lines are audio-only calls with asr=on (--asr-audio), the other lines "
+                        "send asr=off; default: no asr parameter (the service's NUQI_LIVE_ASR decides)")
+    p.add_argument("--asr-audio", choices=("aishell", "sample"), default="aishell",
+                   help="audio of the ASR calls: real AISHELL speech (212 s) or the espeak sample call")
     p.add_argument("--out", help="write the summaries (with time series) as JSON here")
     args = p.parse_args(argv)
 
@@ -538,6 +622,10 @@ def main(argv: list[str] | None = None) -> int:
         s["soak"] = bool(args.soak)
         results.append(s)
         print(json.dumps({k: v for k, v in s.items() if k != "series"}, ensure_ascii=False), flush=True)
+        if s.get("asr"):
+            a = s["asr"]
+            print(f"ASR: {a['calls']} calls {a['status']}, {a['transcripts']} transcripts, latency p50 "
+                  f"{a['latency_s']['p50']} s p95 {a['latency_s']['p95']} s, keeps up: {a['keeps_up']}", flush=True)
     print("\n" + HEADER)
     for s in results:
         print(table_row(s))

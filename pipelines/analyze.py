@@ -85,8 +85,9 @@ def default_roles(n_channels: int, channel_map: str | None = None) -> tuple[str,
 
 
 def process_file(path: Path, models: ModelRegistry, *, channel_map: str | None = None,
-                 turns: list[Turn] | None = None, chunk_s: float = 1.0) -> FileAnalysis:
-    """Run a recording (and optional transcript turns) through the live pipeline."""
+                 turns: list[Turn] | None = None, chunk_s: float = 1.0, asr_turns: bool = False) -> FileAnalysis:
+    """Run a recording (and optional transcript turns) through the live pipeline; ``asr_turns``: the turns come
+    from the built-in recogniser (keywords also matched by sound, as live ASR transcripts are)."""
     frames, rate = read_audio_file(Path(path))
     roles = default_roles(frames.shape[1], channel_map)
     sr = analysis_rate(rate)
@@ -100,19 +101,19 @@ def process_file(path: Path, models: ModelRegistry, *, channel_map: str | None =
     for start in range(0, frames.shape[0], hop):
         block = frames[start:start + hop]
         while pending and pending[0].end <= start / sr:  # transcripts arrive when their turn is over
-            utterances.append(_turn(state, pending.pop(0), models))
+            utterances.append(_turn(state, pending.pop(0), models, asr_turns))
         audio = {role: np.ascontiguousarray(block[:, i]) for i, role in enumerate(roles) if role in ROLES}
         chunk = DecodedChunk(sample_rate=sr, input_rate=rate, duration_s=block.shape[0] / sr, audio=audio,
                              encoding="file")
         timeline.append(process_audio(state, chunk, seq, models, start / sr).to_dict())
         seq += 1
     for turn in pending:
-        utterances.append(_turn(state, turn, models))
+        utterances.append(_turn(state, turn, models, asr_turns))
     summary = summarize(state, timeline, models.fusion)
     return FileAnalysis(path=str(path), duration_s=frames.shape[0] / sr, sample_rate=sr, input_rate=rate,
                         channels={r: i for i, r in enumerate(roles) if r in ROLES}, timeline=timeline,
                         utterances=utterances, summary=summary, state=state)
 
 
-def _turn(state: CallState, turn: Turn, models: ModelRegistry) -> dict[str, Any]:
-    return process_transcript(state, turn.role, turn.text, turn.start, turn.end, True, models).to_dict()
+def _turn(state: CallState, turn: Turn, models: ModelRegistry, asr: bool = False) -> dict[str, Any]:
+    return process_transcript(state, turn.role, turn.text, turn.start, turn.end, True, models, asr=asr).to_dict()

@@ -56,6 +56,9 @@ class CallState:
     # the last final transcript turns (either role) as the dialogue-context model keeps them: role, the utterance
     # model's log-probabilities, two numbers for their words (no text); see pipelines.text.context
     text_context: list[dict[str, Any]] = field(default_factory=list)
+    # live ASR of the call (pipelines.asr.admission: status "on" | "off" | "skipped: capacity" | ...); empty until
+    # the call's first analysed audio decides it
+    asr: dict[str, Any] = field(default_factory=dict)
 
     def state_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -205,6 +208,8 @@ def public_view(state: CallState, fusion: DecisionModel | None = None) -> dict[s
         "last_seq": state.last_seq, "clock_s": round(state.clock_s, 3), "chunks": state.chunks,
         "gaps": state.gaps, "utterances": state.utterances, "roles": roles,
     }
+    if state.asr.get("status") is not None:
+        view["asr"] = state.asr["status"]
     if fusion is not None:
         view.update(fusion.call_from_state(state.fusion).view())
     return view
@@ -261,12 +266,13 @@ class TextAnalysis:
         }
 
 
-def analyze_texts(texts: list[str], models: ModelRegistry) -> list[TextAnalysis]:
-    """Text emotion (batched) + keyword lexicon for each text."""
+def analyze_texts(texts: list[str], models: ModelRegistry, asr: bool = False) -> list[TextAnalysis]:
+    """Text emotion (batched) + keyword lexicon for each text; ``asr=True``: recognised speech, whose keywords
+    are also matched by sound and spoken digits (``KeywordLexicon.match(text, asr=True)``)."""
     emotions = models.text.predict(texts) if models.text is not None else [None] * len(texts)
     out = []
     for text, emo in zip(texts, emotions):
-        lex = models.lexicon.match(text) if models.lexicon is not None else None
+        lex = models.lexicon.match(text, asr=asr) if models.lexicon is not None else None
         hits = [asdict(h) for h in lex.hits] if lex is not None else []
         out.append(TextAnalysis(
             text=text,
@@ -308,9 +314,10 @@ def _with_context(state: CallState, role: str, analysis: TextAnalysis, final: bo
 
 
 def process_transcript(state: CallState, role: str, text: str, start: float | None, end: float | None,
-                       final: bool, models: ModelRegistry) -> UtteranceResult:
-    """Analyse one transcript snippet; only final snippets advance the call's escalation state."""
-    analysis = analyze_texts([text], models)[0]
+                       final: bool, models: ModelRegistry, asr: bool = False) -> UtteranceResult:
+    """Analyse one transcript snippet; only final snippets advance the call's escalation state.  ``asr=True``
+    for text from the built-in recogniser (keywords also matched by sound)."""
+    analysis = analyze_texts([text], models, asr=asr)[0]
     analysis, context = _with_context(state, role, analysis, final, models)
     entry: dict[str, Any] = {"role": role, "text": text, "start": start, "end": end, "final": final,
                              **analysis.to_dict(), **context}

@@ -33,6 +33,8 @@ logger = logging.getLogger("nuqi.routes.calls")
 router = APIRouter(prefix="/v1/calls", tags=["calls"], responses=responses(*COMMON, *WITH_BODY, 404, 409))
 
 Ingest = Annotated[Principal, Depends(require_roles(INGEST, ADMIN))]
+AsrOverride = Annotated[Literal["on", "off"] | None, Query(
+    description="live ASR of this call (on the call's first chunk; default: the service's NUQI_LIVE_ASR)")]
 # agents read only the calls bound to them (another agent's call is a 404)
 Reader = Annotated[Principal, Depends(require_roles(AGENT, SUPERVISOR, QA, ADMIN, agent_own_call=True))]
 
@@ -100,6 +102,7 @@ async def post_audio(
     x_channel_map: Annotated[str | None, Header()] = None,
     x_seq: Annotated[int | None, Header()] = None,
     x_agent_id: Annotated[str | None, Header()] = None,
+    asr: AsrOverride = None,
 ) -> dict:
     fmt = _format(sample_rate or x_sample_rate, encoding or x_encoding, role or x_role, channels,
                   channel_map or x_channel_map)
@@ -112,16 +115,21 @@ async def post_audio(
         chunk = await rt.run(stream_svc.as_frame, rt, call_id, who.tenant, body, fmt, mode == "frames")
         if chunk is not None:
             return await stream_svc.post_frames(rt, call_id, chunk, seq, tenant=who.tenant, agent_id=agent,
-                                                anchor_s=start)
+                                                anchor_s=start, asr=asr)
     if seq is None:
         raise InputError("seq is required (query ?seq= or header X-Seq): chunks are ordered by it", field="seq")
-    return await svc.ingest_audio(rt, call_id, body, fmt, seq, tenant=who.tenant, agent_id=agent, start_s=start)
+    return await svc.ingest_audio(rt, call_id, body, fmt, seq, tenant=who.tenant, agent_id=agent, start_s=start,
+                                  asr=asr)
 
 
 @router.post("/{call_id}", response_model=CallInfo, summary="Create a call or set its metadata (binds the agent)")
 async def put_meta(call_id: CallId, rt: RuntimeDep, who: Ingest, meta: CallMeta = Body(...)) -> dict:
-    rec = await rt.run(svc.ensure_call, rt, call_id, who.tenant, meta.agent_id, meta.meta)
-    return {"call_id": rec.call_id, "agent_id": rec.agent_id, "status": rec.status, "meta": rec.meta}
+    rec = await rt.run(svc.ensure_call, rt, call_id, who.tenant, meta.agent_id, meta.meta, meta.asr)
+    out = {"call_id": rec.call_id, "agent_id": rec.agent_id, "status": rec.status, "meta": rec.meta}
+    asr = rec.state.get("asr") or {}
+    if asr.get("status") or asr.get("requested"):
+        out["asr"] = asr.get("status") or f"requested: {asr['requested']}"
+    return out
 
 
 @router.get("/{call_id}", response_model=CallView, response_model_exclude_unset=True,
@@ -135,18 +143,19 @@ async def get_call(call_id: CallId, rt: RuntimeDep, who: Reader,
             summary="End the call and return its summary")
 async def end_call(call_id: CallId, rt: RuntimeDep, who: Ingest) -> dict:
     await stream_svc.flush_stored(rt, call_id, who.tenant)  # streamed legs: their last buffered audio
-    return await rt.run(svc.end_call, rt, call_id, who.tenant)
+    return await stream_svc.end_live_call(rt, call_id, who.tenant)
 
 
 @router.websocket("/{call_id}/stream")
 async def stream(websocket: WebSocket, call_id: str, who: Ingest,
                  sample_rate: int | None = None, encoding: str | None = None, role: str | None = None,
                  channels: int | None = None, channel_map: str | None = None, agent_id: str | None = None,
-                 seq: int | None = None, start: float | None = None) -> None:
+                 seq: int | None = None, start: float | None = None, asr: str | None = None) -> None:
     """Binary messages are audio frames of any size from 10 ms (same formats as POST .../audio; mono frames are
     the leg ``role``, stereo ones are split by ``channel_map``), buffered into the call's analysis windows; ``seq``
     numbers the first frame (default: continue the leg's numbering), ``start`` places the leg's first sample on
-    the call's media clock (default: its arrival time).  Text messages are JSON transcript snippets
+    the call's media clock (default: its arrival time); ``asr=on|off`` overrides live ASR for the call (before its
+    first window).  Text messages are JSON transcript snippets
     ``{"type": "transcript", ...}``, ``{"type": "ping"}`` (answered ``pong`` with what each leg buffers, once
     every earlier frame was taken) or ``{"type": "end"}`` (this connection's legs end; the call ends once all its
     legs have, ``{"type": "leg_ended"}`` until then).  Sent back: one ``{"type": "analysis", ...}`` per
@@ -164,11 +173,13 @@ async def stream(websocket: WebSocket, call_id: str, who: Ingest,
         fmt = _format(sample_rate, encoding, role, channels, channel_map)
         if seq is not None and not 0 <= seq <= svc.MAX_SEQ:
             raise InputError(f"seq must be between 0 and {svc.MAX_SEQ}", field="seq")
+        if asr not in (None, "on", "off"):
+            raise InputError("asr must be on or off", field="asr")
     except NuqiError as exc:
         await websocket.send_json(error_body(exc.code, exc.message, **exc.detail))
         await websocket.close(code=1008)
         return
-    session = stream_svc.StreamSession(rt, call_id, tenant, agent_id or who.agent_id, anchor_s=start)
+    session = stream_svc.StreamSession(rt, call_id, tenant, agent_id or who.agent_id, anchor_s=start, asr=asr)
     guard = ConnectionGuard.of(websocket, who)
     window_s = stream_svc.telephony(rt.settings).stream_window_s
     next_seq = seq
@@ -224,7 +235,7 @@ async def _text_frame(rt: Any, session: stream_svc.StreamSession, call_id: str, 
         if session.owned and not await rt.run(all_legs_ended, rt, call_id, tenant):
             return last + [{"type": "leg_ended", "call_id": call_id, "status": "active",
                             "roles": sorted(session.owned)}]
-        return last + [_as_json(CallEnded, await rt.run(svc.end_call, rt, call_id, tenant))]
+        return last + [_as_json(CallEnded, await stream_svc.end_live_call(rt, call_id, tenant))]
     if kind == "ping":  # a sync point: every frame sent before it has been taken
         return [{"type": "pong", "call_id": call_id, "buffered_s": session.buffered_s()}]
     if kind == "transcript":

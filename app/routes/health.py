@@ -43,5 +43,8 @@ async def readyz(request: Request, rt: RuntimeDep, response: Response) -> dict:
     if not store_ok:
         reasons.append(f"store {rt.store.name} unavailable: {store_error}")
     response.status_code = 200 if ready else 503
-    return {"ready": ready, "models": models, "reasons": reasons, "warnings": warnings,
-            "store": {"backend": rt.store.name, "ok": store_ok, "error": store_error, "data_lost_at": lost_at}}
+    out = {"ready": ready, "models": models, "reasons": reasons, "warnings": warnings,
+           "store": {"backend": rt.store.name, "ok": store_ok, "error": store_error, "data_lost_at": lost_at}}
+    if rt.asr is not None:  # live ASR is optional: its absence is reported, never a reason to be unready
+        out["asr"] = rt.asr.health()
+    return out

@@ -17,6 +17,7 @@ from app import observability as obs
 from app.runtime import Runtime
 from app.services.cas import RETRY_SLEEP_S, CasRetry, retry_cas
 from app.store import CallRecord
+from pipelines.asr import admission as live_asr
 from pipelines.audio.decode import ChunkFormat, DecodedChunk, decode_chunk
 from pipelines.errors import ConflictError, InputError, NotFoundError
 from pipelines.fusion import CallAlert
@@ -52,8 +53,9 @@ def _new_record(call_id: str, tenant: str, agent_id: str | None, meta: dict[str,
 
 
 def ensure_call(rt: Runtime, call_id: str, tenant: str, agent_id: str | None,
-                meta: dict[str, Any] | None = None) -> CallRecord:
-    """Get or create the call; bind the agent if it was not bound yet."""
+                meta: dict[str, Any] | None = None, asr: str | None = None) -> CallRecord:
+    """Get or create the call; bind the agent if it was not bound yet; keep a live-ASR override (``asr=on|off``)
+    for the call's first analysed audio (ignored once that has decided)."""
     if meta:  # nothing personal is stored or returned: every value masked but the kept fields (settings)
         meta = redact_meta(meta, rt.settings.security.pii_keep_meta_fields)
     rec = rt.store.get_call(call_id, tenant=tenant)  # calls are the tenant's own: another's id is another call
@@ -61,7 +63,8 @@ def ensure_call(rt: Runtime, call_id: str, tenant: str, agent_id: str | None,
         rt.store.create_call(_new_record(call_id, tenant, agent_id, meta))
         rec = rt.store.get_call(call_id, tenant=tenant)
         assert rec is not None
-    if (agent_id and rec.agent_id != agent_id) or meta:
+    asr_first = asr is not None and not (rec.state.get("asr") or {}).get("status")
+    if (agent_id and rec.agent_id != agent_id) or meta or asr_first:
         current = rec
 
         def bind() -> CallRecord | None:
@@ -69,6 +72,8 @@ def ensure_call(rt: Runtime, call_id: str, tenant: str, agent_id: str | None,
             if agent_id:
                 current.agent_id = agent_id
             current.meta.update(meta or {})
+            if asr is not None:
+                current.state["asr"] = live_asr.note_request(current.state.get("asr") or {}, asr)
             if rt.store.save_call(current, current.version):
                 return current
             current = rt.store.get_call(call_id, tenant=tenant) or current
@@ -97,7 +102,7 @@ def _public_entry(stored: dict[str, Any]) -> dict[str, Any]:
 
 
 def _attempt(rt: Runtime, call_id: str, tenant: str, agent_id: str | None, seq: int, chunk: DecodedChunk,
-             start_s: float | None, waited: float) -> tuple[str, dict[str, Any] | None]:
+             start_s: float | None, waited: float, asr: str | None = None) -> tuple[str, dict[str, Any] | None]:
     """One try at applying a chunk. Returns ("done", response) or ("wait"|"retry", None)."""
     rec = ensure_call(rt, call_id, tenant, agent_id)
     if rec.status == "ended":
@@ -122,12 +127,26 @@ def _attempt(rt: Runtime, call_id: str, tenant: str, agent_id: str | None, seq: 
     with obs.inference("audio"):
         result = process_audio(state, chunk, seq, rt.models, start_s)
     result.entry["wall_s"] = round(time.time(), 3)  # when it was analysed (t_start/t_end: media time)
+    decide_asr(rt, call_id, tenant, state, asr)
     rec.state = state_dict(state)
     if not rt.store.commit_chunk(rec, expected, seq, _stored_entry(result)):
         return "retry", None
+    feed_asr(rt, call_id, tenant, state, chunk, result.entry["t_start"])
     obs.stage_change(level_before, rec.state)
     stored_alerts = [a for a in (store_alert(rt, rec, a) for a in result.alerts) if a is not None]
     return "done", {**result.entry, "duplicate": False, "alerts": stored_alerts, "gaps": state.gaps}
+
+
+def decide_asr(rt: Runtime, call_id: str, tenant: str, state: CallState, override: str | None) -> None:
+    """Before a call's first analysed audio is committed: its live-ASR status (``state.asr``; kept after)."""
+    if rt.asr is not None and not state.asr.get("status"):
+        state.asr = rt.asr.decide(call_id, tenant, state.asr, override)
+
+
+def feed_asr(rt: Runtime, call_id: str, tenant: str, state: CallState, chunk: DecodedChunk, t_start: float) -> None:
+    """After an analysed window is committed: its audio to live ASR when the call has it (never blocks)."""
+    if rt.asr is not None and state.asr.get("status") == live_asr.ADMITTED:
+        rt.asr.feed(call_id, tenant, chunk, t_start)
 
 
 def store_alert(rt: Runtime, rec: CallRecord, alert: CallAlert) -> dict[str, Any] | None:
@@ -156,7 +175,8 @@ _PROGRESS: dict[tuple[int, str, str], _Progress] = {}  # (id(runtime), tenant, c
 
 
 async def ingest_audio(rt: Runtime, call_id: str, body: bytes, fmt: ChunkFormat, seq: int, *,
-                       tenant: str, agent_id: str | None = None, start_s: float | None = None) -> dict[str, Any]:
+                       tenant: str, agent_id: str | None = None, start_s: float | None = None,
+                       asr: str | None = None) -> dict[str, Any]:
     t_request = time.perf_counter()
     if not 0 <= seq <= MAX_SEQ:  # also guards the X-Seq header and the WebSocket's seq, which carry no bound
         raise InputError(f"seq must be between 0 and {MAX_SEQ}", field="seq", seq=str(seq)[:32])
@@ -166,7 +186,7 @@ async def ingest_audio(rt: Runtime, call_id: str, body: bytes, fmt: ChunkFormat,
         if not decoded:  # decoded in the same thread hop as the first attempt (a bad chunk never touches state)
             decoded.append(decode_chunk(body, fmt, max_seconds=rt.settings.ingest.max_chunk_seconds,
                                         allow_silence=True))
-        return _attempt(rt, call_id, tenant, agent_id, seq, decoded[0], start_s, waited)
+        return _attempt(rt, call_id, tenant, agent_id, seq, decoded[0], start_s, waited, asr)
 
     key = (id(rt), tenant, call_id)
     progress = _PROGRESS.setdefault(key, _Progress())

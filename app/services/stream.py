@@ -20,6 +20,9 @@ leg's last frame instead of a stale copy; a leg whose holder died is taken over 
 (``stream_leg_lease_s``), and the old holder, should it still be alive, is fenced off (its next write is refused).
 A short POST of a frame never waits: it gets 409 while a live connection streams the same leg.
 
+Each committed window of a call with live ASR is also handed to ``rt.asr`` (:mod:`app.services.asr`; never waited
+for), and ending a call lets live ASR transcribe its last utterance first (:func:`end_live_call`).
+
 Streams are limited on audio time (a leg may not run more than ``stream_max_ahead_s`` ahead of the wall clock since
 the call's media time 0) and on messages (``stream_max_messages_per_s`` per connection).
 """
@@ -40,9 +43,18 @@ from app import observability as obs
 from app.errors import RateLimitedError
 from app.runtime import Runtime
 from app.security.ratelimit import LocalLimiter
-from app.services.calls import _stored_entry, end_call, ensure_call, state_dict, store_alert
+from app.services.calls import (
+    _stored_entry,
+    decide_asr,
+    end_call,
+    ensure_call,
+    feed_asr,
+    state_dict,
+    store_alert,
+)
 from app.services.cas import CasRetry
 from app.telephony.events import ALAW_PCM16, MULAW_PCM16, LegFrame
+from pipelines.asr.admission import note_request
 from pipelines.audio.decode import ROLES, ChunkFormat, Encoding, _roles_for, decode_chunk
 from pipelines.errors import AudioDecodeError, ConflictError, InputError
 from pipelines.ingest import CallFramer, PushResult, Window, window_chunk
@@ -156,7 +168,7 @@ def claim_leg(rt: Runtime, call_id: str, tenant: str, agent_id: str | None, role
 
 
 def commit_window(rt: Runtime, call_id: str, tenant: str, agent_id: str | None, group: list[Window],
-                  update: IngestUpdate | None) -> dict[str, Any]:
+                  update: IngestUpdate | None, asr: str | None = None) -> dict[str, Any]:
     """Analyse one chunk of completed windows and commit it (timeline entry + state + framer state) with a version
     check; a lost race re-reads the call and analyses again.  Returns the analysis message (alerts stored)."""
     races = CasRetry(f"window {group[0].index} of call {call_id!r}", call_id=call_id)
@@ -176,16 +188,20 @@ def commit_window(rt: Runtime, call_id: str, tenant: str, agent_id: str | None, 
         walls = [w.wall_s for w in group if w.wall_s is not None]
         result.entry["windows"] = [w.to_dict() for w in group]
         result.entry["wall_s"] = round(max(walls) if walls else time.time(), 3)
+        decide_asr(rt, call_id, tenant, state, asr)
         rec.state = state_dict(state)
         if rt.store.commit_chunk(rec, expected, seq, _stored_entry(result)):
+            feed_asr(rt, call_id, tenant, state, chunk, result.entry["t_start"])
             obs.stage_change(level_before, rec.state)
             alerts = [a for a in (store_alert(rt, rec, a) for a in result.alerts) if a is not None]
             return {"type": "analysis", "call_id": call_id, **result.entry, "duplicate": False, "alerts": alerts}
         races.lose_and_wait()
 
 
-def save_ingest(rt: Runtime, call_id: str, tenant: str, agent_id: str | None, update: IngestUpdate) -> None:
-    """Write the framer state alone (a leg's first frame, a disconnect, a short POST that completed nothing)."""
+def save_ingest(rt: Runtime, call_id: str, tenant: str, agent_id: str | None, update: IngestUpdate,
+                asr: str | None = None) -> None:
+    """Write the framer state alone (a leg's first frame, a disconnect, a short POST that completed nothing),
+    with a live-ASR override sent before the call's first window (``asr``)."""
     races = CasRetry(f"saving the stream of call {call_id!r}", call_id=call_id)
     while True:
         rec = ensure_call(rt, call_id, tenant, agent_id)
@@ -193,6 +209,7 @@ def save_ingest(rt: Runtime, call_id: str, tenant: str, agent_id: str | None, up
             return
         state = CallState.from_state(rec.state)
         state.ingest = update(state.ingest)
+        state.asr = note_request(state.asr, asr)
         expected = rec.version
         rec.state = state_dict(state)
         if rt.store.save_call(rec, expected):
@@ -205,8 +222,9 @@ class StreamSession:
 
     def __init__(self, rt: Runtime, call_id: str, tenant: str, agent_id: str | None = None, *,
                  new_segment: bool = False, anchor_s: float | None = None, locked: bool = False,
-                 takeover: bool = False) -> None:
+                 takeover: bool = False, asr: str | None = None) -> None:
         self.rt, self.call_id, self.tenant, self.agent_id = rt, call_id, tenant, agent_id
+        self.asr = asr  # live-ASR override (on | off) for the call's first window
         self.tel = telephony(rt.settings)
         self.framer = CallFramer(**framer_params(rt.settings))
         self.owned: set[str] = set()
@@ -291,7 +309,8 @@ class StreamSession:
             self.stats["frames"] += 1
         out = await self._handle(res)
         if first and not res.windows:  # publish the leg's start (media-clock origin) for the call's other legs
-            await self._locked(save_ingest, self.rt, self.call_id, self.tenant, self.agent_id, self._update())
+            await self._locked(save_ingest, self.rt, self.call_id, self.tenant, self.agent_id, self._update(),
+                               self.asr)
         return out
 
     async def feed_chunk(self, chunk: Frame, *, seq: int | None = None) -> list[dict[str, Any]]:
@@ -308,7 +327,7 @@ class StreamSession:
         out = []
         for group in group_windows(res.windows):
             msg = await self._locked(commit_window, self.rt, self.call_id, self.tenant, self.agent_id, group,
-                                     self._update())
+                                     self._update(), self.asr)
             self.stats["windows"] += 1
             msg["lost"], self.lost = self.lost, []
             if msg["alerts"]:
@@ -332,13 +351,13 @@ class StreamSession:
     async def save(self, release: bool = False) -> None:
         if self.owned:
             await self._locked(save_ingest, self.rt, self.call_id, self.tenant, self.agent_id,
-                               self._update(release))
+                               self._update(release), self.asr)
 
     async def end(self) -> dict[str, Any]:
         """Flush this connection's legs and end the call (the summary)."""
         await self.flush()
         self.closed = True
-        return await self.rt.run(end_call, self.rt, self.call_id, self.tenant)
+        return await end_live_call(self.rt, self.call_id, self.tenant)
 
     async def close(self) -> None:
         """The connection went away without ending the call: keep the buffered audio for a reconnect."""
@@ -354,6 +373,14 @@ class StreamSession:
 
     def all_legs_ended(self) -> bool:
         return bool(self.framer.legs) and all(leg.ended for leg in self.framer.legs.values())
+
+
+async def end_live_call(rt: Runtime, call_id: str, tenant: str) -> dict[str, Any]:
+    """End a call whose audio is all analysed: live ASR's last utterance is transcribed and applied first
+    (bounded by ``NUQI_ASR_END_WAIT_S``), then the summary."""
+    if rt.asr is not None:
+        await rt.asr.finish(call_id, tenant)
+    return await rt.run(end_call, rt, call_id, tenant)
 
 
 async def flush_stored(rt: Runtime, call_id: str, tenant: str) -> list[dict[str, Any]]:
@@ -430,11 +457,11 @@ def as_frame(rt: Runtime, call_id: str, tenant: str, body: bytes, fmt: ChunkForm
 
 
 async def post_frames(rt: Runtime, call_id: str, chunk: Frame, seq: int | None, *, tenant: str,
-                      agent_id: str | None, anchor_s: float | None = None) -> dict[str, Any]:
+                      agent_id: str | None, anchor_s: float | None = None, asr: str | None = None) -> dict[str, Any]:
     """``POST .../audio`` of a frame: buffered with the call's stored framer state; answers the windows it completed
     (possibly none), what each leg buffers, and the loss it revealed."""
     async with rt.lock_for(call_id):
-        session = StreamSession(rt, call_id, tenant, agent_id, anchor_s=anchor_s, locked=True)
+        session = StreamSession(rt, call_id, tenant, agent_id, anchor_s=anchor_s, locked=True, asr=asr)
         before = dict(session.stats)
         completed = await session.feed_chunk(chunk, seq=seq)
         await session.save()

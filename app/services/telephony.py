@@ -24,8 +24,7 @@ from app.deps import Principal, check_call_id
 from app.errors import AuthError, RateLimitedError
 from app.runtime import Runtime
 from app.security.streams import ConnectionGuard, audio_cost
-from app.services.calls import end_call
-from app.services.stream import StreamSession, send_analysis, telephony
+from app.services.stream import StreamSession, end_live_call, send_analysis, telephony
 from app.telephony.audiosocket import handle_connection
 from app.telephony.events import (
     CallEnded,
@@ -158,7 +157,7 @@ class PlatformCall:
             for m in msgs:
                 await send_analysis(self.send, m)
         if await self.rt.run(all_legs_ended, self.rt, s.call_id, s.tenant):
-            await self.rt.run(end_call, self.rt, s.call_id, s.tenant)
+            await end_live_call(self.rt, s.call_id, s.tenant)
 
     async def close(self) -> None:
         """The connection dropped without an end: keep the buffered audio (the leg may reconnect)."""

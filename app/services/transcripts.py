@@ -9,9 +9,18 @@ after the final one of its id is ignored the same way.  Snippets without an id c
 The response has the chunk response's top-level shape: ``stage`` (the call's stage), ``anger``
 (``fused``: the customer's latest fused anger, ``agent``), ``alerts``; the snippet's own analysis is under
 ``utterance`` and the call's live view under ``state``.
+
+Transcripts come from the platform (``source: "platform"``) or from the built-in recogniser
+(:func:`ingest_asr`, ``source: "asr"`` with its ``confidence``; keywords also matched by sound).  Platform
+transcripts win: the first final one stops live ASR of a call in ``auto`` mode, and a recognised utterance
+whose span a platform transcript of the same leg covers is not applied (``pipelines.asr.admission``).
 """
 from __future__ import annotations
 
+import asyncio
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from app import observability as obs
@@ -19,6 +28,7 @@ from app.runtime import Runtime
 from app.services.calls import STORED_ALERTS, ensure_call, state_dict, store_alert
 from app.services.cas import retry_cas
 from app.store import CallRecord
+from pipelines.asr import admission
 from pipelines.errors import ConflictError
 from pipelines.fusion import CallAlert
 from pipelines.pii import id_digest, redact, redact_call_state, redact_obj
@@ -67,8 +77,22 @@ def _duplicate(rt: Runtime, rec: CallRecord, call_id: str, key: str, s: Snippet)
             "state": view}
 
 
+@dataclass(frozen=True)
+class AsrSnippet:
+    """A final transcript of the built-in recogniser (one utterance), applied like a platform snippet."""
+
+    role: str
+    text: str
+    start: float | None
+    end: float | None
+    id: str
+    confidence: float | None
+    final: bool = True
+
+
 def _apply(rt: Runtime, call_id: str, tenant: str, s: Snippet) -> dict[str, Any]:
     key = storage_key(s)
+    asr = isinstance(s, AsrSnippet)
 
     def attempt() -> dict[str, Any] | None:
         rec = ensure_call(rt, call_id, tenant, None)
@@ -77,12 +101,23 @@ def _apply(rt: Runtime, call_id: str, tenant: str, s: Snippet) -> dict[str, Any]
         state = CallState.from_state(rec.state)
         if s.id and key in state.final_ids:
             return _duplicate(rt, rec, call_id, key, s)
+        stopped = False
+        if asr:
+            why = admission.accepts(state.asr, s.role, s.start, s.end)
+            if why is not None:  # platform transcripts win; nothing is stored
+                return {"call_id": call_id, "dropped": why}
+        elif s.final:
+            state.asr, stopped = admission.note_platform(state.asr, s.role, s.start, s.end)
         expected = rec.version
         level_before = obs.stage_level(rec.state)
         with obs.inference("transcript"):  # keywords/emotion see the original text, in memory only
-            result = process_transcript(state, s.role, s.text, s.start, s.end, s.final, rt.models)
+            result = process_transcript(state, s.role, s.text, s.start, s.end, s.final, rt.models, asr=asr)
         entry = redact_obj(result.entry)  # nothing personal is stored, returned or logged
         entry["key"] = key
+        entry["source"] = "asr" if asr else "platform"
+        if asr:
+            entry["confidence"] = s.confidence  # type: ignore[attr-defined]
+            entry["wall_s"] = round(time.time(), 3)  # when it was applied (start/end: call time)
         if s.id:
             entry["id"] = redact(s.id)
         if s.final and s.id:
@@ -99,14 +134,29 @@ def _apply(rt: Runtime, call_id: str, tenant: str, s: Snippet) -> dict[str, Any]
         stored = [a for a in (store_alert(rt, rec, a) for a in result.alerts) if a is not None]
         view = public_view(state, rt.models.fusion)
         return {"call_id": call_id, "duplicate": False, **_top(view), "alerts": stored, "utterance": entry,
-                "state": view}
+                "state": view, **({"asr_stopped": True} if stopped else {})}
 
     return retry_cas(attempt, f"transcript of call {call_id!r}", call_id=call_id)
 
 
-async def ingest_transcript(rt: Runtime, call_id: str, snippet: Snippet, *, tenant: str) -> dict[str, Any]:
+async def ingest_transcript(rt: Runtime, call_id: str, snippet: Snippet, *, tenant: str,
+                            executor: Executor | None = None) -> dict[str, Any]:
+    """Apply a snippet under the call's lock, in the analysis threads (or ``executor``)."""
     async with rt.lock_for(call_id):
-        out = await rt.run(_apply, rt, call_id, tenant, snippet)
-    if out["alerts"]:
+        if executor is None:
+            out = await rt.run(_apply, rt, call_id, tenant, snippet)
+        else:
+            out = await asyncio.get_running_loop().run_in_executor(executor, _apply, rt, call_id, tenant, snippet)
+    if out.pop("asr_stopped", False) and getattr(rt, "asr", None) is not None:
+        rt.asr.stop(call_id, tenant)  # auto mode: the platform sends transcripts for this call now
+    if out.get("alerts"):
         await rt.alerts.notify()
     return out
+
+
+async def ingest_asr(rt: Runtime, call_id: str, snippet: AsrSnippet, *, tenant: str,
+                     executor: Executor | None = None) -> dict[str, Any]:
+    """A recognised utterance (live ASR) through the transcript path (in ``executor``: live ASR's own thread, so
+    a burst of transcripts never queues before audio analysis); ``{"dropped": why}`` when it is not applied (ASR
+    stopped for the call, or a platform transcript covers its span)."""
+    return await ingest_transcript(rt, call_id, snippet, tenant=tenant, executor=executor)

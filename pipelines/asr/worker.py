@@ -56,12 +56,41 @@ class UtteranceTranscript:
 _ENGINE: Any = None
 
 
-def _init_worker(model_dir: str, engine_kwargs: dict[str, Any]) -> None:
+def _init_worker(model_dir: str, engine_kwargs: dict[str, Any], nice: int = 0) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _exit_with_parent()
+    if nice:
+        os.nice(nice)  # recognition yields the CPU to the service's audio analysis
+        _own_autogroup(nice)
     from pipelines.asr.engine import WhisperEngine
 
     global _ENGINE
     _ENGINE = WhisperEngine.load(Path(model_dir), cpu_threads=1, **engine_kwargs)
+
+
+def _exit_with_parent(every_s: float = 1.0) -> None:
+    """A recogniser whose service process died (SIGKILL, OOM) exits too instead of idling on as an orphan
+    (a process pool's workers outlive a killed parent)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="nuqi-asr-parent-watch", daemon=True).start()
+
+
+def _own_autogroup(nice: int) -> None:
+    """Linux with ``sched_autogroup_enabled``: CPU is shared fairly between sessions whatever the nice values, so
+    the recognisers' time would be charged to the service's session.  A session of their own whose autogroup is
+    niced keeps them behind the service there too (on other kernels this changes nothing)."""
+    try:
+        os.setsid()
+        with open("/proc/self/autogroup", "w", encoding="ascii") as fh:
+            fh.write(str(nice))
+    except OSError:
+        pass
 
 
 def _ready() -> int:
@@ -87,11 +116,13 @@ def _transcribe(utt: Utterance) -> UtteranceTranscript:
 class AsrWorkerPool:
     """N recogniser processes; see the module docstring."""
 
-    def __init__(self, model_dir: Path, workers: int = 1, engine_kwargs: dict[str, Any] | None = None) -> None:
+    def __init__(self, model_dir: Path, workers: int = 1, engine_kwargs: dict[str, Any] | None = None,
+                 nice: int = 0) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.model_dir = Path(model_dir)
         self.workers = workers
+        self.nice = nice  # added to the worker processes' niceness
         self._engine_kwargs = dict(engine_kwargs or {})
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -104,12 +135,13 @@ class AsrWorkerPool:
     @classmethod
     def from_settings(cls, settings: Any, workers: int | None = None) -> AsrWorkerPool:
         """``settings.asr.asr_workers`` processes with the model of ``settings.models`` and the decoding options of
-        ``settings.asr`` (the same engine as ``nuqi transcribe``); call :meth:`start` (or use ``with``)."""
+        ``settings.asr`` (the same engine as ``nuqi transcribe``), niced by ``asr_nice``; call :meth:`start` (or use
+        ``with``)."""
         from pipelines.asr.engine import decode_config
         from pipelines.asr.model_assembly import default_model_dir
 
         return cls(default_model_dir(settings), workers=workers or settings.asr.asr_workers,
-                   engine_kwargs={"decode": decode_config(settings)})
+                   engine_kwargs={"decode": decode_config(settings)}, nice=settings.asr.asr_nice)
 
     def start(self, timeout_s: float = 120.0) -> AsrWorkerPool:
         """Spawn the processes and wait until every one has its model loaded."""
@@ -118,7 +150,7 @@ class AsrWorkerPool:
         check_model_dir(self.model_dir)
         self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context("spawn"),
                                          initializer=_init_worker,
-                                         initargs=(str(self.model_dir), self._engine_kwargs))
+                                         initargs=(str(self.model_dir), self._engine_kwargs, self.nice))
         pids = {f.result(timeout=timeout_s) for f in [self._pool.submit(_ready) for _ in range(self.workers)]}
         if -1 in pids:
             raise ModelNotAvailableError(f"ASR worker failed to load the model from {self.model_dir}")

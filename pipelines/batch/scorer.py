@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.analyze import default_roles, process_file
-from pipelines.asr.engine import WhisperEngine, check_model_dir
+from pipelines.asr.engine import WhisperEngine, check_model_dir, decode_config
 from pipelines.audio.decode import ROLES
 from pipelines.audio.files import read_audio_file
 from pipelines.batch.metrics import call_metrics
@@ -102,7 +102,8 @@ class Scorer:
         try:
             if reason is not None:
                 raise ModelNotAvailableError(reason)
-            self._asr = WhisperEngine.load(model_dir, cpu_threads=1)
+            # the decoding options of live ASR and `nuqi transcribe` (NUQI_ASR_BEAM_SIZE, ...: settings.asr)
+            self._asr = WhisperEngine.load(model_dir, cpu_threads=1, decode=decode_config(self.models.settings))
         except ModelNotAvailableError as exc:
             if self.options.asr == "on":
                 raise
@@ -144,7 +145,8 @@ class Scorer:
             if engine is not None:
                 turns, source = _turns_from_asr(path, self.options.channel_map, engine), "asr"
         t_asr = time.perf_counter() - t0
-        analysis = process_file(path, self.models, channel_map=self.options.channel_map, turns=turns)
+        analysis = process_file(path, self.models, channel_map=self.options.channel_map, turns=turns,
+                                asr_turns=source == "asr")
         metrics = call_metrics(analysis.timeline, list(analysis.channels))
         record = build_record(job, analysis, metrics, source)
         payload = {

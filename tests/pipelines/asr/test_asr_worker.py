@@ -53,3 +53,33 @@ def test_submit_before_start_is_refused(assembled_model_dir: Path, customer_wind
     utt = next(u for w in customer_windows for u in seg.push_window(w))
     with pytest.raises(RuntimeError, match="start"):
         AsrWorkerPool(assembled_model_dir).submit(utt)
+
+
+def test_recognisers_exit_when_the_service_process_dies(assembled_model_dir: Path, tmp_path: Path) -> None:
+    """A SIGKILLed service worker leaves no orphan recogniser behind; the recogniser is niced (and, where the
+    kernel shares CPU by session, in an autogroup of its own)."""
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from pipelines.asr.worker import AsrWorkerPool\n"
+        "if __name__ == '__main__':\n"
+        f"    pool = AsrWorkerPool(Path({str(assembled_model_dir)!r}), workers=1, nice=5).start()\n"
+        "    print(*[p.pid for p in pool._pool._processes.values()], flush=True)\n"
+        "    time.sleep(600)\n", encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=REPO, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        worker = psutil.Process(int(proc.stdout.readline().split()[0]))
+        assert worker.nice() == min(19, psutil.Process(proc.pid).nice() + 5) and worker.ppid() == proc.pid
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        worker.wait(timeout=30)  # raises TimeoutExpired if it lives on as an orphan
+    finally:
+        proc.kill()

@@ -176,3 +176,28 @@ def test_asr_transcribes_each_channel_and_tags_roles(models, tmp_path):
         assert sim(by_role[role], scripts[role]) > sim(by_role[role], scripts[other]) + 0.1, by_role
     assert "查询" in by_role["agent"] and "三天" in by_role["customer"], by_role
     assert all(u["start"] < u["end"] <= 8.5 for u in utts)
+
+
+def test_batch_asr_decodes_like_live_asr_and_matches_keywords_by_sound(models, tmp_path):
+    import dataclasses
+
+    from pipelines.analyze import process_file
+    from pipelines.asr.engine import decode_config
+    from pipelines.batch.records import ScoreOptions
+    from pipelines.batch.scorer import Scorer
+    from pipelines.transcripts import Turn
+
+    settings = Settings(asr_beam_size=1)
+    reason = asr_available(asr_model_dir(settings))
+    if reason is not None:
+        pytest.skip(f"built-in ASR not available: {reason}")
+    scorer = Scorer(dataclasses.replace(models, settings=settings),
+                    ScoreOptions(asr="on", asr_model_dir=str(asr_model_dir(settings))))
+    engine = scorer._asr_engine()  # noqa: SLF001 - the engine the batch transcribes with
+    assert engine.decode == decode_config(settings) and engine.decode.beam_size == 1  # NUQI_ASR_* apply
+    # recognised turns are matched by sound (头诉 → 投诉) like live ASR transcripts; sidecar turns are not
+    turns = [Turn("customer", "我要头诉你们", 0.5, 1.5)]
+    path = SAMPLE_AUDIO / "customer_calm_16k.wav"
+    heard = process_file(path, models, turns=turns, asr_turns=True).utterances[0]["keywords"]
+    typed = process_file(path, models, turns=turns).utterances[0]["keywords"]
+    assert any(k["term"] == "我要投诉你们" and k["phonetic"] for k in heard) and typed == []
