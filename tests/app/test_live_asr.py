@@ -208,3 +208,19 @@ def test_websocket_stream_with_asr_on(asr_client, speech) -> None:
     got = asr_transcripts(view)
     assert view["state"]["asr"] == "on" and len(got) == 1
     assert character_error_rate(speech[1][1], got[0]["text"]) < 0.5, got[0]["text"]
+
+
+def test_two_tenants_calls_with_one_id_are_kept_apart(asr_client) -> None:
+    """Calls are the tenant's own (issue 17.9): live ASR admits, stops and finishes them by tenant and id."""
+    from app.services.asr import call_key
+    from pipelines.asr.admission import ADMITTED
+
+    live = asr_client.app.state.runtime.asr
+    a = live.decide("same-id", "tenant-a", {}, "on")
+    b = live.decide("same-id", "tenant-b", {}, "on")
+    assert a["status"] == b["status"] == ADMITTED
+    assert {call_key("same-id", "tenant-a"), call_key("same-id", "tenant-b")} <= set(live._calls)
+    live.stop("same-id", "tenant-a")  # tenant a's platform sent a transcript: only its call stops
+    assert call_key("same-id", "tenant-a") not in live._calls and call_key("same-id", "tenant-b") in live._calls
+    asr_client.portal.call(live.finish, "same-id", "tenant-b")
+    assert call_key("same-id", "tenant-b") not in live._calls
