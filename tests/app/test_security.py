@@ -377,22 +377,28 @@ def test_json_log_lines_carry_call_id_and_no_pii():
     assert "13912345678" not in line["msg"] and "[手机号]" in line["msg"]
 
 
-def test_env_bootstrap_settings_names():
-    """The documented (flat) environment variables map to the fields of their settings group."""
+def settings_from_env(env: dict[str, str]):
+    """ServiceSettings read with ``env`` set in the process environment (restored afterwards)."""
     from app.settings import ServiceSettings
 
-    env = {"NUQI_AUTH_ENABLED": "true", "NUQI_BOOTSTRAP_ADMIN_KEY": ROOT_KEY, "NUQI_RATE_LIMIT_PER_S": "7",
-           "NUQI_STORE": "sqlite:///elsewhere.db", "NUQI_MAX_BODY_BYTES": "1234", "NUQI_BASELINE_SECONDS": "9"}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        s = ServiceSettings()
+        return ServiceSettings()
     finally:
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def test_env_bootstrap_settings_names():
+    """The documented (flat) environment variables map to the fields of their settings group."""
+
+    env = {"NUQI_AUTH_ENABLED": "true", "NUQI_BOOTSTRAP_ADMIN_KEY": ROOT_KEY, "NUQI_RATE_LIMIT_PER_S": "7",
+           "NUQI_STORE": "sqlite:///elsewhere.db", "NUQI_MAX_BODY_BYTES": "1234", "NUQI_BASELINE_SECONDS": "9"}
+    s = settings_from_env(env)
     sec = s.security
     assert sec.auth_enabled is True and sec.bootstrap_admin_key == ROOT_KEY and sec.rate_limit_per_s == 7.0
     assert s.store.url == "sqlite:///elsewhere.db" and s.ingest.max_body_bytes == 1234
@@ -589,17 +595,6 @@ def test_a_call_id_is_the_tenants_own_no_oracle_no_squatting(app_client, keys, c
 
 def test_env_names_of_the_proxy_and_metrics_settings():
     env = {"NUQI_FORWARDED_ALLOW_IPS": "10.0.0.5,10.1.0.0/16", "NUQI_METRICS_ROLES": "admin, supervisor"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        from app.settings import ServiceSettings
-
-        s = ServiceSettings()
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    s = settings_from_env(env)
     assert s.forwarded_allow_ips == "10.0.0.5,10.1.0.0/16"
     assert s.security.metrics_roles == frozenset({"admin", "supervisor"})
