@@ -56,13 +56,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_service(port: int, state: Path, workers: int = 1) -> subprocess.Popen:
+def start_service(port: int, state: Path, workers: int = 1, ws: str = "auto") -> subprocess.Popen:
     env = {**os.environ, "NUQI_STATE_DIR": str(state), "NUQI_STORE": "sqlite", "NUQI_RTP_PORTS": "24000-24199",
            "NUQI_RTP_HOST": "127.0.0.1", "NUQI_RTP_IDLE_TIMEOUT_S": "2", "NUQI_ACCESS_LOG": "false",
            "NUQI_LOG_LEVEL": "warning", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", "--host",
                              "127.0.0.1", "--port", str(port), "--workers", str(workers), "--log-level", "warning",
-                             "--no-access-log"],
+                             "--no-access-log", "--ws", ws],
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     t0 = time.time()
     while time.time() - t0 < 120:
@@ -234,6 +234,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=30.0, help="seconds of the sample call each call streams")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--workers", type=int, default=2, help="service worker processes for the WebSocket steps")
+    ap.add_argument("--ws", default="auto", help="uvicorn's WebSocket implementation (auto, websockets, "
+                    "websockets-sansio, wsproto)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     call = load_call(args.seconds)
@@ -248,7 +250,7 @@ def main() -> int:
             if not todo:
                 continue
             port = free_port()
-            proc = start_service(port, tmp / f"state-{kind}", workers)
+            proc = start_service(port, tmp / f"state-{kind}", workers, args.ws)
             try:
                 for mode, n in todo:
                     out["steps"].append(run_step(proc, port, mode, n, call, tmp, args))
