@@ -108,11 +108,6 @@ class ConnectionGuard:
                                 f"(burst {burst}); this message was refused; retry after {retry} s",
                                 retry_after_s=round(retry_after_s, 3))
 
-    async def message(self, cost: float = 1.0) -> None:
-        """Both checks for one incoming message: the key still valid, then its cost."""
-        await self.check_key()
-        await self.spend(cost)
-
 
 def audio_cost(seconds: float, window_s: float) -> float:
     """What ``seconds`` of audio in one message cost in requests: its duration in analysis windows."""
