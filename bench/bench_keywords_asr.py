@@ -14,7 +14,9 @@ Audio, each reported separately:
 * ``espeak-calls``: every turn (both roles) of sample_audio/call_escalating_8k.wav and call_calm_8k.wav,
   cut from its own channel at the sidecar's true times (± 0.3 s), 8 kHz telephone band;
 * ``espeak-corpus``: ``scripts/synth_mandarin.py make_corpus`` (60 customer-service sentences, 8 kHz).
-  espeak speech is synthetic (robotic, far harder for Whisper than people): keyword-rich, but not real speech.
+  espeak speech is synthetic (robotic, far harder for Whisper than people): keyword-rich, but not real speech;
+* ``neural-call customer``: the 7 customer turns of sample_audio/call_escalating_neural_8k.flac (a neural TTS
+  voice, synthetic too, but one Whisper recognises nearly word for word; angry turns = faster/higher/louder).
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/bench_keywords_asr.py --results bench/RESULTS_asr.md
 """
@@ -43,17 +45,30 @@ CACHE = REPO / "bench" / "out" / "kw_asr_hyps.jsonl"
 START, END = "<!-- keyword table: bench/bench_keywords_asr.py -->", "<!-- end keyword table -->"
 
 
-def espeak_call_turns() -> list[dict]:
+def call_turns(files: tuple[str, ...], set_name: str, roles: tuple[str, ...] = ("agent", "customer")) -> list[dict]:
+    """The turns of sample calls (``roles`` only), each cut from its own channel at the sidecar's times ± 0.3 s."""
     out = []
-    for name in ("call_escalating_8k", "call_calm_8k"):
-        audio, rate = sf.read(REPO / "sample_audio" / f"{name}.wav", dtype="float32")
+    for file in files:
+        name = Path(file).stem
+        audio, rate = sf.read(REPO / "sample_audio" / file, dtype="float32")
         meta = json.loads((REPO / "sample_audio" / f"{name}.json").read_text(encoding="utf-8"))
         for i, t in enumerate(meta["turns"]):
+            if t["role"] not in roles:
+                continue
             ch = meta["channels"][t["role"]]
             a, b = max(0, int((t["start"] - 0.3) * rate)), int((t["end"] + 0.3) * rate)
-            out.append({"set": "espeak-calls", "id": f"{name}#{i}:{t['role']}", "ref": t["text"],
+            out.append({"set": set_name, "id": f"{name}#{i}:{t['role']}", "ref": t["text"],
                         "audio": audio[a:b, ch], "rate": rate})
     return out
+
+
+def espeak_call_turns() -> list[dict]:
+    return call_turns(("call_escalating_8k.wav", "call_calm_8k.wav"), "espeak-calls")
+
+
+def neural_call_turns() -> list[dict]:
+    """The customer turns of the neural-voice rendering of the escalating call (its agent is espeak)."""
+    return call_turns(("call_escalating_neural_8k.flac",), "neural-call customer", roles=("customer",))
 
 
 def espeak_corpus(n: int = 60) -> list[dict]:
@@ -80,7 +95,7 @@ def transcribe_espeak(engine: WhisperEngine) -> list[dict]:
             r = json.loads(line)
             done[(r["set"], r["id"])] = r
     out = []
-    for item in espeak_call_turns() + espeak_corpus():
+    for item in espeak_call_turns() + espeak_corpus() + neural_call_turns():
         key = (item["set"], item["id"])
         if key not in done:
             hyp = "".join(s.text for s in engine.transcribe(item["audio"], item["rate"]))
@@ -95,6 +110,9 @@ def transcribe_espeak(engine: WhisperEngine) -> list[dict]:
 def aishell_hyps(setting: str) -> list[dict]:
     path = REPO / "bench" / "out" / "asr_real.jsonl"
     out = []
+    if not path.is_file():
+        log.warning("%s not found (bench/bench_asr_real.py writes it): no AISHELL rows", path)
+        return out
     for line in path.read_text(encoding="utf-8").splitlines():
         r = json.loads(line)
         if r["setting"] == setting:

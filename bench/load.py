@@ -52,6 +52,7 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 AUDIO = REPO / "sample_audio" / "call_escalating_8k.wav"
 SCRIPT = REPO / "sample_audio" / "call_escalating_8k.json"
+NEURAL_AUDIO = REPO / "sample_audio" / "call_escalating_neural_8k.flac"  # the same call, neural customer voice
 
 
 # --------------------------------------------------------------------------- inputs
@@ -84,9 +85,15 @@ def load_turns(path: Path = SCRIPT) -> list[dict[str, Any]]:
 def asr_call_chunks(kind: str) -> list[bytes]:
     """The audio-only calls that get live ASR (``--asr-calls``): ``aishell`` = REAL read Mandarin (the AISHELL
     sample's 25 test-half utterances in the 8 kHz telephone band with 2.5-6 s of line noise between them, 212 s,
-    bench/bench_asr_live.py) on the customer channel, line noise on the agent's; ``sample`` = the espeak sample call."""
+    bench/bench_asr_live.py) on the customer channel, line noise on the agent's; ``sample`` = the espeak sample call;
+    ``neural`` = the same call with the neural customer voice that Whisper recognises (sample_audio/README.md)."""
     if kind == "sample":
         return load_chunks()
+    if kind == "neural":
+        import soundfile as sf  # noqa: PLC0415 - only this mode reads FLAC
+
+        pcm, rate = sf.read(NEURAL_AUDIO, dtype="int16")
+        return wav_chunks(pcm.astype("<i2").tobytes(), rate, pcm.shape[1], 2)
     sys.path.insert(0, str(REPO))
     sys.path.insert(0, str(REPO / "bench"))
     from bench_asr_live import build_leg  # noqa: PLC0415 - only this mode needs the AISHELL data
@@ -608,8 +615,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--asr-calls", type=int, default=None,
                    help="the first N call lines are audio-only calls with asr=on (--asr-audio), the other lines "
                         "send asr=off; default: no asr parameter (the service's NUQI_LIVE_ASR decides)")
-    p.add_argument("--asr-audio", choices=("aishell", "sample"), default="aishell",
-                   help="audio of the ASR calls: real AISHELL speech (212 s) or the espeak sample call")
+    p.add_argument("--asr-audio", choices=("aishell", "sample", "neural"), default="aishell",
+                   help="audio of the ASR calls: real AISHELL speech (212 s), the espeak sample call, or the "
+                        "sample call with the neural customer voice")
     p.add_argument("--out", help="write the summaries (with time series) as JSON here")
     args = p.parse_args(argv)
 

@@ -1,9 +1,11 @@
 """Generate the repo's synthetic sample recordings into ``sample_audio/`` (deterministic).
 
     .venv/bin/python scripts/make_sample_audio.py            # (re)write sample_audio/*
-    .venv/bin/python scripts/make_sample_audio.py --check    # regenerate in memory, compare bytes
+    .venv/bin/python scripts/make_sample_audio.py --check    # regenerate in memory, compare bytes (espeak files)
+    .venv/bin/python scripts/make_sample_audio.py --no-neural  # without the neural-voice call (no `make tts-venv`)
 
-Needs espeak-ng (Debian 1.51) for generation; the measurement helpers (``measure_segment``,
+Needs espeak-ng (Debian 1.51) for generation, and the neural voice's venv (``make tts-venv``, or
+``NUQI_TTS_PYTHON``) for ``call_escalating_neural_8k.flac``; the measurement helpers (``measure_segment``,
 ``median_f0``, ``active_rms_db``) work on any audio and need only numpy/scipy.
 Re-running with the same espeak-ng / soxr / scipy versions rewrites byte-identical WAVs
 (all randomness comes from a seeded numpy Generator).
@@ -14,12 +16,16 @@ import argparse
 import io
 import json
 import logging
+import os
+import subprocess
 import sys
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import soxr
 from scipy import signal
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -36,19 +42,31 @@ NOISE_DBFS = -50.0        # faint line noise (RMS, per channel)
 
 @dataclass(frozen=True)
 class Style:
+    """One speaking style for both voices: espeak settings, and FastSpeech2 variance ratios for the neural voice."""
+
     name: str
     rate_wpm: int
     pitch: int
-    amplitude: int
+    amplitude: int  # espeak: 100 = default level; neural voice: the same linear gain amplitude / 100
+    speed: float = 1.0  # neural: phoneme-duration ratio (< 1 = faster)
+    f0: float = 1.0  # neural: pitch ratio
+    energy: float = 1.0  # neural: energy ratio
 
 
 # customer voice: espeak female variant f2; agent: male variant m3, lower pitch, steady
 CUSTOMER_VOICE = "cmn+f2"
 AGENT_VOICE = "cmn+m3"
+# the escalating call again, its customer spoken by the neural voice (scripts/tts_neural.py), which Whisper
+# recognises: the audio-only sample for live ASR (espeak's voice comes back garbled, see sample_audio/README.md)
+NEURAL_VOICE = "neural"
+NEURAL_CALL_ID = "call_escalating_neural_8k"
 CALM = Style("calm", 170, 50, 100)
-IRRITATED = Style("irritated", 205, 64, 135)
-ANGRY = Style("angry", 240, 76, 175)
+IRRITATED = Style("irritated", 205, 64, 135, speed=0.88, f0=1.12, energy=1.25)
+ANGRY = Style("angry", 240, 76, 175, speed=0.78, f0=1.25, energy=1.5)
 AGENT = Style("agent", 180, 40, 100)
+# the neural voice is ~7 dB quieter than espeak at amplitude 100: bring its calm turns to the same level
+NEURAL_LEVEL = 1.4
+TTS_PYTHON = Path(os.environ.get("NUQI_TTS_PYTHON", REPO / ".tts-venv" / "bin" / "python"))
 
 ESCALATING_TURNS: list[tuple[str, str, Style]] = [
     ("agent", "您好，客服中心，请问有什么可以帮您？", AGENT),
@@ -159,9 +177,46 @@ def _noise(rng: np.random.Generator, n: int, dbfs: float) -> np.ndarray:
     return (z / np.sqrt(np.mean(z ** 2)) * 10 ** (dbfs / 20)).astype(np.float32)
 
 
+class NeuralVoiceNotAvailableError(RuntimeError):
+    """The neural voice's venv is missing (``make tts-venv``, or point NUQI_TTS_PYTHON at one)."""
+
+
+def neural_available() -> bool:
+    return TTS_PYTHON.exists()
+
+
+def render_neural(utterances: list[tuple[str, Style]]) -> dict[tuple[str, Style], tuple[np.ndarray, int]]:
+    """Speak every (text, style) with the neural voice in one run of ``scripts/tts_neural.py`` (its own venv)."""
+    if not neural_available():
+        raise NeuralVoiceNotAvailableError(f"{TTS_PYTHON} not found: run `make tts-venv` or set NUQI_TTS_PYTHON")
+    unique = list(dict.fromkeys(utterances))
+    with tempfile.TemporaryDirectory(prefix="nuqi-tts-") as tmp:
+        jobs = [{"text": t, "speed": st.speed, "f0": st.f0, "energy": st.energy, "out": f"{tmp}/{i}.wav"}
+                for i, (t, st) in enumerate(unique)]
+        proc = subprocess.run([str(TTS_PYTHON), str(REPO / "scripts" / "tts_neural.py")],
+                              input=json.dumps(jobs, ensure_ascii=False).encode(), capture_output=True,
+                              check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"tts_neural.py failed (rc={proc.returncode}): "
+                               f"{proc.stderr.decode('utf-8', 'replace')[-600:]}")
+        out = {}
+        for key, job in zip(unique, jobs):
+            a, sr = sf.read(job["out"], dtype="float32")
+            out[key] = (a, int(sr))
+    return out
+
+
+_NEURAL: dict[tuple[str, Style], tuple[np.ndarray, int]] = {}
+
+
 def _speak(text: str, style: Style, voice: str, sr: int) -> np.ndarray:
-    a = synthesize(text, rate_wpm=style.rate_wpm, pitch=style.pitch,
-                   amplitude=style.amplitude, sample_rate=sr, voice=voice)
+    if voice == NEURAL_VOICE:
+        a, native = _NEURAL[(text, style)]
+        a = soxr.resample(a, native, sr, quality="HQ").astype(np.float32) if native != sr else a
+        a = a * np.float32(NEURAL_LEVEL * style.amplitude / 100.0)
+    else:
+        a = synthesize(text, rate_wpm=style.rate_wpm, pitch=style.pitch,
+                       amplitude=style.amplitude, sample_rate=sr, voice=voice)
     return trim_silence(a, sr) * np.float32(LEVEL_GAIN)
 
 
@@ -201,35 +256,45 @@ def build_mono(text: str, style: Style, voice: str, rng: np.random.Generator,
     return x.astype(np.float32), {"start": 0.3, "end": round((lead + a.size) / sr, 3)}
 
 
-def _wav_bytes(x: np.ndarray, sr: int) -> bytes:
+def _wav_bytes(x: np.ndarray, sr: int, fmt: str = "WAV") -> bytes:
     buf = io.BytesIO()
-    sf.write(buf, x, sr, subtype="PCM_16", format="WAV")
+    sf.write(buf, x, sr, subtype="PCM_16", format=fmt)
     return buf.getvalue()
 
 
-def generate() -> dict[str, bytes]:
-    """All sample files as {name: bytes}, plus the measured stats (README)."""
+def generate(neural: bool = True) -> dict[str, bytes]:
+    """All sample files as {name: bytes}, plus the measured stats (README).
+
+    ``neural=False`` leaves out the neural-voice call (the voice needs its own venv: ``make tts-venv``)."""
     rng = np.random.default_rng(SEED)
     files: dict[str, bytes] = {}
     stats: dict = {}
+    calls = [("call_escalating_8k", ESCALATING_TURNS, CUSTOMER_VOICE, AGENT_VOICE, rng),
+             ("call_calm_8k", CALM_TURNS, CALM_CUSTOMER_VOICE, CALM_AGENT_VOICE, rng)]
+    if neural:
+        _NEURAL.update(render_neural([(t, st) for role, t, st in ESCALATING_TURNS if role == "customer"]))
+        # its own seeded generator, so the espeak files are the same bytes with or without it
+        calls.append((NEURAL_CALL_ID, ESCALATING_TURNS, NEURAL_VOICE, AGENT_VOICE,
+                      np.random.default_rng(SEED + 1)))
 
-    for call_id, turns, cv, av in [
-        ("call_escalating_8k", ESCALATING_TURNS, CUSTOMER_VOICE, AGENT_VOICE),
-        ("call_calm_8k", CALM_TURNS, CALM_CUSTOMER_VOICE, CALM_AGENT_VOICE),
-    ]:
-        x, meta = build_call(turns, cv, av, rng)
-        files[f"{call_id}.wav"] = _wav_bytes(x, 8000)
+    for call_id, turns, cv, av, call_rng in calls:
+        x, meta = build_call(turns, cv, av, call_rng)
+        # the neural call is FLAC (the same PCM16 samples, half the bytes) to keep sample_audio/ small
+        audio_name = f"{call_id}.flac" if cv == NEURAL_VOICE else f"{call_id}.wav"
+        files[audio_name] = _wav_bytes(x, 8000, "FLAC" if cv == NEURAL_VOICE else "WAV")
         doc = {"call_id": call_id, "sample_rate": 8000, "channels": {"agent": 0, "customer": 1},
                "voices": {"agent": av, "customer": cv}, "turns": meta}
         files[f"{call_id}.json"] = (json.dumps(doc, ensure_ascii=False, indent=2) + "\n").encode()
         # measure from the int16 file actually written
-        y, _ = sf.read(io.BytesIO(files[f"{call_id}.wav"]), dtype="float32")
+        y, _ = sf.read(io.BytesIO(files[audio_name]), dtype="float32")
         rows = []
         for (role, text, style), m in zip(turns, meta):
             ch = 0 if role == "agent" else 1
             seg = y[int(round(m["start"] * 8000)):int(round(m["end"] * 8000)), ch]
-            rows.append({**m, "style": style.name, "rate_wpm": style.rate_wpm,
-                         "pitch": style.pitch, "amplitude": style.amplitude,
+            voice = av if role == "agent" else cv
+            settings = ({"speed": style.speed, "f0": style.f0, "energy": style.energy} if voice == NEURAL_VOICE
+                        else {"rate_wpm": style.rate_wpm, "pitch": style.pitch})
+            rows.append({**m, "style": style.name, **settings, "amplitude": style.amplitude,
                          **asdict(measure_segment(seg, 8000, text))})
         stats[call_id] = {"file_duration_s": round(y.shape[0] / 8000, 2), "turns": rows}
         if call_id == "call_escalating_8k":
@@ -253,11 +318,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=OUT_DIR)
     ap.add_argument("--check", action="store_true",
-                    help="regenerate in memory and verify the files in --out are identical")
+                    help="regenerate in memory and verify the files in --out are identical (the espeak files: "
+                         "the neural voice is not bit-reproducible)")
     ap.add_argument("--stats", type=Path, help="also write the measured stats JSON here")
+    ap.add_argument("--no-neural", action="store_true",
+                    help=f"leave out {NEURAL_CALL_ID} (it needs the neural voice's venv, `make tts-venv`)")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    files = generate()
+    files = generate(neural=not (a.no_neural or a.check))
     stats = files.pop("_stats")
     if a.stats:
         a.stats.write_bytes(stats)

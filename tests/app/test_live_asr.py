@@ -24,6 +24,8 @@ from pipelines.settings import Settings
 
 RATE = 8000
 SPEECH = Settings().data_dir / "speech" / "aishell-sample-dev"
+# the escalating sample call with its customer spoken by the neural voice (sample_audio/README.md)
+NEURAL_CALL = Path(__file__).resolve().parents[2] / "sample_audio" / "call_escalating_neural_8k.flac"
 # news sentences of the sample (W0393 holds 媒体, a keyword of the lexicon's external-escalation category)
 UTTERANCES = ("BAC009S0150W0393", "BAC009S0150W0121", "BAC009S0150W0135")
 
@@ -114,6 +116,21 @@ def test_audio_only_call_with_asr_on_gets_recognised_transcripts(asr_client, spe
     # the keyword path of platform transcripts, with sound-alike matching: 媒体 (external escalation)
     media = [k for t in got for k in t["keywords"] if k["term"] == "媒体"]
     assert media and media[0]["category"] == "external_escalation"
+
+
+def test_escalating_sample_call_audio_only_gets_complaint_keywords(asr_client) -> None:
+    """Issue 16's check: the escalating sample call, posted as audio only in 1 s stereo chunks with asr=on, gets
+    customer transcripts from ASR, a complaint keyword cue and a peak stage of at least 3."""
+    audio, sr = sf.read(NEURAL_CALL, dtype="int16")
+    assert sr == RATE and audio.shape[1] == 2
+    post_call(asr_client, "asr-sample", audio, asr="on")
+    assert asr_client.post("/v1/calls/asr-sample/end").status_code == 200
+    view = asr_client.get("/v1/calls/asr-sample").json()
+    got = asr_transcripts(view)
+    assert len(got) >= 5 and all(t["role"] == "customer" for t in got), [t["text"] for t in got]
+    cues = {k["category"] for t in got for k in t["keywords"] if k["weight"] > 0}
+    assert cues & {"complaint_intent", "external_escalation"}, [(t["text"], t["keywords"]) for t in got]
+    assert view["summary"]["peak_stage"] >= 3, view["summary"]
 
 
 def test_asr_transcript_retry_is_a_duplicate(asr_client) -> None:
