@@ -206,12 +206,14 @@ def render_neural(utterances: list[tuple[str, Style]]) -> dict[tuple[str, Style]
     return out
 
 
-_NEURAL: dict[tuple[str, Style], tuple[np.ndarray, int]] = {}
+Rendered = dict[tuple[str, Style], tuple[np.ndarray, int]]  # render_neural's output: (text, style) -> audio, rate
 
 
-def _speak(text: str, style: Style, voice: str, sr: int) -> np.ndarray:
+def _speak(text: str, style: Style, voice: str, sr: int, neural: Rendered | None = None) -> np.ndarray:
     if voice == NEURAL_VOICE:
-        a, native = _NEURAL[(text, style)]
+        if neural is None or (text, style) not in neural:
+            raise ValueError(f"the neural voice's audio for {text!r} ({style.name}) was not rendered")
+        a, native = neural[(text, style)]
         a = soxr.resample(a, native, sr, quality="HQ").astype(np.float32) if native != sr else a
         a = a * np.float32(NEURAL_LEVEL * style.amplitude / 100.0)
     else:
@@ -221,12 +223,12 @@ def _speak(text: str, style: Style, voice: str, sr: int) -> np.ndarray:
 
 
 def build_call(turns, customer_voice: str, agent_voice: str, rng: np.random.Generator,
-               sr: int = 8000) -> tuple[np.ndarray, list[dict]]:
+               sr: int = 8000, neural: Rendered | None = None) -> tuple[np.ndarray, list[dict]]:
     """Stereo (n, 2) float32 call, agent left / customer right, and its turn list."""
     segs, meta, t = [], [], 0.6
     for role, text, style in turns:
         voice = agent_voice if role == "agent" else customer_voice
-        a = _speak(text, style, voice, sr)
+        a = _speak(text, style, voice, sr, neural)
         # angry customers answer faster; calm turn-taking gap 0.45-0.8 s
         gap = rng.uniform(0.2, 0.4) if style.name in ("irritated", "angry") else rng.uniform(0.45, 0.8)
         start = round(t, 3)
@@ -271,14 +273,15 @@ def generate(neural: bool = True) -> dict[str, bytes]:
     stats: dict = {}
     calls = [("call_escalating_8k", ESCALATING_TURNS, CUSTOMER_VOICE, AGENT_VOICE, rng),
              ("call_calm_8k", CALM_TURNS, CALM_CUSTOMER_VOICE, CALM_AGENT_VOICE, rng)]
+    rendered = None
     if neural:
-        _NEURAL.update(render_neural([(t, st) for role, t, st in ESCALATING_TURNS if role == "customer"]))
+        rendered = render_neural([(t, st) for role, t, st in ESCALATING_TURNS if role == "customer"])
         # its own seeded generator, so the espeak files are the same bytes with or without it
         calls.append((NEURAL_CALL_ID, ESCALATING_TURNS, NEURAL_VOICE, AGENT_VOICE,
                       np.random.default_rng(SEED + 1)))
 
     for call_id, turns, cv, av, call_rng in calls:
-        x, meta = build_call(turns, cv, av, call_rng)
+        x, meta = build_call(turns, cv, av, call_rng, neural=rendered)
         # the neural call is FLAC (the same PCM16 samples, half the bytes) to keep sample_audio/ small
         audio_name = f"{call_id}.flac" if cv == NEURAL_VOICE else f"{call_id}.wav"
         files[audio_name] = _wav_bytes(x, 8000, "FLAC" if cv == NEURAL_VOICE else "WAV")
