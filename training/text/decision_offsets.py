@@ -1,0 +1,86 @@
+"""Per-class decision offsets for macro-F1 (an experiment of issue 15; measured, not shipped).
+
+Adds one offset per class to the served model's calibrated log-probabilities before the argmax, chosen by
+coordinate ascent (3 rounds, grid −1.5 … 1.5 step 0.1) for macro-F1 on the TRAIN calibration slice (the same
+stratified 5 % slice, seed 13, that ``train_emotion`` holds out for the temperature), then reads the SMP2020 dev
+sets (de-duplicated against training, as the model card's table).  Scores come from the served int8 model, one
+text per run, as in the service.
+
+    OMP_NUM_THREADS=1 python -m training.text.decision_offsets        # ≈ 1 min
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from pipelines.settings import get_settings
+from pipelines.text.emotion import LABELS, TextEmotionModel
+from training.text.train_emotion import (
+    TextSet,
+    dedup_against,
+    f1_of,
+    load_nlpcc,
+    load_smp_eval,
+    load_smp_train,
+    macro_f1,
+    softmax,
+    split_calibration,
+)
+
+log = logging.getLogger("nuqi.text.decision_offsets")
+GRID = np.round(np.arange(-1.5, 1.51, 0.1), 2)
+
+
+def log_probs(model: TextEmotionModel, texts: Sequence[str]) -> np.ndarray:
+    z = np.concatenate([model.logits([t]) for t in texts]) / model.temperature
+    return np.log(softmax(z))
+
+
+def fit_offsets(z: np.ndarray, y: Sequence[int], rounds: int = 3) -> np.ndarray:
+    b = np.zeros(z.shape[1])
+    for _ in range(rounds):
+        for c in range(z.shape[1]):
+            best_v, best_g = macro_f1(y, (z + b).argmax(1)), b[c]
+            for g in GRID:
+                trial = b.copy()
+                trial[c] = g
+                v = macro_f1(y, (z + trial).argmax(1))
+                if v > best_v + 1e-9:
+                    best_v, best_g = v, g
+            b[c] = best_g
+    return b
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seed", type=int, default=13)
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    s = get_settings()
+    root = s.data_dir / "text"
+    parts = [load_smp_train(root), load_nlpcc(root)]
+    full = TextSet("all_train", [t for p in parts for t in p.texts], [y for p in parts for y in p.labels])
+    _, calib = split_calibration(full, 0.05, a.seed)
+    seen = set(full.texts)
+    model = TextEmotionModel.load(s.models_dir / "text-emotion")
+    zc = log_probs(model, calib.texts)
+    b = fit_offsets(zc, calib.labels)
+    out = {"offsets": dict(zip(LABELS, b.round(2).tolist())),
+           "calib_macro_f1": [round(macro_f1(calib.labels, zc.argmax(1)), 4),
+                              round(macro_f1(calib.labels, (zc + b).argmax(1)), 4)]}
+    for domain in ("usual", "virus"):
+        ev = dedup_against(load_smp_eval(root, domain), seen)
+        z = log_probs(model, ev.texts)
+        out[f"smp_{domain}_eval"] = {
+            "macro_f1": [round(macro_f1(ev.labels, z.argmax(1)), 4), round(macro_f1(ev.labels, (z + b).argmax(1)), 4)],
+            "anger_f1": [round(f1_of(ev.labels, z.argmax(1), 0), 4), round(f1_of(ev.labels, (z + b).argmax(1), 0), 4)]}
+    print(json.dumps(out, ensure_ascii=False, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
