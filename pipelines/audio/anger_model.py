@@ -75,14 +75,6 @@ for _i in range(N_MFCC):
 for _i in range(N_MFCC + 1):
     ABS_FEATURES[f"mfcc_std_{_i}"] = lambda f, d, i=_i: _item(f.mfcc_std, i)
 
-# within-chunk contour shapes (pipelines.audio.dynamics); usable by any network that names them
-DYN_FEATURES: dict[str, Extractor] = {
-    k: (lambda f, d, k=k: getattr(f, k))
-    for k in ("f0_slope_st_s", "f0_skew", "level_skew", "level_decay_db", "voiced_run_s", "flatness_db")
-}
-for _i in range(6):
-    DYN_FEATURES[f"dmfcc_std_{_i + 1}"] = lambda f, d, i=_i: _item(f.dmfcc_std, i)
-
 # speaker deltas (only once the baseline is ready)
 _DELTA_FIELDS = ("speech_rate_pct", "f0_st", "f0_range_st", "loudness_db", "hf_ratio_db", "spectral_tilt_db",
                  "voiced_ratio", "loudness_range_db", "hnr_db", "jitter_st", "shimmer_db", "level_slope_db",
@@ -92,7 +84,7 @@ REL_FEATURES: dict[str, Extractor] = {
 }
 for _i in range(N_MFCC):
     REL_FEATURES[f"d_mfcc_mean_{_i + 1}"] = lambda f, d, i=_i: None if d is None else _item(d.mfcc_mean, i)
-EXTRACTORS: dict[str, Extractor] = {**ABS_FEATURES, **DYN_FEATURES, **REL_FEATURES}
+EXTRACTORS: dict[str, Extractor] = {**ABS_FEATURES, **REL_FEATURES}
 # a relative model may take the absolute model's (uncalibrated) logit as its last input ("stacking")
 STACK_FEATURE = "cold_logit"
 

@@ -26,7 +26,6 @@ import numpy as np
 from scipy.signal import firwin, lfilter
 
 from pipelines.audio import loudness, spectral
-from pipelines.audio.dynamics import chunk_dynamics
 from pipelines.audio.loudness import percentiles
 from pipelines.audio.pitch import OctaveGuard, YinConfig, yin
 from pipelines.audio.rate import NucleusDetector, RateParams, RateWindow
@@ -111,14 +110,6 @@ class ChunkFeatures:
     hammarberg_db: float | None = None  # LTAS peak 0–2 kHz over peak 2–3.8 kHz, dB
     mfcc_mean: list[float] | None = None  # c1..c12 means over speech frames (20 mel bands 100–3800 Hz)
     mfcc_std: list[float] | None = None  # c0..c12 standard deviations over speech frames
-    # within-chunk contour shapes (pipelines.audio.dynamics.Dynamics)
-    f0_slope_st_s: float | None = None
-    f0_skew: float | None = None
-    level_skew: float | None = None
-    level_decay_db: float | None = None
-    voiced_run_s: float | None = None
-    flatness_db: float | None = None
-    dmfcc_std: list[float] | None = None
 
     def to_dict(self) -> dict:
         return dict(vars(self))  # scalars and two short lists that are never mutated: no deep copy needed
@@ -202,7 +193,6 @@ class SpeakerStream:
         vq = _voice_quality(f0, ap, db, voiced, speech)
         si = np.flatnonzero(speech)
         cep = spectral.chunk_cepstral(power[si], np.diff(si) == 1) if si.size else None
-        dyn = chunk_dynamics(f0, voiced & (ap < F0_STATS_APERIODICITY), voiced, db, speech, power, HOP_S)
         return ChunkFeatures(
             duration_s=duration,
             speech_s=float(speech.sum()) * HOP_S,
@@ -227,7 +217,6 @@ class SpeakerStream:
             hammarberg_db=None if cep is None else cep[3],
             mfcc_mean=None if cep is None else cep[0],
             mfcc_std=None if cep is None else cep[1],
-            **vars(dyn),
         )
 
     def _empty(self, duration: float) -> ChunkFeatures:
