@@ -179,6 +179,32 @@ def _aucs(held: str, ids: list[str], clips: dict, sc: dict) -> dict:
     return {k: v for k, v in out.items() if v is not None}
 
 
+def _lg(p: float) -> float:
+    p = min(max(p, 1e-4), 1 - 1e-4)
+    return float(np.log(p / (1 - p)))
+
+
+def opened_sum(v2: dict, cnn: dict) -> dict:
+    """Post hoc: v2's opened logit + the CNN's logit (its first two 1 s windows) per clip of the speaker corpora,
+    both out of fold; AUCs per corpus, their averages and speakers whose mean angry > mean neutral."""
+    clips = {c.id: c for c in corpora.load(get_settings().data_dir / "speech")}
+    res, spk = {}, {}
+    for corp in corpora.SPEAKER_CORPORA:
+        s = {i: _lg(v2[i]["opened"]) + cnn[i]["logit"] for i, c in clips.items()
+             if c.corpus == corp and i in cnn and (v2.get(i) or {}).get("opened") is not None}
+        ang = [v for i, v in s.items() if clips[i].emotion == "angry"]
+        res[corp] = {"ang_neu.opened_sum": _auc(ang, [v for i, v in s.items() if clips[i].calm]),
+                     "ang_oth.opened_sum": _auc(ang, [v for i, v in s.items() if clips[i].emotion in OTHER])}
+        by: dict[str, dict[str, list[float]]] = {}
+        for i, v in s.items():
+            g = "a" if clips[i].angry else "n" if clips[i].calm else None
+            if g:
+                by.setdefault(clips[i].speaker, {"a": [], "n": []})[g].append(v)
+        spk.update({k: float(np.mean(d["a"]) - np.mean(d["n"])) for k, d in by.items() if d["a"] and d["n"]})
+    avg = {k: float(np.mean([r[k] for r in res.values() if r[k] is not None])) for k in next(iter(res.values()))}
+    return {"per_corpus": res, "average": avg, "speakers_up": [sum(v > 0 for v in spk.values()), len(spk)]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--epochs", type=int, default=6)
@@ -187,10 +213,18 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=1, help="ensemble of this many nets (mean logit)")
     ap.add_argument("--ch", type=int, default=32, help="channels per conv layer")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--opened-sum", type=Path, default=None,
+                    help="only report v2 opened + CNN logit from this earlier --out file (needs --v2)")
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(1)
     v2 = json.loads(a.v2.read_text())["oof"] if a.v2 else None
+    if a.opened_sum:
+        if v2 is None:
+            raise SystemExit("--opened-sum needs --v2")
+        o = opened_sum(v2, json.loads(a.opened_sum.read_text())["oof"])
+        print(json.dumps(o, indent=1))
+        return
     r = run(a.epochs, v2, a.seeds, a.clean, a.ch)
     print(", ".join(f"{k} {v:.3f}" for k, v in r["average"].items()))
     if a.out:
