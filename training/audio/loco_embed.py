@@ -64,25 +64,32 @@ def pair_aucs(emotion: np.ndarray, s: np.ndarray, tw: bool) -> dict[str, float |
             "ang_oth": _auc(ang, list(s[np.isin(emotion, OTHER)]))}
 
 
-def run(c: float, v2: dict[str, dict] | None = None) -> dict:
+HI_AROUSAL = ("happy", "fear", "surprise", "disgust")
+
+
+def run(c: float, v2: dict[str, dict] | None = None, neg: str = "all") -> dict:
+    """``neg="hi"``: the embedding model learns angry vs the *high-arousal* other emotions only (happy, fear,
+    surprise, disgust), leaving arousal to the v2 model it is stacked with."""
     d = whisper_embed.load()
     rel, has_rel = speaker_relative(d)
     y = d["emotion"] == "angry"
+    usable = y | np.isin(d["emotion"], HI_AROUSAL) if neg == "hi" else np.ones(len(y), bool)
     res: dict[str, dict[str, float | None]] = {}
     for held in corpora.ALL:
         te = d["corpus"] == held
         tr = ~te & (d["corpus"] != corpora.TW) if held != corpora.TW else d["corpus"] != corpora.TW
-        s = fit_predict(d["emb"][tr], y[tr], d["emb"][te], c)
+        tr_e = tr & usable  # rows the embedding model is fitted on
+        s = fit_predict(d["emb"][tr_e], y[tr_e], d["emb"][te], c)
         r = {f"{k}.cold": v for k, v in pair_aucs(d["emotion"][te], s, held == corpora.TW).items()}
         if held in corpora.SPEAKER_CORPORA:
-            tr_r, te_r = tr & has_rel, te & has_rel
+            tr_r, te_r = tr_e & has_rel, te & has_rel
             s_r = fit_predict(rel[tr_r], y[tr_r], rel[te_r], c)
             r.update({f"{k}.opened": v for k, v in pair_aucs(d["emotion"][te_r], s_r, False).items()})
         if v2 is not None:  # stack: v2 cold logit + embedding logit, weights from the training corpora' OOF
             s_tr = np.zeros(int(tr.sum()))
             for other in sorted(set(d["corpus"][tr])):  # out-of-fold embedding scores on the training corpora
                 inner_te = d["corpus"][tr] == other
-                inner_tr = tr & (d["corpus"] != other)
+                inner_tr = tr_e & (d["corpus"] != other)
                 s_tr[inner_te] = fit_predict(d["emb"][inner_tr], y[inner_tr], d["emb"][tr][inner_te], c)
             v_tr = np.array([_logit(v2.get(i, {}).get("cold")) for i in d["id"][tr]])
             v_te = np.array([_logit(v2.get(i, {}).get("cold")) for i in d["id"][te]])
@@ -101,7 +108,7 @@ def run(c: float, v2: dict[str, dict] | None = None) -> dict:
     keys = sorted({k for r in res.values() for k in r if k != "stack_w"})
     avg = {k: float(np.mean([r[k] for r in res.values() if r.get(k) is not None]))
            for k in keys if any(r.get(k) is not None for r in res.values())}
-    return {"C": c, "per_corpus": res, "average": avg}
+    return {"C": c, "neg": neg, "per_corpus": res, "average": avg}
 
 
 def _logit(p: float | None) -> float:
@@ -115,11 +122,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--C", type=float, nargs="+", default=[0.001, 0.01, 0.1])
     ap.add_argument("--v2", type=Path, default=None, help="oof scores of training.audio.loco --out (JSON)")
+    ap.add_argument("--neg", choices=("all", "hi"), default="all",
+                    help="negatives of the embedding model: every other clip, or the high-arousal emotions only")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     v2 = json.loads(a.v2.read_text())["oof"] if a.v2 else None
-    out = [run(c, v2) for c in a.C]
+    out = [run(c, v2, a.neg) for c in a.C]
     for r in out:
         print(f"C={r['C']}: " + ", ".join(f"{k} {v:.3f}" for k, v in r["average"].items()))
     if a.out:

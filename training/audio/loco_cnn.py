@@ -1,0 +1,236 @@
+"""Leave-one-corpus-out benchmark of a small CNN on 8 kHz log-mel for acoustic anger (issue 13, option 3).
+
+Input: :mod:`training.audio.mel_cache` (tel8k rendering; ``--clean`` adds the clean rendering of the training
+corpora to training, as for v2).  The CNN sees 1 s windows (100 frames x 40 mel bands), each gain-normalised (minus the mean
+dB of its speech frames: frames within 35 dB of the window's loudest), training windows every 0.5 s with
+SpecAugment-style band and time masks and a random ±1 frame shift.  Labels angry vs every other clip, weights as
+v2 (corpora equal; angry 0.5, neutral/calm 0.3, other 0.2 inside each corpus).
+
+Scores (same pairs as :mod:`training.audio.loco`): ``cold`` = mean probability of the clip's first two
+non-overlapping 1 s windows with speech; Taiwan negative vs natural by the model trained on the seven emotion
+corpora.  With ``--v2 <loco --out json>`` also ``sum``: the CNN's mean logit plus the v2 model's cold logit
+(weights fixed at 1 : 1 in advance, nothing fitted on the held-out corpus).
+
+    OMP_NUM_THREADS=1 python -m training.audio.loco_cnn --v2 /tmp/anger-res/v2_tel8k_open20.json --out /tmp/cnn.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from pipelines.settings import get_settings
+from training.audio import corpora, mel_cache
+from training.audio.loco import OTHER, _auc
+
+logger = logging.getLogger("nuqi.training.loco_cnn")
+W = 100  # frames per window (1 s)
+SHARE = {"angry": 0.5, "calm": 0.3, "other": 0.2}
+
+
+def windows(m: np.ndarray, hop: int) -> np.ndarray:
+    """(n, W, N_MEL) gain-normalised windows with speech (≥ 15 frames within 35 dB of the window's peak)."""
+    if len(m) < W:
+        m = np.pad(m, ((0, W - len(m)), (0, 0)), constant_values=float(m.min()) if m.size else -100.0)
+    out = []
+    for s in range(0, len(m) - W + 1, hop):
+        w = m[s : s + W]
+        e = 10.0 * np.log10(np.mean(10.0 ** (w / 10.0), axis=1) + 1e-12)
+        sp = e > e.max() - 35.0
+        if sp.sum() < 15 or e.max() < -60.0:
+            continue
+        out.append((w - w[sp].mean()) / 10.0)
+    return np.asarray(out, dtype=np.float32).reshape(-1, W, mel_cache.N_MEL)
+
+
+class Net(nn.Module):
+    """1-D CNN over time with the mel bands as channels (cheap on one CPU thread)."""
+
+    def __init__(self, ch: int = 32) -> None:
+        super().__init__()
+        n = mel_cache.N_MEL
+        self.body = nn.Sequential(
+            nn.Conv1d(n, ch, 5, padding=2), nn.BatchNorm1d(ch), nn.ReLU(), nn.MaxPool1d(2),
+            nn.Conv1d(ch, ch, 5, padding=2), nn.BatchNorm1d(ch), nn.ReLU(), nn.MaxPool1d(2),
+            nn.Conv1d(ch, ch, 3, padding=1), nn.BatchNorm1d(ch), nn.ReLU(),
+        )
+        self.drop = nn.Dropout(0.2)
+        self.head = nn.Linear(2 * ch, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (b, W, N_MEL)
+        h = self.body(x.transpose(1, 2))
+        h = torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)
+        return self.head(self.drop(h)).squeeze(1)
+
+
+def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """One random band mask (≤ 6 bands) and time mask (≤ 15 frames) per window, and a ±1 frame shift."""
+    b, n = x.shape[0], mel_cache.N_MEL
+    f0 = torch.randint(0, n - 6, (b, 1), generator=g)
+    fw = torch.randint(0, 7, (b, 1), generator=g)
+    t0 = torch.randint(0, W - 15, (b, 1), generator=g)
+    tw = torch.randint(0, 16, (b, 1), generator=g)
+    band, t = torch.arange(n)[None], torch.arange(W)[None]
+    keep = ~((band >= f0) & (band < f0 + fw))[:, None, :] & ~((t >= t0) & (t < t0 + tw))[:, :, None]
+    shift = int(torch.randint(-1, 2, (1,), generator=g))
+    return torch.roll(x * keep, shift, dims=1)
+
+
+def train(x: np.ndarray, y: np.ndarray, w: np.ndarray, epochs: int, seed: int = 0, ch: int = 32) -> Net:
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    net = Net(ch)
+    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-3)
+    xt, yt, wt = torch.from_numpy(x), torch.from_numpy(y.astype(np.float32)), torch.from_numpy((w / w.mean()).astype(np.float32))
+    n = len(xt)
+    steps = epochs * ((n + 127) // 128)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
+    net.train()
+    for _ in range(epochs):
+        perm = torch.randperm(n, generator=g)
+        for i in range(0, n, 128):
+            idx = perm[i : i + 128]
+            loss = (nn.functional.binary_cross_entropy_with_logits(net(_augment(xt[idx], g)), yt[idx],
+                                                                   reduction="none") * wt[idx]).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    net.eval()
+    return net
+
+
+def _group(emotion: str) -> str:
+    return "angry" if emotion == "angry" else "calm" if emotion in ("neutral", "calm") else "other"
+
+
+def run(epochs: int, v2: dict | None, seeds: int = 1, clean: bool = False, ch: int = 32) -> dict:
+    clips = {c.id: c for c in corpora.load(get_settings().data_dir / "speech")}
+    tel = mel_cache.load("tel8k")
+    cln = mel_cache.load("clean", corpora.EMOTION_CORPORA) if clean else {}
+    # training windows (both renderings), every 0.5 s
+    rows_x, rows_c, rows_g = [], [], []
+    for src in (tel, cln):
+        for cid, m in src.items():
+            c = clips[cid]
+            if c.corpus == corpora.TW:
+                continue
+            wv = windows(m, W // 2)
+            rows_x.append(wv)
+            rows_c += [c.corpus] * len(wv)
+            rows_g += [_group(c.emotion)] * len(wv)
+    x = np.concatenate(rows_x)
+    rc, rg = np.array(rows_c), np.array(rows_g)
+    y = (rg == "angry").astype(np.float32)
+    logger.info("training windows: %d", len(x))
+    # held-out clip windows (tel8k), non-overlapping, first two with speech
+    test = {cid: windows(m, W)[:2] for cid, m in tel.items()}
+    res, oof = {}, {}
+    for held in corpora.ALL:
+        t0 = time.time()
+        tr = rc != held
+        w = np.zeros(tr.sum())
+        cc, gg = rc[tr], rg[tr]
+        for c in np.unique(cc):
+            share = dict(SHARE) if ((cc == c) & (gg == "other")).any() else {"angry": 0.5, "calm": 0.5, "other": 0.0}
+            for grp, s in share.items():
+                m = (cc == c) & (gg == grp)
+                if m.any():
+                    w[m] = s / m.sum()
+        ids = [cid for cid in test if clips[cid].corpus == held and len(test[cid])]
+        lg = {cid: 0.0 for cid in ids}
+        for seed in range(seeds):  # an ensemble: mean logit of nets trained from different seeds
+            net = train(x[tr], y[tr], w, epochs, seed, ch)
+            with torch.no_grad():
+                for cid in ids:
+                    lg[cid] = lg[cid] + net(torch.from_numpy(test[cid])).numpy() / seeds
+        sc = {cid: {"cold": float(np.mean(1 / (1 + np.exp(-v)))), "logit": float(np.mean(v))} for cid, v in lg.items()}
+        if v2 is not None:
+            for cid, d in sc.items():
+                p = (v2.get(cid) or {}).get("cold")
+                d["sum"] = None if p is None else d["logit"] + float(np.log(max(min(p, 1 - 1e-4), 1e-4)
+                                                                           / (1 - max(min(p, 1 - 1e-4), 1e-4))))
+        oof.update(sc)
+        res[held] = _aucs(held, ids, clips, sc)
+        logger.info("%s held out: %s (%.0f s)", held, {k: v and round(v, 3) for k, v in res[held].items()},
+                    time.time() - t0)
+    keys = sorted({k for r in res.values() for k in r})
+    avg = {k: float(np.mean([r[k] for r in res.values() if r.get(k) is not None])) for k in keys}
+    return {"epochs": epochs, "seeds": seeds, "clean": clean, "ch": ch, "per_corpus": res, "average": avg, "oof": oof}
+
+
+def _aucs(held: str, ids: list[str], clips: dict, sc: dict) -> dict:
+    out = {}
+    for mode in ("cold", "sum"):
+        def grab(pred, mode=mode):
+            return [sc[i][mode] for i in ids if pred(clips[i].emotion) and sc[i].get(mode) is not None]
+        if held == corpora.TW:
+            out[f"neg_nat.{mode}"] = _auc(grab(lambda e: e == "negative"), grab(lambda e: e == "natural"))
+        else:
+            ang = grab(lambda e: e == "angry")
+            out[f"ang_neu.{mode}"] = _auc(ang, grab(lambda e: e in ("neutral", "calm")))
+            out[f"ang_oth.{mode}"] = _auc(ang, grab(lambda e: e in OTHER))
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _lg(p: float) -> float:
+    p = min(max(p, 1e-4), 1 - 1e-4)
+    return float(np.log(p / (1 - p)))
+
+
+def opened_sum(v2: dict, cnn: dict) -> dict:
+    """Post hoc: v2's opened logit + the CNN's logit (its first two 1 s windows) per clip of the speaker corpora,
+    both out of fold; AUCs per corpus, their averages and speakers whose mean angry > mean neutral."""
+    clips = {c.id: c for c in corpora.load(get_settings().data_dir / "speech")}
+    res, spk = {}, {}
+    for corp in corpora.SPEAKER_CORPORA:
+        s = {i: _lg(v2[i]["opened"]) + cnn[i]["logit"] for i, c in clips.items()
+             if c.corpus == corp and i in cnn and (v2.get(i) or {}).get("opened") is not None}
+        ang = [v for i, v in s.items() if clips[i].emotion == "angry"]
+        res[corp] = {"ang_neu.opened_sum": _auc(ang, [v for i, v in s.items() if clips[i].calm]),
+                     "ang_oth.opened_sum": _auc(ang, [v for i, v in s.items() if clips[i].emotion in OTHER])}
+        by: dict[str, dict[str, list[float]]] = {}
+        for i, v in s.items():
+            g = "a" if clips[i].angry else "n" if clips[i].calm else None
+            if g:
+                by.setdefault(clips[i].speaker, {"a": [], "n": []})[g].append(v)
+        spk.update({k: float(np.mean(d["a"]) - np.mean(d["n"])) for k, d in by.items() if d["a"] and d["n"]})
+    avg = {k: float(np.mean([r[k] for r in res.values() if r[k] is not None])) for k in next(iter(res.values()))}
+    return {"per_corpus": res, "average": avg, "speakers_up": [sum(v > 0 for v in spk.values()), len(spk)]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--v2", type=Path, default=None)
+    ap.add_argument("--clean", action="store_true", help="add the clean rendering to training")
+    ap.add_argument("--seeds", type=int, default=1, help="ensemble of this many nets (mean logit)")
+    ap.add_argument("--ch", type=int, default=32, help="channels per conv layer")
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--opened-sum", type=Path, default=None,
+                    help="only report v2 opened + CNN logit from this earlier --out file (needs --v2)")
+    a = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(1)
+    v2 = json.loads(a.v2.read_text())["oof"] if a.v2 else None
+    if a.opened_sum:
+        if v2 is None:
+            raise SystemExit("--opened-sum needs --v2")
+        o = opened_sum(v2, json.loads(a.opened_sum.read_text())["oof"])
+        print(json.dumps(o, indent=1))
+        return
+    r = run(a.epochs, v2, a.seeds, a.clean, a.ch)
+    print(", ".join(f"{k} {v:.3f}" for k, v in r["average"].items()))
+    if a.out:
+        a.out.write_text(json.dumps(r))
+
+
+
+if __name__ == "__main__":
+    main()
