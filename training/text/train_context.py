@@ -30,6 +30,7 @@ from pipelines.settings import get_settings
 from pipelines.text.context import (
     CONTEXT_TURNS,
     LABELS,
+    LOGP_FLOOR,
     N_DENSE,
     WINDOW,
     ContextEmotionModel,
@@ -38,6 +39,7 @@ from pipelines.text.context import (
     log_probs,
     with_anger,
 )
+from pipelines.text.ngram import CharNgramModel
 from training.fusion.cped import CACHE_DIR, REPORT_TV, TUNE_TV, load_dialogues, text_cues
 
 log = logging.getLogger("nuqi.text.train_context")
@@ -56,8 +58,26 @@ def build_rows(dialogues, cues) -> list[dict]:
     return rows
 
 
-def features(rows: list[dict], cues, dim: int, n_max: int, context: bool, window: int = CONTEXT_TURNS):
-    """Sparse design matrix: [dense | current n-grams | previous-turn n-grams | the one before]."""
+def fit_member(out: Path, seed: int) -> CharNgramModel:
+    """The text-emotion n-gram member (char 1-3-gram TF-IDF + LR, row (a) of models/text-emotion's card), fitted
+    exactly as ``train_emotion`` fits it (SMP2020 + NLPCC 2013 train, minus its calibration slice) into ``out``;
+    returned as served (float16 weights)."""
+    from training.text import train_emotion as te
+    from training.text.ngram_fit import from_sklearn
+
+    root = get_settings().data_dir / "text"
+    parts = [te.load_smp_train(root), te.load_nlpcc(root)]
+    full = te.TextSet("all_train", [t for q in parts for t in q.texts], [y for q in parts for y in q.labels])
+    train_set, _ = te.split_calibration(full, te.build_argparser().parse_args([]).calib_frac, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    from_sklearn(*te.fit_tfidf(train_set, seed)).save(out)
+    return CharNgramModel.load(out)
+
+
+def features(rows: list[dict], cues, dim: int, n_max: int, context: bool, window: int = CONTEXT_TURNS,
+             member_lp: dict[str, np.ndarray] | None = None):
+    """Sparse design matrix: [dense | current n-grams | previous-turn n-grams | the one before].  ``member_lp``:
+    the n-gram member's floored log-probabilities by utterance id (None: no member features)."""
     from scipy import sparse
 
     ng_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -71,7 +91,10 @@ def features(rows: list[dict], cues, dim: int, n_max: int, context: bool, window
     data, ind, ptr = [], [], [0]
     for r in rows:
         prev = [(log_probs(cues[uid]["probs"]), same) for uid, same in r["prev"]] if context else []
-        x = dense_features(log_probs(r["probs"]), prev, window)
+        member = None
+        if member_lp is not None:
+            member = (member_lp[r["uid"]], member_lp[r["prev"][0][0]] if context and r["prev"] else None)
+        x = dense_features(log_probs(r["probs"]), prev, window, member)
         nz = np.nonzero(x)[0]
         cols, vals = [nz], [x[nz]]
         idx, val = ng(r["uid"])
@@ -190,7 +213,7 @@ def calib_stats(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
             "rate": float(y.mean())}
 
 
-def save_model(out: Path, clf, dim: int, n_max: int, threshold: float, meta: dict) -> None:
+def save_model(out: Path, clf, dim: int, n_max: int, threshold: float, meta: dict, member: bool) -> None:
     w = clf.coef_[0].astype(np.float64)
     arrays = {"intercept": np.float64(clf.intercept_[0]), "w_dense": w[:N_DENSE]}
     for k, name in enumerate(("cur", "prev1", "prev2")):
@@ -202,6 +225,7 @@ def save_model(out: Path, clf, dim: int, n_max: int, threshold: float, meta: dic
     np.savez_compressed(out / "weights.npz", **arrays)
     cfg = {"kind": "logistic-regression stacker, dialogue context (pipelines/text/context.py)",
            "hash_dim": dim, "ngram_max": n_max, "context_turns": CONTEXT_TURNS, "threshold": threshold,
+           "ngram_member": member,
            "utterance_model": "models/text-emotion (calibrated probabilities)", **meta}
     (out / "config.json").write_text(json.dumps(cfg, ensure_ascii=False, indent=2), encoding="utf-8")
 
@@ -237,6 +261,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     dialogues = load_dialogues()
     cues = text_cues(dialogues)  # the shipped utterance model's probabilities (cached)
     rows = build_rows(dialogues, cues)
+    t_member = time.time()
+    member = fit_member(out, args.seed)
+    member_lp = {r["uid"]: np.maximum(lp, LOGP_FLOOR) for r, lp in zip(rows, member.log_probs([r["text"] for r in rows]))}
+    log.info("n-gram member: %d features, fitted in %.1f min", member.n_features, (time.time() - t_member) / 60)
     tr = np.array([r["tv"] in TUNE_TV for r in rows])
     te = np.array([r["tv"] in REPORT_TV for r in rows])
     y = np.array([r["y"] for r in rows])
@@ -255,21 +283,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         "train_f1": f1_a}
 
     chosen = {}
-    modes = (("(b) stacker, single utterance", False, 0), ("(c) stacker, with context (previous 2 turns)", True, 2),
-             (f"(c2) stacker, with context (previous 2 turns + summary of the last {WINDOW})", True, WINDOW))
-    for mode, context, window in modes:
-        X = features(rows, cues, args.hash_dim, args.ngram_max, context, max(window, CONTEXT_TURNS))
+    # (b): the single-utterance stacker with the n-gram member; (c2): the previous shipped design (no member);
+    # (c3): (c2) + the n-gram member's log-probabilities of the turn and of the previous turn
+    modes = (("(b) stacker, single utterance (+ n-gram member)", False, 0, True),
+             (f"(c2) stacker, with context (previous 2 turns + summary of the last {WINDOW})", True, WINDOW, False),
+             ("(c3) stacker, with context (c2) + n-gram member", True, WINDOW, True))
+    for mode, context, window, use_member in modes:
+        X = features(rows, cues, args.hash_dim, args.ngram_max, context, max(window, CONTEXT_TURNS),
+                     member_lp if use_member else None)
         best, oof, tried = select(X[tr], y[tr], groups[tr], args.seed)
         clf = fit(X[tr], y[tr], best["C"], best["class_weight"], args.seed)
         p_te = clf.predict_proba(X[te])[:, 1]
         results[mode] = {**prf(y[te], (p_te >= best["oof_threshold"]).astype(int)), "auc": auc(y[te], p_te),
                          "threshold": best["oof_threshold"], "selected": best, "cv": tried}
         log.info("%s: held-out %s", mode, {k: v for k, v in results[mode].items() if k != "cv"})
-        chosen[mode] = (clf, best, oof, p_te, window)
+        chosen[mode] = (clf, best, oof, p_te, window, use_member)
 
     # the shipped context model: the context variant with the better cross-validated F1 on TRAIN
     ship = max(modes[1:], key=lambda m: chosen[m[0]][1]["oof_f1"])[0]
-    clf, best, oof_raw, p_te_raw, window = chosen[ship]
+    clf, best, oof_raw, p_te_raw, window, use_member = chosen[ship]
     log.info("shipping %s (CV F1 on the train series %.4f)", ship, best["oof_f1"])
     cal_a, cal_b = platt(oof_raw, y[tr])
     oof = 1 / (1 + np.exp(-(cal_a * logit(oof_raw) + cal_b)))
@@ -284,7 +316,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "variant": ship, "window": max(window, CONTEXT_TURNS), "selected": best, "seed": args.seed, "n_train": int(tr.sum()),
             "command": "OMP_NUM_THREADS=1 python -m training.text.train_context " + " ".join(argv or sys.argv[1:])}
     meta["calibration"] = {"a": cal_a, "b": cal_b, "fitted_on": "out-of-fold probabilities of the train series"}
-    save_model(out, clf, args.hash_dim, args.ngram_max, threshold, meta)
+    if not use_member:
+        for f in (out / "ngram_vocab.json", out / "ngram_weights.npz"):
+            f.unlink(missing_ok=True)
+    save_model(out, clf, args.hash_dim, args.ngram_max, threshold, meta, use_member)
     results[ship]["shipped"] = True
     uid_te = [r["uid"] for r, m in zip(rows, te) if m]
     diff = serving_check(out, rows, cues, dialogues, dict(zip(uid_te, p_te)))
@@ -307,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the same for (b), the single-utterance stacker (Platt-calibrated the same way), on every turn: the
     # escalation comparison's middle row
     b_name = modes[0][0]
-    _, _, oof_b, p_te_b, _ = chosen[b_name]
+    _, _, oof_b, p_te_b, _, _ = chosen[b_name]
     a_b, b_b = platt(oof_b, y[tr])
     p_b = {**{r["uid"]: float(p) for r, p in zip([r for r, m in zip(rows, tr) if m], oof_b)},
            **dict(zip(uid_te, map(float, p_te_b)))}

@@ -46,8 +46,34 @@ def test_with_anger_keeps_a_distribution():
 def test_memory_holds_no_text(ctx, utt):
     text = "我的手机号是13812345678，你们到底管不管"
     mem = ctx.memory("customer", text, _probs(utt, text))
-    assert set(mem) == {"role", "logp", "ngram_as_prev1", "ngram_as_prev2"} and len(mem["logp"]) == len(LABELS)
+    keys = {"role", "logp", "ngram_as_prev1", "ngram_as_prev2"}
+    assert set(mem) == (keys | {"member_logp"} if ctx.member is not None else keys)
+    assert len(mem["logp"]) == len(LABELS)
+    assert ctx.member is None or len(mem["member_logp"]) == len(LABELS)
     assert "138" not in json.dumps(mem, ensure_ascii=False)
+
+
+def test_member_features_of_the_previous_turn_count(ctx, utt):
+    """The n-gram member's log-probabilities of the previous turn enter the score; a memory stored without them
+    (a call state from a model without the member) still scores."""
+    if ctx.member is None:
+        pytest.skip("the shipped text-context model has no n-gram member")
+    prev = "你们这是什么破服务，气死我了"
+    mem = ctx.memory("customer", prev, _probs(utt, prev))
+    old = {k: v for k, v in mem.items() if k != "member_logp"}
+    a = ctx.score("customer", "算了吧", _probs(utt, "算了吧"), [mem])
+    b = ctx.score("customer", "算了吧", _probs(utt, "算了吧"), [old])
+    assert a.anger != b.anger and 0 < b.anger < 1
+
+
+def test_missing_member_files_are_reported(ctx, tmp_path):
+    if ctx.member is None:
+        pytest.skip("the shipped text-context model has no n-gram member")
+    src = get_settings().models_dir / "text-context"
+    for f in ("config.json", "weights.npz"):
+        (tmp_path / f).write_bytes((src / f).read_bytes())
+    with pytest.raises(ModelNotAvailableError, match="ngram_vocab.json"):
+        ContextEmotionModel.load(tmp_path)
 
 
 def test_context_moves_the_same_turn(ctx, utt):
