@@ -67,6 +67,35 @@ def _weights(recs, counts_per_rec: dict[str, int]) -> dict[str, float]:
     return out
 
 
+def calm_by_speaker(recs) -> dict[str, list]:
+    calm = defaultdict(list)
+    for r in recs:
+        if r.speaker and r.calm:
+            calm[r.speaker].append(r)
+    return calm
+
+
+def opened_baseline(r, calm: dict[str, list], seed: int,
+                    open_range: tuple[float, float] = (5.0, 25.0)) -> SpeakerBaseline | None:
+    """The speaker baseline after a seeded calm opening of ``r``'s speaker (their other calm clips, a random
+    length in ``open_range`` seconds); None when the speaker has no other calm clip."""
+    pool = [c for c in calm.get(r.speaker, []) if c.id != r.id] if r.speaker else []
+    if not pool:
+        return None
+    rnd = random.Random(f"fit{seed}:{r.id}")
+    rnd.shuffle(pool)
+    secs = rnd.uniform(*open_range)
+    b = baseline()
+    t = 0.0
+    for c in pool:
+        if t >= secs:
+            break
+        for f in c.chunks:
+            b.update(f)
+        t += c.duration_s
+    return b
+
+
 def build_rows(recs, seed: int = 0, open_range: tuple[float, float] = (5.0, 25.0)):
     """(Xc, yc, wc, Xr, yr, wr) for the cold and the relative model."""
     xc, idc = [], []
@@ -75,27 +104,13 @@ def build_rows(recs, seed: int = 0, open_range: tuple[float, float] = (5.0, 25.0
             if f.speech_s >= MIN_SPEECH_S:
                 xc.append(feature_vector(COLD, f, None))
                 idc.append(r.id)
-    calm = defaultdict(list)
-    for r in recs:
-        if r.speaker and r.calm:
-            calm[r.speaker].append(r)
+    calm = calm_by_speaker(recs)
     xr, idr = [], []
     iloud = REL.index("d_loudness_db")
     for r in recs:
-        pool = [c for c in calm.get(r.speaker, []) if c.id != r.id] if r.speaker else []
-        if not pool:
+        b = opened_baseline(r, calm, seed, open_range)
+        if b is None:
             continue
-        rnd = random.Random(f"fit{seed}:{r.id}")
-        rnd.shuffle(pool)
-        secs = rnd.uniform(*open_range)
-        b = baseline()
-        t = 0.0
-        for c in pool:
-            if t >= secs:
-                break
-            for f in c.chunks:
-                b.update(f)
-            t += c.duration_s
         for f in r.chunks:
             b.update(f)
             d = b.delta(f)

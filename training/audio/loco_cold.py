@@ -42,7 +42,7 @@ from sklearn.neural_network import MLPClassifier
 from pipelines.audio import anger_model
 from pipelines.audio.anger_model import ABS_FEATURES, MIN_SPEECH_S, feature_vector
 from training.audio import anger_fit, corpora
-from training.audio.loco import OTHER, _auc, load_recs, openings
+from training.audio.loco import OTHER, _auc, load_recs, openings, per_speaker
 
 # the within-chunk dynamics cues (``ext_`` candidates) were measured with the stream of the commit named in
 # bench/RESULTS_anger_loco.md and not shipped; without them ``ext_`` candidates are refused
@@ -166,28 +166,12 @@ class Data:
 
     def _rel_ctx(self, train, seed: int) -> np.ndarray:
         """Context rows aligned with build_rows' relative rows (it keeps speech chunks whose delta exists)."""
-        import random
-
-        calm = defaultdict(list)
-        for r in train:
-            if r.speaker and r.calm:
-                calm[r.speaker].append(r)
+        calm = anger_fit.calm_by_speaker(train)
         out = []
         for r in train:
-            pool = [c for c in calm.get(r.speaker, []) if c.id != r.id] if r.speaker else []
-            if not pool:
+            b = anger_fit.opened_baseline(r, calm, seed)
+            if b is None:
                 continue
-            rnd = random.Random(f"fit{seed}:{r.id}")
-            rnd.shuffle(pool)
-            secs = rnd.uniform(5.0, 25.0)
-            b = anger_fit.baseline()
-            t = 0.0
-            for c in pool:
-                if t >= secs:
-                    break
-                for f in c.chunks:
-                    b.update(f)
-                t += c.duration_s
             sp = [f for f in r.chunks if f.speech_s >= MIN_SPEECH_S]
             cx = _ctx(*_turn(sp)) if sp else np.zeros((0, NE + 2 * NB + 3))
             j = 0
@@ -305,7 +289,7 @@ def run_candidate(data: Data, cand: str, seed: int = 0) -> dict:
             sc[r.id] = s
         oof.update(sc)
         res[held] = _aucs(by_corpus[held], sc)
-        spk.update(_per_speaker(by_corpus[held], sc))
+        spk.update(per_speaker(by_corpus[held], sc))
         logger.info("%s | %s held out: %s (%.0f s)", cand, held, {k: v and round(v, 3) for k, v in res[held].items()},
                     time.time() - t0)
     keys = ["ang_neu.opened", "ang_neu.cold", "ang_oth.opened", "ang_oth.cold", "neg_nat.cold"]
@@ -332,19 +316,6 @@ def _aucs(recs, sc) -> dict:
         out[f"ang_neu.{mode}"] = _auc(ang, grab(lambda r: r.calm, mode))
         out[f"ang_oth.{mode}"] = _auc(ang, grab(lambda r: r.emotion in OTHER, mode))
     return out
-
-
-def _per_speaker(recs, sc) -> dict:
-    by = defaultdict(lambda: {"a": [], "n": []})
-    for r in recs:
-        v = sc[r.id]["opened"]
-        if v is None or not r.speaker:
-            continue
-        if r.angry:
-            by[r.speaker]["a"].append(v)
-        elif r.calm:
-            by[r.speaker]["n"].append(v)
-    return {k: float(np.mean(d["a"]) - np.mean(d["n"])) for k, d in by.items() if d["a"] and d["n"]}
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ import numpy as np
 
 from pipelines.text.context import N_DENSE, WINDOW
 from training.fusion.cped import CACHE_DIR, TUNE_TV, load_dialogues, text_cues
-from training.text.train_context import auc, best_f1, features, fit
+from training.text.train_context import auc, best_f1, csr_rows, features, fit
 
 log = logging.getLogger("nuqi.text.context_search")
 
@@ -124,24 +124,18 @@ def ngram_member_block(rows, lp: dict[str, list[float]]) -> np.ndarray:
 
 def split_prev_ngrams(rows, dim: int, n_max: int):
     """Hashed n-grams of the previous two turns in four spaces: (prev1, prev2) x (same speaker, other)."""
-    from scipy import sparse
-
     from pipelines.text.context import char_ngrams
 
     text_of = {r["uid"]: r["text"] for r in rows}
-    data, ind, ptr = [], [], [0]
+    blocks = []
     for r in rows:
         cols, vals = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.float32)]
         for k, (uid, same) in enumerate(r["prev"][:2]):
             idx, val = char_ngrams(text_of[uid], n_max, dim)
             cols.append((2 * k + (0 if same else 1)) * dim + idx)
             vals.append(val)
-        c = np.concatenate(cols)
-        o = np.argsort(c, kind="stable")
-        ind.append(c[o])
-        data.append(np.concatenate(vals)[o])
-        ptr.append(ptr[-1] + len(c))
-    return sparse.csr_matrix((np.concatenate(data), np.concatenate(ind), np.asarray(ptr)), shape=(len(rows), 4 * dim))
+        blocks.append((cols, vals))
+    return csr_rows(blocks, 4 * dim)
 
 
 def cv(X, y, groups, C_grid: Sequence[float], seed: int, weighting="balanced") -> list[dict]:

@@ -78,7 +78,6 @@ def features(rows: list[dict], cues, dim: int, n_max: int, context: bool, window
              member_lp: dict[str, np.ndarray] | None = None):
     """Sparse design matrix: [dense | current n-grams | previous-turn n-grams | the one before].  ``member_lp``:
     the n-gram member's floored log-probabilities by utterance id (None: no member features)."""
-    from scipy import sparse
 
     ng_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     text_of = {r["uid"]: r["text"] for r in rows}
@@ -88,7 +87,7 @@ def features(rows: list[dict], cues, dim: int, n_max: int, context: bool, window
             ng_cache[uid] = char_ngrams(text_of[uid], n_max, dim)
         return ng_cache[uid]
 
-    data, ind, ptr = [], [], [0]
+    blocks = []
     for r in rows:
         prev = [(log_probs(cues[uid]["probs"]), same) for uid, same in r["prev"]] if context else []
         member = None
@@ -105,13 +104,22 @@ def features(rows: list[dict], cues, dim: int, n_max: int, context: bool, window
                 idx, val = ng(uid)
                 cols.append(N_DENSE + (k + 1) * dim + idx)
                 vals.append(val)
+        blocks.append((cols, vals))
+    return csr_rows(blocks, N_DENSE + (1 + CONTEXT_TURNS) * dim)
+
+
+def csr_rows(blocks, n_cols: int):
+    """A CSR matrix from one (column-index arrays, value arrays) pair of lists per row (columns sorted per row)."""
+    from scipy import sparse
+
+    data, ind, ptr = [], [], [0]
+    for cols, vals in blocks:
         c = np.concatenate(cols)
         order = np.argsort(c, kind="stable")
         ind.append(c[order])
         data.append(np.concatenate(vals)[order])
         ptr.append(ptr[-1] + len(c))
-    return sparse.csr_matrix((np.concatenate(data), np.concatenate(ind), np.asarray(ptr)),
-                             shape=(len(rows), N_DENSE + (1 + CONTEXT_TURNS) * dim))
+    return sparse.csr_matrix((np.concatenate(data), np.concatenate(ind), np.asarray(ptr)), shape=(len(blocks), n_cols))
 
 
 def best_f1(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:

@@ -22,8 +22,8 @@ ISSUE_COLUMNS = ["file", "duration_s", "peak_stage", "peak_stage_name", "time_to
                  "max_anger_customer", "anger_seconds_customer", "complaint_type", "agent_max_anger", "talk_ratio",
                  "silence_pct", "overtalk_pct", "speech_rate_customer", "speech_rate_agent", "alert_count",
                  "status", "error"]
-GOOD = ("call_calm_8k.wav", "call_escalating_8k.wav", "customer_angry_16k.wav", "customer_calm_16k.wav",
-        "angry_ulaw_8k.wav", "calm_16k.flac", "angry_16k.mp3")
+GOOD = ("call_calm_8k.wav", "call_escalating_8k.wav", "call_escalating_neural_8k.flac", "customer_angry_16k.wav",
+        "customer_calm_16k.wav", "angry_ulaw_8k.wav", "calm_16k.flac", "angry_16k.mp3")
 
 
 def test_cli_writes_csv_json_html(cli_batch):
