@@ -32,7 +32,7 @@ import numpy as np
 
 from pipelines.text.context import N_DENSE, WINDOW
 from training.fusion.cped import CACHE_DIR, TUNE_TV, load_dialogues, text_cues
-from training.text.train_context import auc, best_f1, csr_rows, features, fit
+from training.text.train_context import auc, best_f1, csr_rows, features, out_of_fold
 
 log = logging.getLogger("nuqi.text.context_search")
 
@@ -141,10 +141,7 @@ def split_prev_ngrams(rows, dim: int, n_max: int):
 def cv(X, y, groups, C_grid: Sequence[float], seed: int, weighting="balanced") -> list[dict]:
     res = []
     for C in C_grid:
-        oof = np.zeros(len(y))
-        for g in np.unique(groups):
-            te = groups == g
-            oof[te] = fit(X[~te], y[~te], C, weighting, seed).predict_proba(X[te])[:, 1]
+        oof = out_of_fold(X, y, groups, C, weighting, seed)
         f1, thr = best_f1(y, oof)
         per = {g: best_f1(y[groups == g], oof[groups == g])[0] for g in np.unique(groups)}
         res.append({"C": C, "oof_f1": f1, "oof_auc": auc(y, oof), "threshold": thr,

@@ -180,15 +180,21 @@ def fit(X, y, C: float, weighting, seed: int):
     return LogisticRegression(C=C, class_weight=weighting, max_iter=3000, random_state=seed).fit(X, y)
 
 
+def out_of_fold(X, y, groups: np.ndarray, C: float, weighting, seed: int) -> np.ndarray:
+    """P(anger) of every row from a model fitted on the other series (leave-one-series-out)."""
+    oof = np.zeros(len(y))
+    for g in np.unique(groups):
+        te = groups == g
+        oof[te] = fit(X[~te], y[~te], C, weighting, seed).predict_proba(X[te])[:, 1]
+    return oof
+
+
 def select(X, y, groups: np.ndarray, seed: int) -> tuple[dict, np.ndarray, list[dict]]:
     """Leave-one-series-out CV over C_GRID x WEIGHTINGS; returns the best setting, its OOF probabilities, all."""
     tried, best = [], None
     for weighting in WEIGHTINGS:
         for C in C_GRID:
-            oof = np.zeros(len(y))
-            for g in np.unique(groups):
-                te = groups == g
-                oof[te] = fit(X[~te], y[~te], C, weighting, seed).predict_proba(X[te])[:, 1]
+            oof = out_of_fold(X, y, groups, C, weighting, seed)
             f1, thr = best_f1(y, oof)
             ll = float(-np.mean(y * np.log(oof + 1e-12) + (1 - y) * np.log(1 - oof + 1e-12)))
             row = {"C": C, "class_weight": weighting, "oof_f1": f1, "oof_threshold": thr, "oof_auc": auc(y, oof),
