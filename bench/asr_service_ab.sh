@@ -4,6 +4,7 @@
 # real-time stereo calls, K of them audio-only real-speech calls with asr=on.  "base" runs the code of BASE_DIR
 # (e.g. `git archive 4eeae79 | tar -x -C /tmp/base`) the same way, without --asr-calls.
 #   DUR=90 CALLS=100 STEPS="k0 k8 base" BASE_DIR=/tmp/base bench/asr_service_ab.sh
+#   ASR_WORKERS=2 (recogniser processes per service worker, NUQI_ASR_WORKERS; default 1), TAG=-w2 (label suffix)
 set -u
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PY:-$REPO/.venv/bin/python}
@@ -29,6 +30,6 @@ level() {  # port, label, load.py args...
 for step in ${STEPS:-k0 k8}; do
   case $step in
     base) run_server "$BASE_DIR" 8732 ""; level 8732 "base$TAG"; stop_server 8732;;
-    k*) K=${step#k}; run_server "$REPO" 8731 "NUQI_ASR_WORKERS=1"; level 8731 "k$K$TAG" --asr-calls "$K"; stop_server 8731;;
+    k*) K=${step#k}; run_server "$REPO" 8731 "NUQI_ASR_WORKERS=${ASR_WORKERS:-1}"; level 8731 "k$K$TAG" --asr-calls "$K"; stop_server 8731;;
   esac
 done
