@@ -42,6 +42,17 @@ class EmotionResult:
     truncated: bool  # True if the text was longer than the model's max_len and was cut
 
 
+def truncate(ids: list[int], max_len: int, head: int | None = None) -> list[int]:
+    """Cut an encoded ``<s> … </s>`` sequence to ``max_len`` tokens: the head then ``</s>`` (``head`` None), or
+    the first ``head`` tokens (``<s>``, the prefix, the start of the text) and the last ``max_len - head``
+    (the end of the text and ``</s>``): Weibo posts and long turns often end on what they feel."""
+    if len(ids) <= max_len:
+        return ids
+    if head is None:
+        return ids[: max_len - 1] + [ids[-1]]
+    return ids[:head] + ids[len(ids) - (max_len - head):]
+
+
 def combine(e5_scores: np.ndarray, ngram_log_probs: np.ndarray | None, weight: float,
             temperature: float) -> np.ndarray:
     """Ensemble probabilities: softmax((log p_e5 + weight · log p_ngram) / temperature) (a weighted product of
@@ -57,16 +68,18 @@ class TextEmotionModel:
 
     def __init__(self, session, tokenizer, *, labels: Sequence[str], temperature: float, max_len: int,
                  prefix: str, pad_id: int, ngram: CharNgramModel | None = None, ngram_weight: float = 0.0,
-                 ensemble_temperature: float = 1.0) -> None:
+                 ensemble_temperature: float = 1.0, head_tokens: int | None = None) -> None:
         if tuple(labels) != LABELS:
             raise ModelNotAvailableError(f"text-emotion artifact has labels {list(labels)}, expected {list(LABELS)}")
         self._sess = session
         self._tok = tokenizer
         self.temperature = float(temperature)
         self.max_len = int(max_len)
+        if head_tokens is not None and not 2 <= int(head_tokens) < self.max_len:
+            raise ModelNotAvailableError(f"text-emotion config head_tokens {head_tokens} must lie in [2, max_len)")
+        self.head_tokens = None if head_tokens is None else int(head_tokens)  # None: keep the head only
         self._prefix = prefix
         self._pad = int(pad_id)
-        self._eos = tokenizer.token_to_id("</s>")
         self._ngram = ngram
         self.ngram_weight = float(ngram_weight)
         self.ensemble_temperature = float(ensemble_temperature)
@@ -100,20 +113,13 @@ class TextEmotionModel:
                  cfg["temperature"], cfg["max_len"], f"weight {ens['ngram_weight']}" if ngram else "none")
         return cls(sess, tok, labels=cfg["labels"], temperature=cfg["temperature"], max_len=cfg["max_len"],
                    prefix=cfg.get("prefix", "query: "), pad_id=cfg.get("pad_id", 1), ngram=ngram,
-                   ngram_weight=ens.get("ngram_weight", 0.0), ensemble_temperature=ens.get("temperature", 1.0))
+                   ngram_weight=ens.get("ngram_weight", 0.0), ensemble_temperature=ens.get("temperature", 1.0),
+                   head_tokens=cfg.get("head_tokens"))
 
     def _encode(self, texts: Sequence[str]) -> tuple[list[list[int]], list[bool]]:
         encs = self._tok.encode_batch([self._prefix + " ".join(str(t).split()) for t in texts])
-        seqs, cut = [], []
-        for e in encs:
-            ids = e.ids
-            if len(ids) > self.max_len:
-                ids = ids[: self.max_len - 1] + [self._eos]
-                cut.append(True)
-            else:
-                cut.append(False)
-            seqs.append(ids)
-        return seqs, cut
+        seqs = [truncate(e.ids, self.max_len, self.head_tokens) for e in encs]
+        return seqs, [len(e.ids) > self.max_len for e in encs]
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         """Raw (uncalibrated) logits [n, 6]."""

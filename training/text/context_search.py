@@ -122,6 +122,21 @@ def ngram_member_block(rows, lp: dict[str, list[float]]) -> np.ndarray:
     return out
 
 
+def embed_block(rows, npz: Path, prev: bool = True) -> np.ndarray:
+    """The utterance model's mean-pooled sentence vector (:mod:`training.text.cped_embed`) of the turn and, with
+    ``prev``, of the previous turn (zeros when there is none), each dimension standardised over these rows."""
+    with np.load(npz) as z:
+        vec = dict(zip(z["uid"].tolist(), z["vec"]))
+    d = next(iter(vec.values())).size
+    out = np.zeros((len(rows), 2 * d if prev else d), dtype=np.float32)
+    for n, r in enumerate(rows):
+        out[n, :d] = vec[r["uid"]]
+        if prev and r["prev"]:
+            out[n, d:] = vec[r["prev"][0][0]]
+    mu, sd = out.mean(axis=0), out.std(axis=0) + 1e-6
+    return (out - mu) / sd
+
+
 def split_prev_ngrams(rows, dim: int, n_max: int):
     """Hashed n-grams of the previous two turns in four spaces: (prev1, prev2) x (same speaker, other)."""
     from pipelines.text.context import char_ngrams
@@ -157,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=CACHE_DIR / "context_search.json")
     ap.add_argument("--ngram-lp", type=Path, default=None,
                     help="JSON {uid: 6 log-probabilities} of the text-emotion n-gram member on CPED (optional)")
+    ap.add_argument("--embed", type=Path, default=None,
+                    help="npz of the utterance model's pooled vectors on CPED (training.text.cped_embed; optional)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     from scipy import sparse
@@ -173,9 +190,12 @@ def main(argv: Sequence[str] | None = None) -> int:
               "lex": lex_block(rows, cues), "surf": surf_block(rows, cues)}
     if args.ngram_lp is not None:
         blocks["ngram_member"] = ngram_member_block(rows, json.loads(args.ngram_lp.read_text()))
+    if args.embed is not None:
+        blocks["embed"] = embed_block(rows, args.embed)
+        blocks["embed_cur"] = embed_block(rows, args.embed, prev=False)
 
     def design(extra: Sequence[str] = (), dense_scale: float = 1.0, ngram_scale: float = 1.0, extra_scale=1.0,
-               n_max: int = 3, split_prev: bool = False, weighting="balanced"):
+               n_max: int = 3, split_prev: bool = False, weighting="balanced", scales: Sequence[float] = ()):
         if n_max not in base:
             base[n_max] = features(rows, cues, dim, n_max, True, WINDOW).tocsc()
         B = base[n_max]
@@ -184,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      split_prev_ngrams(rows, dim, n_max).tocsc() * ngram_scale]
         else:
             parts = [B[:, :n_dense] * dense_scale, B[:, n_dense:] * ngram_scale]
-        parts += [sparse.csc_matrix(blocks[b] * extra_scale) for b in extra]
+        parts += [sparse.csc_matrix(blocks[b] * (scales[i] if scales else extra_scale)) for i, b in enumerate(extra)]
         return sparse.hstack(parts).tocsr()
 
     candidates = {
@@ -203,6 +223,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "c2, class weight 1:15": {"weighting": {0: 1.0, 1: 15.0}},
         "c2 + n-gram member": {"extra": ["ngram_member"]},
         "c2 + n-gram member, dense x3": {"extra": ["ngram_member"], "dense_scale": 3.0, "extra_scale": 3.0},
+        "c3 + pooled vector of the turn, x0.1": {"extra": ["ngram_member", "embed_cur"], "scales": [1.0, 0.1]},
+        "c3 + pooled vector of the turn, x0.3": {"extra": ["ngram_member", "embed_cur"], "scales": [1.0, 0.3]},
+        "c3 + pooled vectors of the turn and the previous one, x0.1": {"extra": ["ngram_member", "embed"],
+                                                                       "scales": [1.0, 0.1]},
+        "c3 + pooled vectors of the turn and the previous one, x0.3": {"extra": ["ngram_member", "embed"],
+                                                                       "scales": [1.0, 0.3]},
+        "c3 + pooled vectors of the turn and the previous one, x1": {"extra": ["ngram_member", "embed"],
+                                                                     "scales": [1.0, 1.0]},
     }
     if args.only:
         candidates = {k: v for k, v in candidates.items() if k in args.only}

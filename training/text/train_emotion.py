@@ -239,16 +239,12 @@ def make_classifier(encoder, n_classes: int = len(LABELS), dropout: float = 0.1)
     return E5Classifier()
 
 
-def encode_texts(tok, texts: Sequence[str], max_len: int) -> list[list[int]]:
-    """Token ids with <s> … </s>, truncated to max_len (keeping the head of the text)."""
-    encs = tok.encode_batch([PREFIX + t for t in texts])
-    out = []
-    for e in encs:
-        ids = e.ids
-        if len(ids) > max_len:
-            ids = ids[: max_len - 1] + [ids[-1]]
-        out.append(ids)
-    return out
+def encode_texts(tok, texts: Sequence[str], max_len: int, head: int | None = None) -> list[list[int]]:
+    """Token ids with <s> … </s>, truncated to max_len as the service does (:func:`pipelines.text.emotion.truncate`:
+    the head, or ``head`` tokens of the head and the rest from the tail)."""
+    from pipelines.text.emotion import truncate
+
+    return [truncate(e.ids, max_len, head) for e in tok.encode_batch([PREFIX + t for t in texts])]
 
 
 def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -755,6 +751,9 @@ def build_argparser() -> argparse.ArgumentParser:
     ap.add_argument("--data-dir", type=Path, default=None, help="text data root (default: <data_dir>/text)")
     ap.add_argument("--layers", type=int, default=12, help="bottom e5 layers kept (of 12)")
     ap.add_argument("--max-len", type=int, default=64, help="max tokens incl. <s>, </s> and the 'query: ' prefix")
+    ap.add_argument("--head-tokens", type=int, default=16,
+                    help="longer texts keep this many tokens of the head (incl. <s> and the prefix) and the rest "
+                         "from the tail; 0 = the head only (how the shipped weights were trained, see the card)")
     ap.add_argument("--epochs", type=float, default=2.0)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-4, help="encoder learning rate (AdamW, linear warm-up/decay)")
@@ -853,8 +852,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.init_from:
         load_int8_weights(model, args.init_from, n_pieces=len(keep))
 
-    tr_seqs = encode_texts(tok, train_set.texts, args.max_len)
-    cal_seqs = encode_texts(tok, calib.texts, args.max_len)
+    tr_seqs = encode_texts(tok, train_set.texts, args.max_len, args.head_tokens or None)
+    cal_seqs = encode_texts(tok, calib.texts, args.max_len, args.head_tokens or None)
     lens = np.array([len(s) for s in tr_seqs])
     log.info("train tokens/text: mean %.1f, median %d, p90 %d, truncated %.1f%%", lens.mean(), np.median(lens),
              np.percentile(lens, 90), 100 * np.mean(lens >= args.max_len))
@@ -902,6 +901,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                        "surprise": "惊奇"},
         "temperature": temperature,
         "max_len": args.max_len,
+        "head_tokens": args.head_tokens or None,
         "prefix": PREFIX,
         "pad_id": 1,
         "layers": args.layers,
@@ -920,7 +920,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     results: dict[str, dict] = {"fine-tuned fp32 (torch)": {}, "fine-tuned int8 (onnx)": {}}
     for k, ev in evals.items():
-        seqs = encode_texts(tok, ev.texts, args.max_len)
+        seqs = encode_texts(tok, ev.texts, args.max_len, args.head_tokens or None)
         fp32 = results["fine-tuned fp32 (torch)"][k] = evaluate_probs(
             k, ev, softmax(torch_logits(model, seqs) / temperature))
         int8 = results["fine-tuned int8 (onnx)"][k] = evaluate_probs(

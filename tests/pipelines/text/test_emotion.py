@@ -10,7 +10,7 @@ import pytest
 
 from pipelines.errors import ModelNotAvailableError
 from pipelines.settings import get_settings
-from pipelines.text.emotion import DISPLAY_ZH, LABELS, EmotionResult, TextEmotionModel
+from pipelines.text.emotion import DISPLAY_ZH, LABELS, EmotionResult, TextEmotionModel, truncate
 
 ANGRY = [
     "你们这是什么破服务！气死我了，马上给我退钱！",
@@ -100,6 +100,27 @@ def test_truncation_flag(model):
     assert short.truncated is False
     assert long.truncated is True
     _valid(long)
+
+
+def test_truncate_head_or_head_and_tail():
+    ids = list(range(100))  # 0 = <s>, 99 = </s>
+    assert truncate(ids[:10], 64) == ids[:10]
+    assert truncate(ids, 8) == [0, 1, 2, 3, 4, 5, 6, 99]
+    assert truncate(ids, 8, head=3) == [0, 1, 2, 95, 96, 97, 98, 99]
+    assert len(truncate(ids, 64, head=16)) == 64
+
+
+def test_long_text_keeps_its_angry_ending(model):
+    """A long turn whose anger comes at the end: the shipped config keeps head and tail (head_tokens), so the
+    ending is scored; cutting to the head alone (the earlier behaviour) loses it."""
+    assert model.head_tokens is not None
+    text = "我上个月在你们网站买了一台洗衣机，订单号是一二三四五六，当时说三天送到，" * 3 + "结果到现在都没送来，你们这是什么破服务，气死我了！"
+    (served,) = model.predict([text])
+    assert served.truncated is True
+    head_only = TextEmotionModel.load(get_settings().models_dir / "text-emotion")
+    head_only.head_tokens = None
+    (cut,) = head_only.predict([text])
+    assert served.anger > cut.anger + 0.2
 
 
 def test_missing_artifact_raises(tmp_path):
