@@ -15,7 +15,15 @@ raw logit.  Once the baseline is ready the relative raw logit is blended with th
 predictions, so that 0.5 means even odds of anger under equal anger / non-anger prevalence, and an optional
 ``prior_shift`` to a deployment prevalence.
 
-Trained by :mod:`training.audio.train_anger_loco`; the artifact is ``models/acoustic-anger/model.json``.
+Optional CNN member (spec ``cnn``, since 2026-12-06): a small CNN on the chunk's log-mel
+(:mod:`pipelines.audio.anger_cnn`, ``cnn.onnx`` next to the JSON).  Its raw logit, times ``weight``, is added to
+the cue networks' raw logit (cold: the absolute network's; once the baseline is ready: the blended relative one),
+and the sum gets the member's own Platt calibration (``calib_cold`` / ``calib_opened``, fitted on
+leave-one-corpus-out sums) instead of the networks'.  A chunk the CNN cannot score (no 1 s window with speech)
+keeps the cue networks' score.
+
+Trained by :mod:`training.audio.train_anger_loco` (+ ``training.audio.train_anger_cnn`` for the member); the
+artifact is ``models/acoustic-anger/model.json`` (+ ``cnn.onnx``).
 """
 from __future__ import annotations
 
@@ -27,6 +35,7 @@ from typing import Callable
 
 import numpy as np
 
+from pipelines.audio.anger_cnn import AngerCnn
 from pipelines.audio.baseline import FeatureDelta
 from pipelines.audio.stream import ChunkFeatures
 from pipelines.errors import ModelNotAvailableError
@@ -87,6 +96,7 @@ for _i in range(N_MFCC):
 EXTRACTORS: dict[str, Extractor] = {**ABS_FEATURES, **REL_FEATURES}
 # a relative model may take the absolute model's (uncalibrated) logit as its last input ("stacking")
 STACK_FEATURE = "cold_logit"
+CNN_FEATURE = "cnn_log_mel"  # the CNN member's share in explain()
 
 
 def feature_vector(names: list[str], f: ChunkFeatures, delta: FeatureDelta | None) -> np.ndarray:
@@ -168,6 +178,15 @@ class AcousticAngerModel:
         self.blend_absolute = float(spec.get("blend_absolute", 0.0))
         if not 0.0 <= self.blend_absolute < 1.0:
             raise ModelNotAvailableError("acoustic anger model: blend_absolute must be in [0, 1)")
+        cnn = spec.get("cnn")
+        self.cnn: AngerCnn | None = None
+        if cnn:
+            if path is None:
+                raise ModelNotAvailableError("acoustic anger model: a CNN member needs the model's folder")
+            self.cnn = AngerCnn.load(Path(path).parent / cnn["file"])
+            self.cnn_weight = float(cnn["weight"])
+            self.cnn_calib = {"cold": tuple(float(v) for v in cnn["calib_cold"]),
+                              "opened": tuple(float(v) for v in cnn["calib_opened"])}
 
     @classmethod
     def load(cls, path: Path) -> "AcousticAngerModel":
@@ -193,13 +212,23 @@ class AcousticAngerModel:
         cold = float(a.raw_logit(a.z(feature_vector(a.features, f, None))))
         return np.append(feature_vector(m.features[:-1], f, delta), cold)
 
+    def cnn_logit(self, f: ChunkFeatures) -> float | None:
+        """The CNN member's raw logit of the chunk (None: no member, or no 1 s window with speech)."""
+        return None if self.cnn is None else self.cnn.logit(f.log_mel)
+
     def score(self, f: ChunkFeatures, delta: FeatureDelta | None) -> float | None:
-        """Anger probability in [0, 1] (calibrated at equal prevalence); None when the chunk had no speech."""
+        """Anger probability in [0, 1] (calibrated at equal prevalence, shifted to the deployment prior); None when
+        the chunk had no speech."""
         if f.speech_s < self.min_speech_s:
             return None
-        if delta is None:
-            return self.absolute.prob(self.inputs(self.absolute, f, None))
-        return _sigmoid(self.relative.calibrate(self.relative_raw(f, delta)))
+        net = self.absolute if delta is None else self.relative
+        raw = (float(net.raw_logit(net.z(self.inputs(net, f, None)))) if delta is None
+               else self.relative_raw(f, delta))
+        c = self.cnn_logit(f)
+        if c is None:
+            return _sigmoid(net.calibrate(raw))
+        a, b = self.cnn_calib["cold" if delta is None else "opened"]
+        return _sigmoid(a * (raw + self.cnn_weight * c) + b + net.prior_shift)
 
     def relative_raw(self, f: ChunkFeatures, delta: FeatureDelta) -> float:
         """Uncalibrated relative logit: the relative network blended with the absolute one (``blend_absolute``)."""
@@ -221,14 +250,19 @@ class AcousticAngerModel:
         """
         if f.speech_s < self.min_speech_s:
             return {}
+        c = self.cnn_logit(f)
+        net = self.absolute if delta is None else self.relative
+        a = net.calib[0] if c is None else self.cnn_calib["cold" if delta is None else "opened"][0]
         if delta is None:
-            out = self._contrib(self.absolute, f, None, self.absolute.calib[0])
+            out = self._contrib(self.absolute, f, None, a)
         else:
-            w, a = self.blend_absolute, self.relative.calib[0]
+            w = self.blend_absolute
             out = self._contrib(self.relative, f, delta, (1.0 - w) * a)
             if w:
                 for k, v in self._contrib(self.absolute, f, None, w * a).items():
                     out[k] = out.get(k, 0.0) + v
+        if c is not None:
+            out[CNN_FEATURE] = a * self.cnn_weight * c
         return dict(sorted(out.items(), key=lambda kv: -abs(kv[1])))
 
     def logit_at_mean(self, relative: bool) -> float:

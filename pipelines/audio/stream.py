@@ -20,12 +20,12 @@ from __future__ import annotations
 import base64
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.signal import firwin, lfilter
 
-from pipelines.audio import loudness, spectral
+from pipelines.audio import logmel, loudness, spectral
 from pipelines.audio.loudness import percentiles
 from pipelines.audio.pitch import OctaveGuard, YinConfig, yin
 from pipelines.audio.rate import NucleusDetector, RateParams, RateWindow
@@ -40,6 +40,7 @@ HOP_S = HOP / SR
 FRAME = 384  # 48 ms (F0 window)
 LEVEL_LEN = 256  # 32 ms level window centred in the frame
 CENTER_OFF = (FRAME - LEVEL_LEN) // 2
+MEL_OFF = (FRAME - logmel.WIN) // 2  # the log-mel frame: the centre 25 ms of the 48 ms frame
 DC_POLE = 0.995
 _FIR = firwin(63, 3600.0, fs=16000.0)
 _FIR_REV = _FIR[::-1].copy()
@@ -110,9 +111,14 @@ class ChunkFeatures:
     hammarberg_db: float | None = None  # LTAS peak 0–2 kHz over peak 2–3.8 kHz, dB
     mfcc_mean: list[float] | None = None  # c1..c12 means over speech frames (20 mel bands 100–3800 Hz)
     mfcc_std: list[float] | None = None  # c0..c12 standard deviations over speech frames
+    # (frames, 40) log-mel in dB of the chunk's frames (pipelines.audio.logmel), the CNN member's input; in
+    # memory only (not in to_dict: it is input, not a feature)
+    log_mel: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
-        return dict(vars(self))  # scalars and two short lists that are never mutated: no deep copy needed
+        d = dict(vars(self))  # scalars and two short lists that are never mutated: no deep copy needed
+        d.pop("log_mel", None)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ChunkFeatures":
@@ -217,6 +223,7 @@ class SpeakerStream:
             hammarberg_db=None if cep is None else cep[3],
             mfcc_mean=None if cep is None else cep[0],
             mfcc_std=None if cep is None else cep[1],
+            log_mel=logmel.frames_log_mel(frames[:, MEL_OFF : MEL_OFF + logmel.WIN]),
         )
 
     def _empty(self, duration: float) -> ChunkFeatures:
