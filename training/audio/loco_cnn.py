@@ -116,7 +116,7 @@ def _group(emotion: str) -> str:
     return "angry" if emotion == "angry" else "calm" if emotion in ("neutral", "calm") else "other"
 
 
-def run(epochs: int, v2: dict | None, seeds: int = 1, clean: bool = False, ch: int = 32) -> dict:
+def run(epochs: int, v2: dict | None, seeds: int = 1, clean: bool = False, ch: int = 32, seed0: int = 0) -> dict:
     clips = {c.id: c for c in corpora.load(get_settings().data_dir / "speech")}
     tel = mel_cache.load("tel8k")
     cln = mel_cache.load("clean", corpora.EMOTION_CORPORA) if clean else {}
@@ -151,7 +151,7 @@ def run(epochs: int, v2: dict | None, seeds: int = 1, clean: bool = False, ch: i
                     w[m] = s / m.sum()
         ids = [cid for cid in test if clips[cid].corpus == held and len(test[cid])]
         lg = {cid: 0.0 for cid in ids}
-        for seed in range(seeds):  # an ensemble: mean logit of nets trained from different seeds
+        for seed in range(seed0, seed0 + seeds):  # an ensemble: mean logit of nets trained from different seeds
             net = train(x[tr], y[tr], w, epochs, seed, ch)
             with torch.no_grad():
                 for cid in ids:
@@ -169,7 +169,7 @@ def run(epochs: int, v2: dict | None, seeds: int = 1, clean: bool = False, ch: i
                     time.time() - t0)
     keys = sorted({k for r in res.values() for k in r})
     avg = {k: float(np.mean([r[k] for r in res.values() if r.get(k) is not None])) for k in keys}
-    return {"epochs": epochs, "seeds": seeds, "clean": clean, "ch": ch, "per_corpus": res, "average": avg, "oof": oof}
+    return {"epochs": epochs, "seeds": seeds, "seed0": seed0, "clean": clean, "ch": ch, "per_corpus": res, "average": avg, "oof": oof}
 
 
 def _aucs(held: str, ids: list[str], clips: dict, sc: dict) -> dict:
@@ -276,6 +276,7 @@ def main() -> None:
     ap.add_argument("--v2", type=Path, default=None)
     ap.add_argument("--clean", action="store_true", help="add the clean rendering to training")
     ap.add_argument("--seeds", type=int, default=1, help="ensemble of this many nets (mean logit)")
+    ap.add_argument("--seed", type=int, default=0, help="first training seed (a noise check: another seed)")
     ap.add_argument("--ch", type=int, default=32, help="channels per conv layer")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--served", type=Path, default=None,
@@ -301,7 +302,7 @@ def main() -> None:
         o = opened_sum(v2, json.loads(a.opened_sum.read_text())["oof"])
         print(json.dumps(o, indent=1))
         return
-    r = run(a.epochs, v2, a.seeds, a.clean, a.ch)
+    r = run(a.epochs, v2, a.seeds, a.clean, a.ch, a.seed)
     print(", ".join(f"{k} {v:.3f}" for k, v in r["average"].items()))
     if v2_run is not None:
         r["served"] = served(v2, r["oof"], v2_run["opening_s"], v2_run["seed"])
