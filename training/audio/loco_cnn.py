@@ -270,6 +270,30 @@ def served_table(s: dict) -> str:
     return "\n".join(lines)
 
 
+def time_net(ch: int = 64, reps: int = 2000) -> dict:
+    """CPU cost on this thread: ms per 1 s window of an (untrained, same-shaped) net in torch eager, batch 1
+    (min and median of 5 x ``reps``), and ms per second of 8 kHz audio of the log-mel and the window gain norm."""
+    net = Net(ch).eval()
+    x = torch.randn(1, W, mel_cache.N_MEL)
+    sig = np.random.default_rng(0).normal(0.0, 0.1, mel_cache.SR * 60)
+    ts = []
+    with torch.no_grad():
+        for _ in range(200):
+            net(x)
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                net(x)
+            ts.append((time.perf_counter() - t0) / reps * 1e3)
+    t0 = time.perf_counter()
+    m = mel_cache.log_mel(sig)
+    t1 = time.perf_counter()
+    windows(m, W)
+    t2 = time.perf_counter()
+    return {"weights": sum(p.numel() for p in net.parameters()), "net_ms_min": min(ts), "net_ms_median": float(np.median(ts)),
+            "mel_ms_per_s": (t1 - t0) / 60 * 1e3, "norm_ms_per_s": (t2 - t1) / 60 * 1e3}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--epochs", type=int, default=6)
@@ -279,6 +303,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="first training seed (a noise check: another seed)")
     ap.add_argument("--ch", type=int, default=32, help="channels per conv layer")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--time", action="store_true", help="only time the net (--ch) and the log-mel on one thread")
     ap.add_argument("--served", type=Path, default=None,
                     help="only report the served-path blends of v2 + CNN from this earlier --out file (needs --v2)")
     ap.add_argument("--opened-sum", type=Path, default=None,
@@ -286,6 +311,9 @@ def main() -> None:
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(1)
+    if a.time:
+        print(json.dumps(time_net(a.ch)))
+        return
     v2_run = json.loads(a.v2.read_text()) if a.v2 else None
     v2 = v2_run["oof"] if v2_run else None
     if a.served:
