@@ -78,8 +78,8 @@ def load_recs(condition: str, corpora_: tuple[str, ...] = corpora.ALL, cache: Pa
     return out
 
 
-def openings(recs: list[Rec], seconds: float, seed: int = 0) -> dict[str, list[ChunkFeatures]]:
-    """clip id -> the chunks of its speaker's calm opening (≥ ``seconds`` of audio, never the clip itself)."""
+def opening_clips(recs: list[Rec], seconds: float, seed: int = 0) -> dict[str, list[Rec]]:
+    """clip id -> its speaker's calm clips that make the opening (seeded order, ≥ ``seconds``, never the clip)."""
     calm: dict[str, list[Rec]] = defaultdict(list)
     for r in recs:
         if r.speaker and r.calm:
@@ -91,15 +91,20 @@ def openings(recs: list[Rec], seconds: float, seed: int = 0) -> dict[str, list[C
             continue
         rnd = random.Random(f"{seed}:{r.id}")
         rnd.shuffle(pool)
-        chunks: list[ChunkFeatures] = []
+        used: list[Rec] = []
         t = 0.0
         for c in pool:
             if t >= seconds:
                 break
-            chunks.extend(c.chunks)
+            used.append(c)
             t += c.duration_s
-        out[r.id] = chunks
+        out[r.id] = used
     return out
+
+
+def openings(recs: list[Rec], seconds: float, seed: int = 0) -> dict[str, list[ChunkFeatures]]:
+    """clip id -> the chunks of its speaker's calm opening (≥ ``seconds`` of audio, never the clip itself)."""
+    return {k: [f for c in v for f in c.chunks] for k, v in opening_clips(recs, seconds, seed).items()}
 
 
 def _mean(v: list[float]) -> float | None:

@@ -6,12 +6,17 @@ dB of its speech frames: frames within 35 dB of the window's loudest), training 
 SpecAugment-style band and time masks and a random ±1 frame shift.  Labels angry vs every other clip, weights as
 v2 (corpora equal; angry 0.5, neutral/calm 0.3, other 0.2 inside each corpus).
 
-Scores (same pairs as :mod:`training.audio.loco`): ``cold`` = mean probability of the clip's first two
-non-overlapping 1 s windows with speech; Taiwan negative vs natural by the model trained on the seven emotion
-corpora.  With ``--v2 <loco --out json>`` also ``sum``: the CNN's mean logit plus the v2 model's cold logit
-(weights fixed at 1 : 1 in advance, nothing fitted on the held-out corpus).
+Scores (same pairs as :mod:`training.audio.loco`): every non-overlapping 1 s window with speech of the held-out
+clip (the first 6 s, as cached) is scored, as a served per-chunk member would (``logits`` per clip in the out-of-fold
+file); ``cold`` = mean probability of the clip's first two windows with speech; Taiwan negative vs natural by the
+model trained on the seven emotion corpora.  With ``--v2 <loco --out json>`` also ``sum``: the CNN's mean logit
+(first two windows) plus the v2 model's cold logit (weights fixed at 1 : 1 in advance, nothing fitted on the
+held-out corpus), and ``served`` (:func:`served`): v2 + w x CNN for w = 1 and 0.5, cold (first two windows) and
+opened (v2's opened logit + the CNN mean logit over all the clip's windows; ``_rel``: minus the CNN mean logit over
+the windows of the same opening clips v2 used), AUCs, averages and speakers counted by loco's own functions.
 
     OMP_NUM_THREADS=1 python -m training.audio.loco_cnn --v2 /tmp/anger-res/v2_tel8k_open20.json --out /tmp/cnn.json
+    python -m training.audio.loco_cnn --v2 /tmp/anger-res/v2_tel8k_open20.json --served /tmp/cnn.json  # post hoc
 """
 from __future__ import annotations
 
@@ -26,12 +31,13 @@ import torch
 from torch import nn
 
 from pipelines.settings import get_settings
-from training.audio import corpora, mel_cache
+from training.audio import corpora, loco, mel_cache
 from training.audio.loco import OTHER, _auc
 
 logger = logging.getLogger("nuqi.training.loco_cnn")
 W = 100  # frames per window (1 s)
 SHARE = {"angry": 0.5, "calm": 0.3, "other": 0.2}
+COLD = 2  # cold score: the first two windows with speech (v2's cold uses its first two chunks with speech)
 
 
 def windows(m: np.ndarray, hop: int) -> np.ndarray:
@@ -110,7 +116,7 @@ def _group(emotion: str) -> str:
     return "angry" if emotion == "angry" else "calm" if emotion in ("neutral", "calm") else "other"
 
 
-def run(epochs: int, v2: dict | None, seeds: int = 1, clean: bool = False, ch: int = 32) -> dict:
+def run(epochs: int, v2: dict | None, seeds: int = 1, clean: bool = False, ch: int = 32, seed0: int = 0) -> dict:
     clips = {c.id: c for c in corpora.load(get_settings().data_dir / "speech")}
     tel = mel_cache.load("tel8k")
     cln = mel_cache.load("clean", corpora.EMOTION_CORPORA) if clean else {}
@@ -129,8 +135,8 @@ def run(epochs: int, v2: dict | None, seeds: int = 1, clean: bool = False, ch: i
     rc, rg = np.array(rows_c), np.array(rows_g)
     y = (rg == "angry").astype(np.float32)
     logger.info("training windows: %d", len(x))
-    # held-out clip windows (tel8k), non-overlapping, first two with speech
-    test = {cid: windows(m, W)[:2] for cid, m in tel.items()}
+    # held-out clip windows (tel8k): every non-overlapping 1 s window with speech (as a served per-chunk member)
+    test = {cid: windows(m, W) for cid, m in tel.items()}
     res, oof = {}, {}
     for held in corpora.ALL:
         t0 = time.time()
@@ -145,12 +151,13 @@ def run(epochs: int, v2: dict | None, seeds: int = 1, clean: bool = False, ch: i
                     w[m] = s / m.sum()
         ids = [cid for cid in test if clips[cid].corpus == held and len(test[cid])]
         lg = {cid: 0.0 for cid in ids}
-        for seed in range(seeds):  # an ensemble: mean logit of nets trained from different seeds
+        for seed in range(seed0, seed0 + seeds):  # an ensemble: mean logit of nets trained from different seeds
             net = train(x[tr], y[tr], w, epochs, seed, ch)
             with torch.no_grad():
                 for cid in ids:
                     lg[cid] = lg[cid] + net(torch.from_numpy(test[cid])).numpy() / seeds
-        sc = {cid: {"cold": float(np.mean(1 / (1 + np.exp(-v)))), "logit": float(np.mean(v))} for cid, v in lg.items()}
+        sc = {cid: {"cold": float(np.mean(1 / (1 + np.exp(-v[:COLD])))), "logit": float(np.mean(v[:COLD])),
+                    "logits": [float(u) for u in v]} for cid, v in lg.items()}
         if v2 is not None:
             for cid, d in sc.items():
                 p = (v2.get(cid) or {}).get("cold")
@@ -162,7 +169,7 @@ def run(epochs: int, v2: dict | None, seeds: int = 1, clean: bool = False, ch: i
                     time.time() - t0)
     keys = sorted({k for r in res.values() for k in r})
     avg = {k: float(np.mean([r[k] for r in res.values() if r.get(k) is not None])) for k in keys}
-    return {"epochs": epochs, "seeds": seeds, "clean": clean, "ch": ch, "per_corpus": res, "average": avg, "oof": oof}
+    return {"epochs": epochs, "seeds": seeds, "seed0": seed0, "clean": clean, "ch": ch, "per_corpus": res, "average": avg, "oof": oof}
 
 
 def _aucs(held: str, ids: list[str], clips: dict, sc: dict) -> dict:
@@ -205,28 +212,129 @@ def opened_sum(v2: dict, cnn: dict) -> dict:
     return {"per_corpus": res, "average": avg, "speakers_up": [sum(v > 0 for v in spk.values()), len(spk)]}
 
 
+def _blend(v2: dict, cnn: dict, opens: dict[str, list[str]], w: float | None, relative: bool = False) -> dict:
+    """clip id -> {'cold1', 'cold', 'opened'} as loco.clip_scores, for one blend.  ``w`` None: v2 alone.
+    cold = v2 cold logit + w x CNN mean logit of the first two windows; opened = v2 opened logit + w x CNN mean
+    logit of all the clip's windows (``relative``: minus the CNN mean logit of all windows of its opening clips)."""
+    out = {}
+    for i, d in v2.items():
+        lg = (cnn.get(i) or {}).get("logits") or []
+        cold = opened = None
+        if d.get("cold") is not None and (w is None or lg):
+            cold = _lg(d["cold"]) + (0.0 if w is None else w * float(np.mean(lg[:COLD])))
+        if d.get("opened") is not None and (w is None or lg):
+            x = 0.0 if w is None else w * float(np.mean(lg))
+            if relative and w is not None:
+                base = [u for j in opens.get(i, []) for u in (cnn.get(j) or {}).get("logits") or []]
+                x = w * (float(np.mean(lg)) - float(np.mean(base))) if base else None
+            opened = None if x is None else _lg(d["opened"]) + x
+        out[i] = {"cold1": None, "cold": cold, "opened": opened}
+    return out
+
+
+def served(v2: dict, cnn: dict, opening_s: float = 20.0, seed: int = 0, ws: tuple[float, ...] = (1.0, 0.5)) -> dict:
+    """The served-path estimate of v2 + CNN: per blend, loco.aucs per corpus, loco.average, loco.per_speaker
+    (opened) and Taiwan neg vs nat (cold).  The relative variant's opening clips are exactly v2's
+    (``loco.opening_clips`` on the same tel8k cache, the same ``opening_s`` and seed)."""
+    recs = loco.load_recs("tel8k")
+    opens = {k: [c.id for c in v] for k, v in loco.opening_clips(recs, opening_s, seed).items()}
+    by: dict[str, list] = {}
+    for r in recs:
+        by.setdefault(r.corpus, []).append(r)
+    variants = {"v2": (None, False)}
+    for w in ws:
+        variants[f"w{w:g}"] = (w, False)
+        variants[f"w{w:g}_rel"] = (w, True)
+    out = {}
+    for name, (w, rel) in variants.items():
+        sc = _blend(v2, cnn, opens, w, rel)
+        res = {c: loco.aucs(rs, sc) for c, rs in by.items()}
+        spk: dict[str, float] = {}
+        for rs in by.values():
+            spk.update(loco.per_speaker(rs, sc))
+        out[name] = {"per_corpus": res, "average": loco.average(res),
+                     "speakers_up": [sum(v > 0 for v in spk.values()), len(spk)],
+                     "n_scored": {m: sum(d[m] is not None for d in sc.values()) for m in ("cold", "opened")}}
+    return out
+
+
+def served_table(s: dict) -> str:
+    keys = ("ang_neu.opened", "ang_neu.cold", "ang_oth.opened", "ang_oth.cold", "neg_nat.cold")
+    lines = ["| blend | held-out | " + " | ".join(keys) + " | speakers ang > neu |", "|---|---|" + "---|" * (len(keys) + 1)]
+    for name, r in s.items():
+        rows = list(r["per_corpus"].items()) + [("**average**", r["average"])]
+        for c, d in rows:
+            sp = f"{r['speakers_up'][0]}/{r['speakers_up'][1]}" if c == "**average**" else ""
+            lines.append(f"| {name} | {c} | " + " | ".join("—" if d.get(k) is None else f"{d[k]:.3f}" for k in keys)
+                         + f" | {sp} |")
+    return "\n".join(lines)
+
+
+def time_net(ch: int = 64, reps: int = 2000) -> dict:
+    """CPU cost on this thread: ms per 1 s window of an (untrained, same-shaped) net in torch eager, batch 1
+    (min and median of 5 x ``reps``), and ms per second of 8 kHz audio of the log-mel and the window gain norm."""
+    net = Net(ch).eval()
+    x = torch.randn(1, W, mel_cache.N_MEL)
+    sig = np.random.default_rng(0).normal(0.0, 0.1, mel_cache.SR * 60)
+    ts = []
+    with torch.no_grad():
+        for _ in range(200):
+            net(x)
+        for _ in range(5):
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                net(x)
+            ts.append((time.perf_counter() - t0) / reps * 1e3)
+    t0 = time.perf_counter()
+    m = mel_cache.log_mel(sig)
+    t1 = time.perf_counter()
+    windows(m, W)
+    t2 = time.perf_counter()
+    return {"weights": sum(p.numel() for p in net.parameters()), "net_ms_min": min(ts), "net_ms_median": float(np.median(ts)),
+            "mel_ms_per_s": (t1 - t0) / 60 * 1e3, "norm_ms_per_s": (t2 - t1) / 60 * 1e3}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--v2", type=Path, default=None)
     ap.add_argument("--clean", action="store_true", help="add the clean rendering to training")
     ap.add_argument("--seeds", type=int, default=1, help="ensemble of this many nets (mean logit)")
+    ap.add_argument("--seed", type=int, default=0, help="first training seed (a noise check: another seed)")
     ap.add_argument("--ch", type=int, default=32, help="channels per conv layer")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--time", action="store_true", help="only time the net (--ch) and the log-mel on one thread")
+    ap.add_argument("--served", type=Path, default=None,
+                    help="only report the served-path blends of v2 + CNN from this earlier --out file (needs --v2)")
     ap.add_argument("--opened-sum", type=Path, default=None,
                     help="only report v2 opened + CNN logit from this earlier --out file (needs --v2)")
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(1)
-    v2 = json.loads(a.v2.read_text())["oof"] if a.v2 else None
+    if a.time:
+        print(json.dumps(time_net(a.ch)))
+        return
+    v2_run = json.loads(a.v2.read_text()) if a.v2 else None
+    v2 = v2_run["oof"] if v2_run else None
+    if a.served:
+        if v2_run is None:
+            raise SystemExit("--served needs --v2")
+        s = served(v2, json.loads(a.served.read_text())["oof"], v2_run["opening_s"], v2_run["seed"])
+        print(served_table(s))
+        print(json.dumps({k: {"average": v["average"], "speakers_up": v["speakers_up"], "n_scored": v["n_scored"]}
+                          for k, v in s.items()}, indent=1))
+        return
     if a.opened_sum:
         if v2 is None:
             raise SystemExit("--opened-sum needs --v2")
         o = opened_sum(v2, json.loads(a.opened_sum.read_text())["oof"])
         print(json.dumps(o, indent=1))
         return
-    r = run(a.epochs, v2, a.seeds, a.clean, a.ch)
+    r = run(a.epochs, v2, a.seeds, a.clean, a.ch, a.seed)
     print(", ".join(f"{k} {v:.3f}" for k, v in r["average"].items()))
+    if v2_run is not None:
+        r["served"] = served(v2, r["oof"], v2_run["opening_s"], v2_run["seed"])
+        print(served_table(r["served"]))
     if a.out:
         a.out.write_text(json.dumps(r))
 
