@@ -18,6 +18,7 @@ pitch: per-frame F0 of our YIN tracker (streamed in 1 s chunks) vs librosa.pyin 
 """
 from __future__ import annotations
 
+import json
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -62,11 +63,16 @@ def _audio(seconds: float = 60.0) -> np.ndarray:
     return np.concatenate(xs)[: int(seconds * 16000)]
 
 
-def speed(repeats: int) -> None:
+def speed(repeats: int, no_cnn: bool = False) -> None:
     import opensmile
 
     x16 = _audio()
-    model = AcousticAngerModel.load(get_settings().models_dir / "acoustic-anger" / "model.json")
+    path = get_settings().models_dir / "acoustic-anger" / "model.json"
+    model = AcousticAngerModel.load(path)
+    if no_cnn:  # the cue networks alone (the model before its CNN member), for an A/B on the same host
+        spec = json.loads(path.read_text(encoding="utf-8"))
+        spec.pop("cnn", None)
+        model = AcousticAngerModel(spec, path)
     smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
                             feature_level=opensmile.FeatureLevel.Functionals)
     load_before = os.getloadavg()
@@ -203,10 +209,11 @@ def vad() -> None:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("what", choices=["speed", "pitch", "vad"])
+    ap.add_argument("--no-cnn", action="store_true", help="speed: without the anger model's CNN member")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--n", type=int, default=40, help="clips per corpus for pitch")
     a = ap.parse_args()
-    {"speed": lambda: speed(a.repeats), "pitch": lambda: pitch(a.n), "vad": vad}[a.what]()
+    {"speed": lambda: speed(a.repeats, a.no_cnn), "pitch": lambda: pitch(a.n), "vad": vad}[a.what]()
     return 0
 
 

@@ -265,14 +265,18 @@ class AcousticAngerModel:
             out[CNN_FEATURE] = a * self.cnn_weight * c
         return dict(sorted(out.items(), key=lambda kv: -abs(kv[1])))
 
-    def logit_at_mean(self, relative: bool) -> float:
-        """The calibrated logit at the training mean (all-zero standardised inputs): what ``explain`` starts from."""
+    def logit_at_mean(self, relative: bool, cnn: bool = False) -> float:
+        """The calibrated logit at the training mean (all-zero standardised inputs) and, with ``cnn``, a CNN logit
+        of 0: what ``explain`` starts from (``cnn``: the chunk was scored with the CNN member)."""
         def raw0(m: _Net) -> float:
             return float(m.raw_logit(np.zeros(len(m.features))))
-        if not relative:
-            return self.absolute.calibrate(raw0(self.absolute))
-        w = self.blend_absolute
-        return self.relative.calibrate((1.0 - w) * raw0(self.relative) + w * raw0(self.absolute))
+        net = self.relative if relative else self.absolute
+        w = self.blend_absolute if relative else 0.0
+        r = (1.0 - w) * raw0(net) + (w * raw0(self.absolute) if w else 0.0)
+        if cnn and self.cnn is not None:
+            a, b = self.cnn_calib["opened" if relative else "cold"]
+            return a * r + b + net.prior_shift
+        return net.calibrate(r)
 
     def _contrib(self, m: _Net, f: ChunkFeatures, delta: FeatureDelta | None, weight: float) -> dict[str, float]:
         """``weight`` × each input's share of the raw logit (exact if linear, integrated gradients otherwise)."""

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pipelines.audio.logmel import cnn_windows
 from pipelines.settings import get_settings
 from training.audio import corpora, loco, mel_cache
 from training.audio.loco import OTHER, _auc
@@ -41,18 +42,8 @@ COLD = 2  # cold score: the first two windows with speech (v2's cold uses its fi
 
 
 def windows(m: np.ndarray, hop: int) -> np.ndarray:
-    """(n, W, N_MEL) gain-normalised windows with speech (≥ 15 frames within 35 dB of the window's peak)."""
-    if len(m) < W:
-        m = np.pad(m, ((0, W - len(m)), (0, 0)), constant_values=float(m.min()) if m.size else -100.0)
-    out = []
-    for s in range(0, len(m) - W + 1, hop):
-        w = m[s : s + W]
-        e = 10.0 * np.log10(np.mean(10.0 ** (w / 10.0), axis=1) + 1e-12)
-        sp = e > e.max() - 35.0
-        if sp.sum() < 15 or e.max() < -60.0:
-            continue
-        out.append((w - w[sp].mean()) / 10.0)
-    return np.asarray(out, dtype=np.float32).reshape(-1, W, mel_cache.N_MEL)
+    """(n, W, N_MEL) gain-normalised windows with speech: the service's :func:`pipelines.audio.logmel.cnn_windows`."""
+    return cnn_windows(m, hop)
 
 
 class Net(nn.Module):
@@ -116,13 +107,11 @@ def _group(emotion: str) -> str:
     return "angry" if emotion == "angry" else "calm" if emotion in ("neutral", "calm") else "other"
 
 
-def run(epochs: int, v2: dict | None, seeds: int = 1, clean: bool = False, ch: int = 32, seed0: int = 0) -> dict:
-    clips = {c.id: c for c in corpora.load(get_settings().data_dir / "speech")}
-    tel = mel_cache.load("tel8k")
-    cln = mel_cache.load("clean", corpora.EMOTION_CORPORA) if clean else {}
-    # training windows (both renderings), every 0.5 s
+def training_windows(clips: dict, *sources: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Windows every 0.5 s of every clip of the emotion corpora in ``sources`` (clip id -> log-mel; Taiwan
+    skipped): (windows, corpus per window, group per window: angry / calm / other)."""
     rows_x, rows_c, rows_g = [], [], []
-    for src in (tel, cln):
+    for src in sources:
         for cid, m in src.items():
             c = clips[cid]
             if c.corpus == corpora.TW:
@@ -131,8 +120,27 @@ def run(epochs: int, v2: dict | None, seeds: int = 1, clean: bool = False, ch: i
             rows_x.append(wv)
             rows_c += [c.corpus] * len(wv)
             rows_g += [_group(c.emotion)] * len(wv)
-    x = np.concatenate(rows_x)
-    rc, rg = np.array(rows_c), np.array(rows_g)
+    return np.concatenate(rows_x), np.array(rows_c), np.array(rows_g)
+
+
+def corpus_weights(cc: np.ndarray, gg: np.ndarray) -> np.ndarray:
+    """v2's sample weights: corpora equal; inside each, angry 0.5, calm 0.3, other 0.2 (angry / calm 0.5 / 0.5
+    where a corpus has no other emotions)."""
+    w = np.zeros(len(cc))
+    for c in np.unique(cc):
+        share = dict(SHARE) if ((cc == c) & (gg == "other")).any() else {"angry": 0.5, "calm": 0.5, "other": 0.0}
+        for grp, s in share.items():
+            m = (cc == c) & (gg == grp)
+            if m.any():
+                w[m] = s / m.sum()
+    return w
+
+
+def run(epochs: int, v2: dict | None, seeds: int = 1, clean: bool = False, ch: int = 32, seed0: int = 0) -> dict:
+    clips = {c.id: c for c in corpora.load(get_settings().data_dir / "speech")}
+    tel = mel_cache.load("tel8k")
+    cln = mel_cache.load("clean", corpora.EMOTION_CORPORA) if clean else {}
+    x, rc, rg = training_windows(clips, tel, cln)
     y = (rg == "angry").astype(np.float32)
     logger.info("training windows: %d", len(x))
     # held-out clip windows (tel8k): every non-overlapping 1 s window with speech (as a served per-chunk member)
@@ -141,14 +149,7 @@ def run(epochs: int, v2: dict | None, seeds: int = 1, clean: bool = False, ch: i
     for held in corpora.ALL:
         t0 = time.time()
         tr = rc != held
-        w = np.zeros(tr.sum())
-        cc, gg = rc[tr], rg[tr]
-        for c in np.unique(cc):
-            share = dict(SHARE) if ((cc == c) & (gg == "other")).any() else {"angry": 0.5, "calm": 0.5, "other": 0.0}
-            for grp, s in share.items():
-                m = (cc == c) & (gg == grp)
-                if m.any():
-                    w[m] = s / m.sum()
+        w = corpus_weights(rc[tr], rg[tr])
         ids = [cid for cid in test if clips[cid].corpus == held and len(test[cid])]
         lg = {cid: 0.0 for cid in ids}
         for seed in range(seed0, seed0 + seeds):  # an ensemble: mean logit of nets trained from different seeds

@@ -19,38 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
+from pipelines.audio import logmel
 from pipelines.settings import get_settings
 from training.audio import corpora, telephone
 from training.audio.feature_cache import LEAD_S, _read, _to8k
 
 logger = logging.getLogger("nuqi.training.mel_cache")
 CACHE = Path(os.environ.get("NUQI_MEL_CACHE", "/tmp/nuqi-mel"))
-SR, WIN, HOP, NFFT, N_MEL = 8000, 200, 80, 256, 40
+SR, N_MEL = logmel.SR, logmel.N_MEL
 MAX_S = 6.0
-
-
-def _mel_fb() -> np.ndarray:
-    f = np.fft.rfftfreq(NFFT, 1.0 / SR)
-    mel = lambda h: 2595.0 * np.log10(1.0 + h / 700.0)  # noqa: E731
-    edges = 700.0 * (10.0 ** (np.linspace(mel(100.0), mel(3800.0), N_MEL + 2) / 2595.0) - 1.0)
-    m = np.zeros((f.size, N_MEL))
-    for j in range(N_MEL):
-        lo, c, hi = edges[j : j + 3]
-        m[:, j] = np.maximum(0.0, np.minimum((f - lo) / (c - lo), (hi - f) / (hi - c)))
-    return m
-
-
-FB = _mel_fb()
-_HANN = np.hanning(WIN)
-
-
-def log_mel(x: np.ndarray) -> np.ndarray:
-    """(frames, N_MEL) log-mel energies in dB of 8 kHz audio."""
-    if len(x) < WIN:
-        x = np.pad(x, (0, WIN - len(x)))
-    fr = np.lib.stride_tricks.sliding_window_view(x, WIN)[::HOP] * _HANN
-    p = np.abs(np.fft.rfft(fr, NFFT)) ** 2
-    return 10.0 * np.log10(np.maximum(p @ FB, 1e-10))
+log_mel = logmel.log_mel  # the service's log-mel (pipelines.audio.logmel), so training and serving frame alike
 
 
 def build(corpus: str, condition: str, clips: list[corpora.Clip], seed: int = 0) -> dict:

@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 from helpers_audio import stream
 
-from pipelines.audio.anger_model import AcousticAngerModel
+from pipelines.audio.anger_model import CNN_FEATURE, AcousticAngerModel
 from pipelines.audio.baseline import SpeakerBaseline
 from pipelines.errors import ModelNotAvailableError
 from pipelines.settings import REPO_ROOT, Settings
@@ -161,11 +161,13 @@ def test_explain_matches_the_score(model, relative):
     p = model.score(f, d)
     nets = [model.absolute] if not relative else [model.relative] + ([model.absolute] if model.blend_absolute else [])
     contrib = model.explain(f, d)
-    assert contrib and set(contrib) == {n for m in nets for n in m.features}
+    cnn = model.cnn_logit(f) is not None
+    assert cnn == (model.cnn is not None)  # a 1 s chunk of speech: the CNN member (when shipped) scores it
+    assert contrib and set(contrib) == {n for m in nets for n in m.features} | ({CNN_FEATURE} if cnn else set())
     logit = math.log(p / (1 - p))
     exact = all(len(m.layers) == 1 for m in nets)
     # exact for linear networks, integrated gradients (approximate completeness) otherwise
-    assert sum(contrib.values()) + model.logit_at_mean(relative) == pytest.approx(logit, abs=1e-9 if exact else 0.3)
+    assert sum(contrib.values()) + model.logit_at_mean(relative, cnn) == pytest.approx(logit, abs=1e-9 if exact else 0.3)
 
 
 def test_missing_or_malformed_model_raises(tmp_path, model):

@@ -1,0 +1,124 @@
+"""Train the acoustic anger model's CNN member (``models/acoustic-anger/cnn.onnx``) and add it to ``model.json``.
+
+1. The net of :mod:`training.audio.loco_cnn` (ch 64, 12 epochs, tel8k + clean renderings of the seven emotion
+   corpora, never Taiwan; v2's sample weights), trained once on all of them; exported to ONNX (input ``log_mel``
+   [n, 100, 40] gain-normalised windows of :func:`pipelines.audio.logmel.cnn_windows`, output ``logit`` [n]) and
+   checked against torch.
+2. Calibration of the sum (v2 raw logit + ``weight`` × CNN raw logit), cold and opened, by Platt on the
+   leave-one-corpus-out out-of-fold sums of ``loco_cnn --out`` (the per-clip CNN logits) and of the v2
+   reference run (``loco --out``), weighted as v2's calibration (corpora equal, angry = non-angry), with v2's
+   ``prior_shift``.  Clip level: the v2 part is the logit of the clip's mean chunk score, the CNN part the mean
+   logit of its windows (cold: the first two), as in the LOCO figures.
+3. ``model.json`` gets ``cnn`` = {file, weight, calib_cold, calib_opened} and a training record.
+
+    OMP_NUM_THREADS=1 python -m training.audio.train_anger_cnn --loco /tmp/anger-res/cnn_served_e12_clean_c64.json \\
+        --v2 /tmp/anger-res/v2_tel8k_open20.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipelines.audio.anger_model import AcousticAngerModel
+from pipelines.audio.logmel import N_MEL, WINDOW_FRAMES
+from pipelines.settings import get_settings
+from training.audio import corpora, mel_cache
+from training.audio.loco_cnn import COLD, corpus_weights, train, training_windows
+from training.audio.train_anger_loco import _balanced, ece, platt
+
+logger = logging.getLogger("nuqi.training.train_anger_cnn")
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-4), 1 - 1e-4)
+    return float(np.log(p / (1 - p)))
+
+
+def export(net, path: Path) -> None:
+    net.eval()
+    x = torch.zeros((2, WINDOW_FRAMES, N_MEL))
+    torch.onnx.export(net, (x,), str(path), input_names=["log_mel"], output_names=["logit"],
+                      dynamic_axes={"log_mel": {0: "n"}, "logit": {0: "n"}}, opset_version=17, dynamo=False)
+
+
+def calibration(loco_oof: dict, v2_oof: dict, clips: dict, weight: float) -> dict:
+    """Platt (a, b) of v2 raw + weight x CNN, cold and opened, on the out-of-fold clip scores of the emotion corpora."""
+    out = {}
+    for mode in ("cold", "opened"):
+        xs, ys, cs = [], [], []
+        for cid, d in loco_oof.items():
+            c = clips[cid]
+            p = (v2_oof.get(cid) or {}).get(mode)
+            if c.corpus == corpora.TW or p is None or not d.get("logits"):
+                continue
+            cnn = float(np.mean(d["logits"][:COLD] if mode == "cold" else d["logits"]))
+            xs.append(_logit(p) + weight * cnn)
+            ys.append(int(c.emotion == "angry"))
+            cs.append(c.corpus)
+        x, y, cc = np.array(xs), np.array(ys), np.array(cs)
+        w = _balanced(y, cc)
+        a, b = platt(x, y, w)
+        p = 1 / (1 + np.exp(-(a * x + b)))
+        out[mode] = {"platt": [a, b], "clips": int(len(x)), "ece_balanced_all": round(ece(p, y, w), 4),
+                     "ece_balanced_per_corpus": {k: round(ece(p[cc == k], y[cc == k], w[cc == k]), 4)
+                                                 for k in np.unique(cc)}}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--loco", type=Path, required=True, help="loco_cnn --out JSON (out-of-fold CNN logits per clip)")
+    ap.add_argument("--v2", type=Path, required=True, help="loco --out JSON of the v2 configuration (out-of-fold)")
+    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--ch", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--weight", type=float, default=1.0, help="CNN logit weight in the sum (fixed before the LOCO run)")
+    ap.add_argument("--out", type=Path, default=None, help="model folder (default <models_dir>/acoustic-anger)")
+    a = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(1)
+    out = a.out or get_settings().models_dir / "acoustic-anger"
+    clips = {c.id: c for c in corpora.load(get_settings().data_dir / "speech")}
+    t0 = time.time()
+    x, rc, rg = training_windows(clips, mel_cache.load("tel8k"), mel_cache.load("clean", corpora.EMOTION_CORPORA))
+    net = train(x, (rg == "angry").astype(np.float32), corpus_weights(rc, rg), a.epochs, a.seed, a.ch)
+    logger.info("trained on %d windows in %.0f s", len(x), time.time() - t0)
+    export(net, out / "cnn.onnx")
+    with torch.no_grad():
+        ref = net(torch.from_numpy(x[:64])).numpy()
+    from pipelines.audio.anger_cnn import AngerCnn
+
+    got = AngerCnn.load(out / "cnn.onnx")._sess.run(None, {"log_mel": x[:64]})[0]
+    if not np.allclose(ref, got, atol=1e-4):
+        raise SystemExit(f"ONNX export differs from torch (max {np.abs(ref - got).max():.2g})")
+    cal = calibration(json.loads(a.loco.read_text())["oof"], json.loads(a.v2.read_text())["oof"], clips, a.weight)
+    spec_path = out / "model.json"
+    spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    spec["cnn"] = {"file": "cnn.onnx", "weight": a.weight, "calib_cold": cal["cold"]["platt"],
+                   "calib_opened": cal["opened"]["platt"]}
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    spec["training"]["cnn"] = {
+        "trainer": "python -m training.audio.train_anger_cnn",
+        "args": {"epochs": a.epochs, "ch": a.ch, "seed": a.seed, "weight": a.weight, "loco": str(a.loco),
+                 "v2": str(a.v2)},
+        "code_commit": commit, "windows": int(len(x)), "renderings": ["tel8k", "clean"],
+        "corpora": list(corpora.EMOTION_CORPORA), "calibration": cal,
+    }
+    spec_path.write_text(json.dumps(spec, ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8")
+    AcousticAngerModel.load(spec_path)  # loads with the member
+    logger.info("wrote %s and %s (calibration %s)", out / "cnn.onnx", spec_path,
+                {k: [round(v, 3) for v in c["platt"]] for k, c in cal.items()})
+
+
+if __name__ == "__main__":
+    main()
