@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pipelines.audio.baseline import LOW_Q
 from pipelines.audio.logmel import cnn_windows
 from pipelines.settings import get_settings
 from training.audio import corpora, loco, mel_cache
@@ -213,10 +214,12 @@ def opened_sum(v2: dict, cnn: dict) -> dict:
     return {"per_corpus": res, "average": avg, "speakers_up": [sum(v > 0 for v in spk.values()), len(spk)]}
 
 
-def _blend(v2: dict, cnn: dict, opens: dict[str, list[str]], w: float | None, relative: bool = False) -> dict:
+def _blend(v2: dict, cnn: dict, opens: dict[str, list[str]], w: float | None, relative: bool = False,
+           base_q: float | None = None) -> dict:
     """clip id -> {'cold1', 'cold', 'opened'} as loco.clip_scores, for one blend.  ``w`` None: v2 alone.
     cold = v2 cold logit + w x CNN mean logit of the first two windows; opened = v2 opened logit + w x CNN mean
-    logit of all the clip's windows (``relative``: minus the CNN mean logit of all windows of its opening clips)."""
+    logit of all the clip's windows (``relative``: minus the CNN mean logit of all windows of its opening clips, or
+    their ``base_q`` quantile, as the served speaker baseline takes it)."""
     out = {}
     for i, d in v2.items():
         lg = (cnn.get(i) or {}).get("logits") or []
@@ -227,7 +230,8 @@ def _blend(v2: dict, cnn: dict, opens: dict[str, list[str]], w: float | None, re
             x = 0.0 if w is None else w * float(np.mean(lg))
             if relative and w is not None:
                 base = [u for j in opens.get(i, []) for u in (cnn.get(j) or {}).get("logits") or []]
-                x = w * (float(np.mean(lg)) - float(np.mean(base))) if base else None
+                ref = float(np.mean(base) if base_q is None else np.quantile(base, base_q)) if base else None
+                x = None if ref is None else w * (float(np.mean(lg)) - ref)
             opened = None if x is None else _lg(d["opened"]) + x
         out[i] = {"cold1": None, "cold": cold, "opened": opened}
     return out
@@ -242,13 +246,14 @@ def served(v2: dict, cnn: dict, opening_s: float = 20.0, seed: int = 0, ws: tupl
     by: dict[str, list] = {}
     for r in recs:
         by.setdefault(r.corpus, []).append(r)
-    variants = {"v2": (None, False)}
+    variants = {"v2": (None, False, None)}
     for w in ws:
-        variants[f"w{w:g}"] = (w, False)
-        variants[f"w{w:g}_rel"] = (w, True)
+        variants[f"w{w:g}"] = (w, False, None)
+        variants[f"w{w:g}_rel"] = (w, True, None)
+        variants[f"w{w:g}_rel_q{LOW_Q * 100:g}"] = (w, True, LOW_Q)
     out = {}
-    for name, (w, rel) in variants.items():
-        sc = _blend(v2, cnn, opens, w, rel)
+    for name, (w, rel, q) in variants.items():
+        sc = _blend(v2, cnn, opens, w, rel, q)
         res = {c: loco.aucs(rs, sc) for c, rs in by.items()}
         spk: dict[str, float] = {}
         for rs in by.values():

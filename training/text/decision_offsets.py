@@ -10,26 +10,14 @@ text per run, as in the service.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from collections.abc import Sequence
 
 import numpy as np
 
-from pipelines.settings import get_settings
 from pipelines.text.emotion import LABELS, TextEmotionModel
-from training.text.train_emotion import (
-    TextSet,
-    dedup_against,
-    f1_of,
-    load_nlpcc,
-    load_smp_eval,
-    load_smp_train,
-    macro_f1,
-    softmax,
-    split_calibration,
-)
+from training.text.train_emotion import f1_of, macro_f1, served_experiment, softmax
 
 log = logging.getLogger("nuqi.text.decision_offsets")
 GRID = np.round(np.arange(-1.5, 1.51, 0.1), 2)
@@ -56,24 +44,13 @@ def fit_offsets(z: np.ndarray, y: Sequence[int], rounds: int = 3) -> np.ndarray:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seed", type=int, default=13)
-    a = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    s = get_settings()
-    root = s.data_dir / "text"
-    parts = [load_smp_train(root), load_nlpcc(root)]
-    full = TextSet("all_train", [t for p in parts for t in p.texts], [y for p in parts for y in p.labels])
-    _, calib = split_calibration(full, 0.05, a.seed)
-    seen = set(full.texts)
-    model = TextEmotionModel.load(s.models_dir / "text-emotion")
+    calib, dev, model = served_experiment(argv, __doc__.split("\n")[0])
     zc = log_probs(model, calib.texts)
     b = fit_offsets(zc, calib.labels)
     out = {"offsets": dict(zip(LABELS, b.round(2).tolist())),
            "calib_macro_f1": [round(macro_f1(calib.labels, zc.argmax(1)), 4),
                               round(macro_f1(calib.labels, (zc + b).argmax(1)), 4)]}
-    for domain in ("usual", "virus"):
-        ev = dedup_against(load_smp_eval(root, domain), seen)
+    for domain, ev in dev.items():
         z = log_probs(model, ev.texts)
         out[f"smp_{domain}_eval"] = {
             "macro_f1": [round(macro_f1(ev.labels, z.argmax(1)), 4), round(macro_f1(ev.labels, (z + b).argmax(1)), 4)],

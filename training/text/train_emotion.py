@@ -150,6 +150,31 @@ def split_calibration(ts: TextSet, frac: float, seed: int) -> tuple[TextSet, Tex
             TextSet("calib", [ts.texts[i] for i in cal], [ts.labels[i] for i in cal]))
 
 
+def calib_and_smp_dev(root: Path, seed: int = 13, frac: float = 0.05) -> tuple[TextSet, dict[str, TextSet]]:
+    """The TRAIN calibration slice (SMP2020 + NLPCC pool, as training holds it out) and the SMP2020 usual / virus
+    dev sets de-duplicated against that pool: what the post-hoc experiments select on and then report."""
+    parts = [load_smp_train(root), load_nlpcc(root)]
+    full = TextSet("all_train", [t for p in parts for t in p.texts], [y for p in parts for y in p.labels])
+    _, calib = split_calibration(full, frac, seed)
+    seen = set(full.texts)
+    return calib, {d: dedup_against(load_smp_eval(root, d), seen) for d in ("usual", "virus")}
+
+
+def served_experiment(argv: Sequence[str] | None, description: str):
+    """Command line (``--seed``), logging, the calibration slice and SMP dev sets (:func:`calib_and_smp_dev`) and
+    the served text-emotion model: the set-up of the post-hoc experiments on the shipped artifact."""
+    from pipelines.settings import get_settings
+    from pipelines.text.emotion import TextEmotionModel
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--seed", type=int, default=13, help="seed of the calibration slice (as training)")
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    s = get_settings()
+    calib, dev = calib_and_smp_dev(s.data_dir / "text", a.seed)
+    return calib, dev, TextEmotionModel.load(s.models_dir / "text-emotion")
+
+
 # ----------------------------------------------------------------------------- metrics
 def macro_f1(y: Sequence[int], p: Sequence[int], n_classes: int = len(LABELS)) -> float:
     y, p = np.asarray(y), np.asarray(p)

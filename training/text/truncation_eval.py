@@ -13,25 +13,14 @@ with position embeddings the fine-tune never trained).  Result and decision: the
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from collections.abc import Sequence
 
 import numpy as np
 
-from pipelines.settings import get_settings
 from pipelines.text.emotion import TextEmotionModel, truncate
-from training.text.train_emotion import (
-    TextSet,
-    dedup_against,
-    f1_of,
-    load_nlpcc,
-    load_smp_eval,
-    load_smp_train,
-    macro_f1,
-    split_calibration,
-)
+from training.text.train_emotion import f1_of, macro_f1, served_experiment
 
 log = logging.getLogger("nuqi.text.truncation_eval")
 # name -> (max_len, head tokens kept incl. <s> and the prefix; None = head only)
@@ -49,24 +38,13 @@ def predictions(model: TextEmotionModel, texts: Sequence[str]) -> dict[str, np.n
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seed", type=int, default=13)
-    a = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    s = get_settings()
-    root = s.data_dir / "text"
-    parts = [load_smp_train(root), load_nlpcc(root)]
-    full = TextSet("all_train", [t for p in parts for t in p.texts], [y for p in parts for y in p.labels])
-    _, calib = split_calibration(full, 0.05, a.seed)
-    model = TextEmotionModel.load(s.models_dir / "text-emotion")
+    calib, dev, model = served_experiment(argv, __doc__.split("\n")[0])
     pc = predictions(model, calib.texts)
     res = {"calib": {k: {"macro_f1": round(macro_f1(calib.labels, p), 4), "anger_f1": round(f1_of(calib.labels, p, 0), 4)}
                      for k, p in pc.items()}}
     best = max(res["calib"], key=lambda k: res["calib"][k]["macro_f1"])
     res["chosen_on_calib"] = best
-    seen = set(full.texts)
-    for domain in ("usual", "virus"):
-        ev = dedup_against(load_smp_eval(root, domain), seen)
+    for domain, ev in dev.items():
         pe = predictions(model, ev.texts)
         res[f"smp_{domain}_eval"] = {k: {"macro_f1": round(macro_f1(ev.labels, p), 4),
                                          "anger_f1": round(f1_of(ev.labels, p, 0), 4)} for k, p in pe.items()}
