@@ -18,7 +18,6 @@ pitch: per-frame F0 of our YIN tracker (streamed in 1 s chunks) vs librosa.pyin 
 """
 from __future__ import annotations
 
-import json
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -68,11 +67,8 @@ def speed(repeats: int, no_cnn: bool = False) -> None:
 
     x16 = _audio()
     path = get_settings().models_dir / "acoustic-anger" / "model.json"
-    model = AcousticAngerModel.load(path)
-    if no_cnn:  # the cue networks alone (the model before its CNN member), for an A/B on the same host
-        spec = json.loads(path.read_text(encoding="utf-8"))
-        spec.pop("cnn", None)
-        model = AcousticAngerModel(spec, path)
+    # no_cnn: the cue networks alone (the model before its CNN member), for an A/B on the same host
+    model = AcousticAngerModel.load(path, cnn=not no_cnn)
     smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
                             feature_level=opensmile.FeatureLevel.Functionals)
     load_before = os.getloadavg()

@@ -26,9 +26,7 @@ def main() -> None:
     samples = REPO_ROOT / "sample_audio"
     settings = Settings()
     path = settings.models_dir / "acoustic-anger" / "model.json"
-    spec = json.loads(path.read_text(encoding="utf-8"))
-    spec.pop("cnn", None)
-    models = {"cue networks": AcousticAngerModel(spec, path), "shipped": AcousticAngerModel.load(path)}
+    models = {"cue networks": AcousticAngerModel.load(path, cnn=False), "shipped": AcousticAngerModel.load(path)}
     for name, audio in CALLS:
         meta = json.loads((samples / f"{name}.json").read_text(encoding="utf-8"))
         x, sr = sf.read(str(samples / audio), dtype="float64", always_2d=True)

@@ -11,7 +11,6 @@ two chunks with speech, as ``training.audio.loco``), with the shipped model and 
 """
 from __future__ import annotations
 
-import json
 import zlib
 
 import numpy as np
@@ -46,9 +45,8 @@ def cold(model: AcousticAngerModel, x: np.ndarray, sr: int) -> float | None:
 def main() -> None:
     s = get_settings()
     path = s.models_dir / "acoustic-anger" / "model.json"
-    spec = json.loads(path.read_text(encoding="utf-8"))
-    spec.pop("cnn", None)
-    models = {"shipped (v2 + CNN)": AcousticAngerModel.load(path), "cue networks alone (v2)": AcousticAngerModel(spec, path)}
+    models = {"shipped (v2 + CNN)": AcousticAngerModel.load(path),
+              "cue networks alone (v2)": AcousticAngerModel.load(path, cnn=False)}
     clips = [c for c in corpora.load(s.data_dir / "speech") if c.corpus == corpora.TW and c.emotion in ("negative", "natural")]
     for condition in ("tel8k", "clean"):
         audio = [(c, *render(c, condition)) for c in clips]

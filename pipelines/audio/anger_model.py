@@ -189,8 +189,9 @@ class AcousticAngerModel:
                               "opened": tuple(float(v) for v in cnn["calib_opened"])}
 
     @classmethod
-    def load(cls, path: Path) -> "AcousticAngerModel":
-        """The model file (``models_dir / "acoustic-anger" / "model.json"``, as the registry passes it)."""
+    def load(cls, path: Path, cnn: bool = True) -> "AcousticAngerModel":
+        """The model file (``models_dir / "acoustic-anger" / "model.json"``, as the registry passes it); ``cnn``
+        False leaves out its CNN member (the cue networks alone, for A/B benchmarks)."""
         path = Path(path)
         try:
             spec = json.loads(path.read_text(encoding="utf-8"))
@@ -199,6 +200,8 @@ class AcousticAngerModel:
                 f"acoustic anger model not found at {path}; run python -m training.audio.train_anger_loco") from e
         except (OSError, ValueError) as e:
             raise ModelNotAvailableError(f"acoustic anger model at {path} is unreadable: {e}") from e
+        if not cnn:
+            spec.pop("cnn", None)
         try:
             return cls(spec, path)
         except (KeyError, TypeError, ValueError, IndexError) as e:
