@@ -62,6 +62,7 @@ from pipelines.ingest.framer import LegFramer, as_int16
 from pipelines.session import CallState, process_audio
 
 logger = logging.getLogger("nuqi.stream")
+_CLOSING: set[asyncio.Task[None]] = set()  # closing connections' saves still running (StreamSession.close)
 
 IngestUpdate = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -360,10 +361,21 @@ class StreamSession:
         return await end_live_call(self.rt, self.call_id, self.tenant)
 
     async def close(self) -> None:
-        """The connection went away without ending the call: keep the buffered audio for a reconnect."""
+        """The connection went away without ending the call: keep the buffered audio for a reconnect.
+
+        The save runs in a task of its own that a cancelled handler does not take with it: an ASGI server
+        cancels handlers at shutdown (when reconnects go to another worker) and Starlette's TestClient on every
+        close, and a close cancelled before it saved would lose the leg's buffered audio and keep its lease
+        until it expires, so the reconnect would wait that out and continue from a stale copy."""
         if self.closed:
             return
         self.closed = True
+        task = asyncio.get_running_loop().create_task(self._save_and_release())
+        _CLOSING.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(_CLOSING.discard)
+        await asyncio.shield(task)
+
+    async def _save_and_release(self) -> None:
         try:
             await self.save(release=True)
         except ConflictError as exc:  # fenced off: another connection took the leg over after our lease expired

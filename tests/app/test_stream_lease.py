@@ -67,6 +67,36 @@ def test_a_reconnect_waits_for_the_dropped_connection_to_save_its_leg(rt, custom
     assert all(w["lost_s"] == 0 and w["pad_s"] == 0 for m in msgs for w in m["windows"])
 
 
+def test_a_close_cancelled_midway_still_saves_the_leg_and_releases_it(rt, customer):
+    """The server cancels the connection's handler while its close waits for the call's lock (shutdown; Starlette's
+    TestClient cancels on every close): the save goes on, so a reconnect continues at once from the last frame
+    instead of waiting the lease out and losing what was buffered (stop 22's CI hung on exactly this)."""
+    cut = 2 * RATE + 30 * FRAME  # 0.6 s buffered, not yet saved
+
+    async def scenario():
+        a = StreamSession(rt, "lease4", "default")
+        await feed(a, frames(customer, 0, cut))
+        lock = rt.lock_for("lease4")
+        await lock.acquire()  # another message of the call is being committed
+        closing = asyncio.create_task(a.close())
+        await asyncio.sleep(0.05)
+        closing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await closing
+        lock.release()
+        b = StreamSession(rt, "lease4", "default")
+        t0 = asyncio.get_running_loop().time()
+        msgs = await asyncio.wait_for(feed(b, frames(customer, cut, 4 * RATE)), 10)
+        waited = asyncio.get_running_loop().time() - t0
+        await b.close()
+        return msgs, waited
+
+    msgs, waited = asyncio.run(scenario())
+    assert waited < 0.8, waited  # not the 1 s lease: the cancelled close released the leg
+    assert [m["t_start"] for m in msgs] == [2.0, 3.0]
+    assert all(w["lost_s"] == 0 and w["pad_s"] == 0 for m in msgs for w in m["windows"])
+
+
 def test_a_silent_holder_is_taken_over_after_its_lease_and_then_fenced_off(rt, customer):
     async def scenario():
         a = StreamSession(rt, "lease2", "default")
