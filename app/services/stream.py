@@ -363,10 +363,11 @@ class StreamSession:
     async def close(self) -> None:
         """The connection went away without ending the call: keep the buffered audio for a reconnect.
 
-        The save runs in a task of its own that a cancelled handler does not take with it: an ASGI server
-        cancels handlers at shutdown (when reconnects go to another worker) and Starlette's TestClient on every
-        close, and a close cancelled before it saved would lose the leg's buffered audio and keep its lease
-        until it expires, so the reconnect would wait that out and continue from a stale copy."""
+        The save runs in a task of its own that a cancelled handler does not take with it.  A handler can be
+        cancelled while it closes (a worker shutting down, which is when reconnects go to another worker;
+        Starlette's TestClient cancels on every close), and a close cancelled before it saved lost the leg's
+        buffered audio and kept its lease until it expired: the reconnect waited that out, then continued from
+        a stale copy."""
         if self.closed:
             return
         self.closed = True
