@@ -11,7 +11,7 @@
    logit of its windows (cold: the first two), as in the LOCO figures.
 3. ``model.json`` gets ``cnn`` = {file, weight, calib_cold, calib_opened} and a training record.
 
-    OMP_NUM_THREADS=1 python -m training.audio.train_anger_cnn --loco /tmp/anger-res/cnn_served_e12_clean_c64.json \\
+    OMP_NUM_THREADS=1 python -m training.audio.train_anger_cnn --loco /tmp/anger-res/cnn_served_e20_clean_c64_seed1.json \\
         --v2 /tmp/anger-res/v2_tel8k_open20.json
 """
 from __future__ import annotations
