@@ -124,12 +124,13 @@ def training_windows(clips: dict, *sources: dict[str, np.ndarray]) -> tuple[np.n
     return np.concatenate(rows_x), np.array(rows_c), np.array(rows_g)
 
 
-def corpus_weights(cc: np.ndarray, gg: np.ndarray) -> np.ndarray:
-    """v2's sample weights: corpora equal; inside each, angry 0.5, calm 0.3, other 0.2 (angry / calm 0.5 / 0.5
-    where a corpus has no other emotions)."""
+def corpus_weights(cc: np.ndarray, gg: np.ndarray, share: dict[str, float] | None = None) -> np.ndarray:
+    """v2's sample weights: corpora equal; inside each, angry 0.5, calm 0.3, other 0.2 (``share``; angry / calm
+    0.5 / 0.5 where a corpus has no other emotions)."""
+    shares = share or SHARE
     w = np.zeros(len(cc))
     for c in np.unique(cc):
-        share = dict(SHARE) if ((cc == c) & (gg == "other")).any() else {"angry": 0.5, "calm": 0.5, "other": 0.0}
+        share = dict(shares) if ((cc == c) & (gg == "other")).any() else {"angry": 0.5, "calm": 0.5, "other": 0.0}
         for grp, s in share.items():
             m = (cc == c) & (gg == grp)
             if m.any():
@@ -137,7 +138,8 @@ def corpus_weights(cc: np.ndarray, gg: np.ndarray) -> np.ndarray:
     return w
 
 
-def run(epochs: int, v2: dict | None, seeds: int = 1, clean: bool = False, ch: int = 32, seed0: int = 0) -> dict:
+def run(epochs: int, v2: dict | None, seeds: int = 1, clean: bool = False, ch: int = 32, seed0: int = 0,
+        share: dict[str, float] | None = None) -> dict:
     clips = {c.id: c for c in corpora.load(get_settings().data_dir / "speech")}
     tel = mel_cache.load("tel8k")
     cln = mel_cache.load("clean", corpora.EMOTION_CORPORA) if clean else {}
@@ -150,7 +152,7 @@ def run(epochs: int, v2: dict | None, seeds: int = 1, clean: bool = False, ch: i
     for held in corpora.ALL:
         t0 = time.time()
         tr = rc != held
-        w = corpus_weights(rc[tr], rg[tr])
+        w = corpus_weights(rc[tr], rg[tr], share)
         ids = [cid for cid in test if clips[cid].corpus == held and len(test[cid])]
         lg = {cid: 0.0 for cid in ids}
         for seed in range(seed0, seed0 + seeds):  # an ensemble: mean logit of nets trained from different seeds
@@ -171,7 +173,8 @@ def run(epochs: int, v2: dict | None, seeds: int = 1, clean: bool = False, ch: i
                     time.time() - t0)
     keys = sorted({k for r in res.values() for k in r})
     avg = {k: float(np.mean([r[k] for r in res.values() if r.get(k) is not None])) for k in keys}
-    return {"epochs": epochs, "seeds": seeds, "seed0": seed0, "clean": clean, "ch": ch, "per_corpus": res, "average": avg, "oof": oof}
+    return {"epochs": epochs, "seeds": seeds, "seed0": seed0, "clean": clean, "ch": ch, "share": share or SHARE,
+            "per_corpus": res, "average": avg, "oof": oof}
 
 
 def _aucs(held: str, ids: list[str], clips: dict, sc: dict) -> dict:
@@ -300,6 +303,11 @@ def time_net(ch: int = 64, reps: int = 2000) -> dict:
             "mel_ms_per_s": (t1 - t0) / 60 * 1e3, "norm_ms_per_s": (t2 - t1) / 60 * 1e3}
 
 
+def share_arg(values: list[float] | None) -> dict[str, float] | None:
+    """``--share ANGRY CALM OTHER`` as the shares of :func:`corpus_weights` (None: v2's)."""
+    return None if values is None else dict(zip(("angry", "calm", "other"), map(float, values), strict=True))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--epochs", type=int, default=6)
@@ -308,6 +316,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=1, help="ensemble of this many nets (mean logit)")
     ap.add_argument("--seed", type=int, default=0, help="first training seed (a noise check: another seed)")
     ap.add_argument("--ch", type=int, default=32, help="channels per conv layer")
+    ap.add_argument("--share", type=float, nargs=3, default=None, metavar=("ANGRY", "CALM", "OTHER"),
+                    help="sample-weight shares inside each corpus (default 0.5 0.3 0.2, as v2)")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--time", action="store_true", help="only time the net (--ch) and the log-mel on one thread")
     ap.add_argument("--served", type=Path, default=None,
@@ -336,7 +346,7 @@ def main() -> None:
         o = opened_sum(v2, json.loads(a.opened_sum.read_text())["oof"])
         print(json.dumps(o, indent=1))
         return
-    r = run(a.epochs, v2, a.seeds, a.clean, a.ch, a.seed)
+    r = run(a.epochs, v2, a.seeds, a.clean, a.ch, a.seed, share_arg(a.share))
     print(", ".join(f"{k} {v:.3f}" for k, v in r["average"].items()))
     if v2_run is not None:
         r["served"] = served(v2, r["oof"], v2_run["opening_s"], v2_run["seed"])

@@ -30,7 +30,7 @@ from pipelines.audio.anger_model import AcousticAngerModel
 from pipelines.audio.logmel import N_MEL, WINDOW_FRAMES
 from pipelines.settings import get_settings
 from training.audio import corpora, mel_cache
-from training.audio.loco_cnn import COLD, corpus_weights, train, training_windows
+from training.audio.loco_cnn import COLD, SHARE, corpus_weights, share_arg, train, training_windows
 from training.audio.train_anger_loco import _balanced, ece, platt
 
 logger = logging.getLogger("nuqi.training.train_anger_cnn")
@@ -79,6 +79,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=20)  # the shipped member (the first one: 12)
     ap.add_argument("--ch", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--share", type=float, nargs=3, default=None, metavar=("ANGRY", "CALM", "OTHER"),
+                    help="sample-weight shares inside each corpus (default 0.5 0.3 0.2, as v2 and loco_cnn)")
     ap.add_argument("--weight", type=float, default=1.0, help="CNN logit weight in the sum (fixed before the LOCO run)")
     ap.add_argument("--out", type=Path, default=None, help="model folder (default <models_dir>/acoustic-anger)")
     a = ap.parse_args()
@@ -88,7 +90,8 @@ def main() -> None:
     clips = {c.id: c for c in corpora.load(get_settings().data_dir / "speech")}
     t0 = time.time()
     x, rc, rg = training_windows(clips, mel_cache.load("tel8k"), mel_cache.load("clean", corpora.EMOTION_CORPORA))
-    net = train(x, (rg == "angry").astype(np.float32), corpus_weights(rc, rg), a.epochs, a.seed, a.ch)
+    share = share_arg(a.share)
+    net = train(x, (rg == "angry").astype(np.float32), corpus_weights(rc, rg, share), a.epochs, a.seed, a.ch)
     logger.info("trained on %d windows in %.0f s", len(x), time.time() - t0)
     export(net, out / "cnn.onnx")
     with torch.no_grad():
@@ -109,7 +112,8 @@ def main() -> None:
         commit = None
     spec["training"]["cnn"] = {
         "trainer": "python -m training.audio.train_anger_cnn",
-        "args": {"epochs": a.epochs, "ch": a.ch, "seed": a.seed, "weight": a.weight, "loco": str(a.loco),
+        "args": {"epochs": a.epochs, "ch": a.ch, "seed": a.seed, "weight": a.weight, "share": share or SHARE,
+                 "loco": str(a.loco),
                  "v2": str(a.v2)},
         "code_commit": commit, "windows": int(len(x)), "renderings": ["tel8k", "clean"],
         "corpora": list(corpora.EMOTION_CORPORA), "calibration": cal,
