@@ -127,11 +127,10 @@ def training_windows(clips: dict, *sources: dict[str, np.ndarray]) -> tuple[np.n
 def corpus_weights(cc: np.ndarray, gg: np.ndarray, share: dict[str, float] | None = None) -> np.ndarray:
     """v2's sample weights: corpora equal; inside each, angry 0.5, calm 0.3, other 0.2 (``share``; angry / calm
     0.5 / 0.5 where a corpus has no other emotions)."""
-    shares = share or SHARE
     w = np.zeros(len(cc))
     for c in np.unique(cc):
-        share = dict(shares) if ((cc == c) & (gg == "other")).any() else {"angry": 0.5, "calm": 0.5, "other": 0.0}
-        for grp, s in share.items():
+        inside = dict(share or SHARE) if ((cc == c) & (gg == "other")).any() else {"angry": 0.5, "calm": 0.5}
+        for grp, s in inside.items():
             m = (cc == c) & (gg == grp)
             if m.any():
                 w[m] = s / m.sum()
