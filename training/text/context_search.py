@@ -122,6 +122,33 @@ def ngram_member_block(rows, lp: dict[str, list[float]]) -> np.ndarray:
     return out
 
 
+def review_block(rows, lp: dict[str, list[float]]) -> np.ndarray:
+    """The review member's (:mod:`training.text.extra_member`) log-odds of a negative review, of the turn and of
+    the previous turn (0 when there is none), and their product with "the previous turn is the same speaker's"."""
+    out = np.zeros((len(rows), 3))
+    for n, r in enumerate(rows):
+        neg, pos = lp[r["uid"]]
+        out[n, 0] = neg - pos
+        if r["prev"]:
+            uid, same = r["prev"][0]
+            out[n, 1] = lp[uid][0] - lp[uid][1]
+            out[n, 2] = out[n, 1] * same
+    return out
+
+
+def member_block(rows, lp: dict[str, list[float]]) -> np.ndarray:
+    """Any extra member's (:mod:`training.text.extra_member`) log-probabilities, floored like the utterance
+    model's, of the turn and of the previous turn (zeros when there is none)."""
+    floor = math.log(1e-4)
+    k = len(next(iter(lp.values())))
+    out = np.zeros((len(rows), 2 * k))
+    for n, r in enumerate(rows):
+        out[n, :k] = np.maximum(lp[r["uid"]], floor)
+        if r["prev"]:
+            out[n, k:] = np.maximum(lp[r["prev"][0][0]], floor)
+    return out
+
+
 def embed_block(rows, npz: Path, prev: bool = True) -> np.ndarray:
     """The utterance model's mean-pooled sentence vector (:mod:`training.text.cped_embed`) of the turn and, with
     ``prev``, of the previous turn (zeros when there is none), each dimension standardised over these rows."""
@@ -171,7 +198,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--out", type=Path, default=CACHE_DIR / "context_search.json")
     ap.add_argument("--ngram-lp", type=Path, default=None,
-                    help="JSON {uid: 6 log-probabilities} of the text-emotion n-gram member on CPED (optional)")
+                    help="JSON {uid: 6 log-probabilities} of the text-emotion n-gram member on CPED (default: "
+                         "computed with the member shipped in <models_dir>/text-context)")
+    ap.add_argument("--review-lp", type=Path, default=None,
+                    help="JSON {uid: [log P(neg), log P(pos)]} of the review member on CPED "
+                         "(training.text.extra_member; optional)")
+    ap.add_argument("--nlpcc-lp", type=Path, default=None,
+                    help="JSON {uid: 8 log-probabilities} of the NLPCC 8-label member on CPED "
+                         "(training.text.extra_member --corpus nlpcc8; optional)")
     ap.add_argument("--embed", type=Path, default=None,
                     help="npz of the utterance model's pooled vectors on CPED (training.text.cped_embed; optional)")
     args = ap.parse_args(argv)
@@ -190,6 +224,17 @@ def main(argv: Sequence[str] | None = None) -> int:
               "lex": lex_block(rows, cues), "surf": surf_block(rows, cues)}
     if args.ngram_lp is not None:
         blocks["ngram_member"] = ngram_member_block(rows, json.loads(args.ngram_lp.read_text()))
+    else:
+        from pipelines.settings import get_settings
+        from pipelines.text.ngram import CharNgramModel
+
+        member = CharNgramModel.load(get_settings().models_dir / "text-context")
+        texts = {r["uid"]: r["text"] for r in rows}
+        blocks["ngram_member"] = ngram_member_block(rows, dict(zip(texts, member.log_probs(list(texts.values())))))
+    if args.review_lp is not None:
+        blocks["review"] = review_block(rows, json.loads(args.review_lp.read_text()))
+    if args.nlpcc_lp is not None:
+        blocks["nlpcc8"] = member_block(rows, json.loads(args.nlpcc_lp.read_text()))
     if args.embed is not None:
         blocks["embed"] = embed_block(rows, args.embed)
         blocks["embed_cur"] = embed_block(rows, args.embed, prev=False)
@@ -223,6 +268,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "c2, class weight 1:15": {"weighting": {0: 1.0, 1: 15.0}},
         "c2 + n-gram member": {"extra": ["ngram_member"]},
         "c2 + n-gram member, dense x3": {"extra": ["ngram_member"], "dense_scale": 3.0, "extra_scale": 3.0},
+        "c3 + review member": {"extra": ["ngram_member", "review"]},
+        "c3 + review member x0.3": {"extra": ["ngram_member", "review"], "scales": [1.0, 0.3]},
+        "c3 + review member x3": {"extra": ["ngram_member", "review"], "scales": [1.0, 3.0]},
+        "c3 + NLPCC 8-label member": {"extra": ["ngram_member", "nlpcc8"]},
+        "c3 + NLPCC 8-label member x0.3": {"extra": ["ngram_member", "nlpcc8"], "scales": [1.0, 0.3]},
         "c3 + pooled vector of the turn, x0.1": {"extra": ["ngram_member", "embed_cur"], "scales": [1.0, 0.1]},
         "c3 + pooled vector of the turn, x0.3": {"extra": ["ngram_member", "embed_cur"], "scales": [1.0, 0.3]},
         "c3 + pooled vectors of the turn and the previous one, x0.1": {"extra": ["ngram_member", "embed"],

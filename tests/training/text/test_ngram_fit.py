@@ -42,6 +42,20 @@ def test_probabilities_equal_sklearn(fitted, tmp_path):
     assert (stored.log_probs(texts).argmax(1) == ref.argmax(1)).mean() > 0.98
 
 
+def test_binary_classifier_gives_sklearn_probabilities(fitted):
+    """A binary LogisticRegression converts to a two-class model (class 0 scored 0) with sklearn's probabilities."""
+    from sklearn.linear_model import LogisticRegression
+
+    vec, clf6, held = fitted
+    X = vec.transform([prepare(t) for t in held])
+    y = (clf6.predict(X) == LABELS.index("angry")).astype(int)  # binary target on real text: the 6-class angry calls
+    clf = LogisticRegression(C=4.0, max_iter=2000).fit(X, y)
+    texts = held[:300] + ANGRY + CALM + [""]
+    ref = clf.predict_proba(vec.transform([prepare(t) for t in texts]))
+    model = from_sklearn(vec, clf)
+    assert np.allclose(np.exp(model.log_probs(texts)), ref, atol=1e-9)
+
+
 def test_from_sklearn_refuses_other_vectorizers(fitted):
     from sklearn.feature_extraction.text import TfidfVectorizer
 
