@@ -40,6 +40,10 @@ logger = logging.getLogger("nuqi.training.loco_cnn")
 W = 100  # frames per window (1 s)
 SHARE = {"angry": 0.5, "calm": 0.3, "other": 0.2}
 COLD = 2  # cold score: the first two windows with speech (v2's cold uses its first two chunks with speech)
+# ``--head softmax`` / ``aux``: the emotion classes of the seven corpora (RAVDESS calm counts as neutral)
+EMOTIONS = ("angry", "neutral", "happy", "sad", "fear", "surprise", "disgust", "boredom")
+HEADS = ("binary", "softmax", "aux")
+ARCHS = ("1d", "2d")
 
 
 def windows(m: np.ndarray, hop: int) -> np.ndarray:
@@ -48,23 +52,63 @@ def windows(m: np.ndarray, hop: int) -> np.ndarray:
 
 
 class Net(nn.Module):
-    """1-D CNN over time with the mel bands as channels (cheap on one CPU thread)."""
+    """1-D CNN over time with the mel bands as channels (cheap on one CPU thread); ``arch="2d"``: a 2-D CNN over
+    (time, band) with ``ch / 4``, ``ch / 2``, ``ch`` channels (3 x 3 kernels, 2 x 2 pooling: local patterns are
+    learnt once for every band, as a pitch or formant shift between voices moves them), the 10 remaining band
+    groups kept apart (where the energy lies, e.g. spectral tilt, still counts), then pooled over time as the 1-D net.
 
-    def __init__(self, ch: int = 32) -> None:
+    ``head``: ``binary`` (one anger logit, trained angry vs the rest), ``softmax`` (one logit per emotion of
+    :data:`EMOTIONS`; the anger logit is log P(angry) − log P(not angry)) or ``aux`` (the binary logit plus the
+    emotion logits as an auxiliary task).  :meth:`forward` always returns the anger logit, so the export and the
+    service see one number per window whatever the head."""
+
+    def __init__(self, ch: int = 32, head: str = "binary", arch: str = "1d") -> None:
         super().__init__()
+        if head not in HEADS or arch not in ARCHS:
+            raise ValueError(f"head must be one of {HEADS}, arch one of {ARCHS}")
+        self.kind, self.arch = head, arch
         n = mel_cache.N_MEL
-        self.body = nn.Sequential(
-            nn.Conv1d(n, ch, 5, padding=2), nn.BatchNorm1d(ch), nn.ReLU(), nn.MaxPool1d(2),
-            nn.Conv1d(ch, ch, 5, padding=2), nn.BatchNorm1d(ch), nn.ReLU(), nn.MaxPool1d(2),
-            nn.Conv1d(ch, ch, 3, padding=1), nn.BatchNorm1d(ch), nn.ReLU(),
-        )
+        if arch == "1d":
+            self.body = nn.Sequential(
+                nn.Conv1d(n, ch, 5, padding=2), nn.BatchNorm1d(ch), nn.ReLU(), nn.MaxPool1d(2),
+                nn.Conv1d(ch, ch, 5, padding=2), nn.BatchNorm1d(ch), nn.ReLU(), nn.MaxPool1d(2),
+                nn.Conv1d(ch, ch, 3, padding=1), nn.BatchNorm1d(ch), nn.ReLU(),
+            )
+        else:
+            c1, c2 = max(ch // 4, 1), max(ch // 2, 1)
+            self.body = nn.Sequential(
+                nn.Conv2d(1, c1, 3, padding=1), nn.BatchNorm2d(c1), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Conv2d(c1, c2, 3, padding=1), nn.BatchNorm2d(c2), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Conv2d(c2, ch, 3, padding=1), nn.BatchNorm2d(ch), nn.ReLU(),
+            )
         self.drop = nn.Dropout(0.2)
-        self.head = nn.Linear(2 * ch, 1)
+        feat = ch if arch == "1d" else ch * (n // 4)
+        self.head = nn.Linear(2 * feat, {"binary": 1, "softmax": len(EMOTIONS), "aux": 1 + len(EMOTIONS)}[head])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (b, W, N_MEL)
-        h = self.body(x.transpose(1, 2))
+    def raw(self, x: torch.Tensor) -> torch.Tensor:  # x: (b, W, N_MEL) -> (b, outputs)
+        if self.arch == "2d":
+            h = self.body(x[:, None])  # (b, ch, time / 4, bands / 4)
+            h = h.permute(0, 1, 3, 2).flatten(1, 2)  # (b, ch x bands / 4, time / 4)
+        else:
+            h = self.body(x.transpose(1, 2))
         h = torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)
-        return self.head(self.drop(h)).squeeze(1)
+        return self.head(self.drop(h))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.raw(x)
+        if self.kind == "softmax":
+            return z[:, 0] - torch.logsumexp(z[:, 1:], dim=1)
+        return z[:, 0]
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
+        """Per-window loss: binary cross-entropy of the anger logit and/or cross-entropy over the emotions."""
+        z = self.raw(x)
+        if self.kind == "softmax":
+            return nn.functional.cross_entropy(z, cls, reduction="none")
+        bce = nn.functional.binary_cross_entropy_with_logits(z[:, 0], y, reduction="none")
+        if self.kind == "aux":
+            return bce + nn.functional.cross_entropy(z[:, 1:], cls, reduction="none")
+        return bce
 
 
 def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -80,10 +124,16 @@ def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return torch.roll(x * keep, shift, dims=1)
 
 
-def train(x: np.ndarray, y: np.ndarray, w: np.ndarray, epochs: int, seed: int = 0, ch: int = 32) -> Net:
+def train(x: np.ndarray, y: np.ndarray, w: np.ndarray, epochs: int, seed: int = 0, ch: int = 32,
+          head: str = "binary", emotions: np.ndarray | None = None, arch: str = "1d") -> Net:
+    """``emotions``: each window's emotion (needed by the ``softmax`` and ``aux`` heads)."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    net = Net(ch)
+    net = Net(ch, head, arch)
+    if head != "binary" and emotions is None:
+        raise ValueError(f"the {head} head needs each window's emotion")
+    cls = torch.from_numpy(np.array([EMOTIONS.index(_emotion(e)) for e in emotions]) if emotions is not None
+                           else np.zeros(len(x), dtype=np.int64))
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-3)
     xt, yt, wt = torch.from_numpy(x), torch.from_numpy(y.astype(np.float32)), torch.from_numpy((w / w.mean()).astype(np.float32))
     n = len(xt)
@@ -94,8 +144,7 @@ def train(x: np.ndarray, y: np.ndarray, w: np.ndarray, epochs: int, seed: int = 
         perm = torch.randperm(n, generator=g)
         for i in range(0, n, 128):
             idx = perm[i : i + 128]
-            loss = (nn.functional.binary_cross_entropy_with_logits(net(_augment(xt[idx], g)), yt[idx],
-                                                                   reduction="none") * wt[idx]).mean()
+            loss = (net.loss(_augment(xt[idx], g), yt[idx], cls[idx]) * wt[idx]).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -104,14 +153,19 @@ def train(x: np.ndarray, y: np.ndarray, w: np.ndarray, epochs: int, seed: int = 
     return net
 
 
+def _emotion(emotion: str) -> str:
+    return "neutral" if emotion == "calm" else emotion
+
+
 def _group(emotion: str) -> str:
     return "angry" if emotion == "angry" else "calm" if emotion in ("neutral", "calm") else "other"
 
 
-def training_windows(clips: dict, *sources: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def training_windows(clips: dict, *sources: dict[str, np.ndarray]
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Windows every 0.5 s of every clip of the emotion corpora in ``sources`` (clip id -> log-mel; Taiwan
-    skipped): (windows, corpus per window, group per window: angry / calm / other)."""
-    rows_x, rows_c, rows_g = [], [], []
+    skipped): (windows, corpus per window, group per window: angry / calm / other, emotion per window)."""
+    rows_x, rows_c, rows_g, rows_e = [], [], [], []
     for src in sources:
         for cid, m in src.items():
             c = clips[cid]
@@ -121,7 +175,8 @@ def training_windows(clips: dict, *sources: dict[str, np.ndarray]) -> tuple[np.n
             rows_x.append(wv)
             rows_c += [c.corpus] * len(wv)
             rows_g += [_group(c.emotion)] * len(wv)
-    return np.concatenate(rows_x), np.array(rows_c), np.array(rows_g)
+            rows_e += [c.emotion] * len(wv)
+    return np.concatenate(rows_x), np.array(rows_c), np.array(rows_g), np.array(rows_e)
 
 
 def corpus_weights(cc: np.ndarray, gg: np.ndarray, share: dict[str, float] | None = None) -> np.ndarray:
@@ -138,11 +193,11 @@ def corpus_weights(cc: np.ndarray, gg: np.ndarray, share: dict[str, float] | Non
 
 
 def run(epochs: int, v2: dict | None, seeds: int = 1, clean: bool = False, ch: int = 32, seed0: int = 0,
-        share: dict[str, float] | None = None) -> dict:
+        share: dict[str, float] | None = None, head: str = "binary", arch: str = "1d") -> dict:
     clips = {c.id: c for c in corpora.load(get_settings().data_dir / "speech")}
     tel = mel_cache.load("tel8k")
     cln = mel_cache.load("clean", corpora.EMOTION_CORPORA) if clean else {}
-    x, rc, rg = training_windows(clips, tel, cln)
+    x, rc, rg, re_ = training_windows(clips, tel, cln)
     y = (rg == "angry").astype(np.float32)
     logger.info("training windows: %d", len(x))
     # held-out clip windows (tel8k): every non-overlapping 1 s window with speech (as a served per-chunk member)
@@ -155,7 +210,7 @@ def run(epochs: int, v2: dict | None, seeds: int = 1, clean: bool = False, ch: i
         ids = [cid for cid in test if clips[cid].corpus == held and len(test[cid])]
         lg = {cid: 0.0 for cid in ids}
         for seed in range(seed0, seed0 + seeds):  # an ensemble: mean logit of nets trained from different seeds
-            net = train(x[tr], y[tr], w, epochs, seed, ch)
+            net = train(x[tr], y[tr], w, epochs, seed, ch, head, re_[tr], arch)
             with torch.no_grad():
                 for cid in ids:
                     lg[cid] = lg[cid] + net(torch.from_numpy(test[cid])).numpy() / seeds
@@ -173,6 +228,7 @@ def run(epochs: int, v2: dict | None, seeds: int = 1, clean: bool = False, ch: i
     keys = sorted({k for r in res.values() for k in r})
     avg = {k: float(np.mean([r[k] for r in res.values() if r.get(k) is not None])) for k in keys}
     return {"epochs": epochs, "seeds": seeds, "seed0": seed0, "clean": clean, "ch": ch, "share": share or SHARE,
+            "head": head, "arch": arch,
             "per_corpus": res, "average": avg, "oof": oof}
 
 
@@ -278,10 +334,10 @@ def served_table(s: dict) -> str:
     return "\n".join(lines)
 
 
-def time_net(ch: int = 64, reps: int = 2000) -> dict:
+def time_net(ch: int = 64, reps: int = 2000, arch: str = "1d") -> dict:
     """CPU cost on this thread: ms per 1 s window of an (untrained, same-shaped) net in torch eager, batch 1
     (min and median of 5 x ``reps``), and ms per second of 8 kHz audio of the log-mel and the window gain norm."""
-    net = Net(ch).eval()
+    net = Net(ch, arch=arch).eval()
     x = torch.randn(1, W, mel_cache.N_MEL)
     sig = np.random.default_rng(0).normal(0.0, 0.1, mel_cache.SR * 60)
     ts = []
@@ -302,6 +358,18 @@ def time_net(ch: int = 64, reps: int = 2000) -> dict:
             "mel_ms_per_s": (t1 - t0) / 60 * 1e3, "norm_ms_per_s": (t2 - t1) / 60 * 1e3}
 
 
+def mean_logits(oofs: list[dict]) -> dict:
+    """Out-of-fold files of several nets (same caches, so the same windows per clip) as one: per clip the mean of
+    their window logits (an ensemble member that averages the nets' logits)."""
+    out = {}
+    for cid in set.intersection(*(set(o) for o in oofs)):
+        lgs = [o[cid].get("logits") or [] for o in oofs]
+        if len({len(v) for v in lgs}) != 1:
+            raise ValueError(f"{cid}: the files scored different windows ({[len(v) for v in lgs]})")
+        out[cid] = {"logits": [float(np.mean(col)) for col in zip(*lgs)]}
+    return out
+
+
 def share_arg(values: list[float] | None) -> dict[str, float] | None:
     """``--share ANGRY CALM OTHER`` as the shares of :func:`corpus_weights` (None: v2's)."""
     return None if values is None else dict(zip(("angry", "calm", "other"), map(float, values), strict=True))
@@ -317,24 +385,29 @@ def main() -> None:
     ap.add_argument("--ch", type=int, default=32, help="channels per conv layer")
     ap.add_argument("--share", type=float, nargs=3, default=None, metavar=("ANGRY", "CALM", "OTHER"),
                     help="sample-weight shares inside each corpus (default 0.5 0.3 0.2, as v2)")
+    ap.add_argument("--head", choices=HEADS, default="binary",
+                    help="binary: angry vs rest; softmax: all emotions, anger logit vs the rest; aux: binary + emotions")
+    ap.add_argument("--arch", choices=ARCHS, default="1d", help="1-D CNN over time (bands as channels) or 2-D")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--time", action="store_true", help="only time the net (--ch) and the log-mel on one thread")
-    ap.add_argument("--served", type=Path, default=None,
-                    help="only report the served-path blends of v2 + CNN from this earlier --out file (needs --v2)")
+    ap.add_argument("--served", type=Path, nargs="+", default=None,
+                    help="only report the served-path blends of v2 + CNN from this earlier --out file (needs --v2); "
+                         "several files: their nets as one ensemble member (mean of their window logits)")
     ap.add_argument("--opened-sum", type=Path, default=None,
                     help="only report v2 opened + CNN logit from this earlier --out file (needs --v2)")
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(1)
     if a.time:
-        print(json.dumps(time_net(a.ch)))
+        print(json.dumps(time_net(a.ch, arch=a.arch)))
         return
     v2_run = json.loads(a.v2.read_text()) if a.v2 else None
     v2 = v2_run["oof"] if v2_run else None
     if a.served:
         if v2_run is None:
             raise SystemExit("--served needs --v2")
-        s = served(v2, json.loads(a.served.read_text())["oof"], v2_run["opening_s"], v2_run["seed"])
+        s = served(v2, mean_logits([json.loads(f.read_text())["oof"] for f in a.served]), v2_run["opening_s"],
+                   v2_run["seed"])
         print(served_table(s))
         print(json.dumps({k: {"average": v["average"], "speakers_up": v["speakers_up"], "n_scored": v["n_scored"]}
                           for k, v in s.items()}, indent=1))
@@ -345,7 +418,7 @@ def main() -> None:
         o = opened_sum(v2, json.loads(a.opened_sum.read_text())["oof"])
         print(json.dumps(o, indent=1))
         return
-    r = run(a.epochs, v2, a.seeds, a.clean, a.ch, a.seed, share_arg(a.share))
+    r = run(a.epochs, v2, a.seeds, a.clean, a.ch, a.seed, share_arg(a.share), a.head, a.arch)
     print(", ".join(f"{k} {v:.3f}" for k, v in r["average"].items()))
     if v2_run is not None:
         r["served"] = served(v2, r["oof"], v2_run["opening_s"], v2_run["seed"])

@@ -30,7 +30,7 @@ from pipelines.audio.anger_model import AcousticAngerModel
 from pipelines.audio.logmel import N_MEL, WINDOW_FRAMES
 from pipelines.settings import get_settings
 from training.audio import corpora, mel_cache
-from training.audio.loco_cnn import COLD, SHARE, corpus_weights, share_arg, train, training_windows
+from training.audio.loco_cnn import ARCHS, COLD, HEADS, SHARE, Net, corpus_weights, share_arg, train, training_windows
 from training.audio.train_anger_loco import _balanced, ece, platt
 
 logger = logging.getLogger("nuqi.training.train_anger_cnn")
@@ -81,7 +81,13 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--share", type=float, nargs=3, default=None, metavar=("ANGRY", "CALM", "OTHER"),
                     help="sample-weight shares inside each corpus (default 0.5 0.3 0.2, as v2 and loco_cnn)")
+    ap.add_argument("--head", choices=HEADS, default="binary", help="as loco_cnn --head (the LOCO run chose it)")
+    ap.add_argument("--arch", choices=ARCHS, default="1d", help="as loco_cnn --arch")
     ap.add_argument("--weight", type=float, default=1.0, help="CNN logit weight in the sum (fixed before the LOCO run)")
+    ap.add_argument("--save-net", type=Path, default=None, help="also save the trained net's torch weights here")
+    ap.add_argument("--load-net", type=Path, default=None,
+                    help="take the net saved by --save-net (same flags) instead of training it again: calibrate and "
+                         "export only (the member can be trained while its LOCO run, which the calibration needs, ends)")
     ap.add_argument("--out", type=Path, default=None, help="model folder (default <models_dir>/acoustic-anger)")
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -89,10 +95,19 @@ def main() -> None:
     out = a.out or get_settings().models_dir / "acoustic-anger"
     clips = {c.id: c for c in corpora.load(get_settings().data_dir / "speech")}
     t0 = time.time()
-    x, rc, rg = training_windows(clips, mel_cache.load("tel8k"), mel_cache.load("clean", corpora.EMOTION_CORPORA))
+    x, rc, rg, re_ = training_windows(clips, mel_cache.load("tel8k"), mel_cache.load("clean", corpora.EMOTION_CORPORA))
     share = share_arg(a.share)
-    net = train(x, (rg == "angry").astype(np.float32), corpus_weights(rc, rg, share), a.epochs, a.seed, a.ch)
-    logger.info("trained on %d windows in %.0f s", len(x), time.time() - t0)
+    if a.load_net:
+        net = Net(a.ch, a.head, a.arch)
+        net.load_state_dict(torch.load(a.load_net))
+        net.eval()
+        logger.info("net of the same flags loaded from %s (not retrained)", a.load_net)
+    else:
+        net = train(x, (rg == "angry").astype(np.float32), corpus_weights(rc, rg, share), a.epochs, a.seed, a.ch,
+                    a.head, re_, a.arch)
+        logger.info("trained on %d windows in %.0f s", len(x), time.time() - t0)
+    if a.save_net:
+        torch.save(net.state_dict(), a.save_net)
     export(net, out / "cnn.onnx")
     with torch.no_grad():
         ref = net(torch.from_numpy(x[:64])).numpy()
@@ -112,9 +127,9 @@ def main() -> None:
         commit = None
     spec["training"]["cnn"] = {
         "trainer": "python -m training.audio.train_anger_cnn",
-        "args": {"epochs": a.epochs, "ch": a.ch, "seed": a.seed, "weight": a.weight, "share": share or SHARE,
-                 "loco": str(a.loco),
-                 "v2": str(a.v2)},
+        "args": {"epochs": a.epochs, "ch": a.ch, "seed": a.seed, "head": a.head, "arch": a.arch,
+                 "net_from": str(a.load_net) if a.load_net else "trained in this run", "weight": a.weight,
+                 "share": share or SHARE, "loco": str(a.loco), "v2": str(a.v2)},
         "code_commit": commit, "windows": int(len(x)), "renderings": ["tel8k", "clean"],
         "corpora": list(corpora.EMOTION_CORPORA), "calibration": cal,
     }

@@ -45,3 +45,47 @@ def test_opening_clips_never_the_clip_and_long_enough():
         assert r.id not in ids and len(ids) == 3  # 4 + 4 + 4 s >= 10 s
         assert openings(recs, 10.0)[r.id] == ids  # the chunks (here: the ids) of those clips
     assert "b" not in op  # the only calm clip of its speaker: no opening
+
+
+@pytest.mark.parametrize(("head", "arch"), [("binary", "1d"), ("softmax", "1d"), ("aux", "1d"), ("binary", "2d")])
+def test_every_head_learns_and_scores_one_anger_logit_per_window(head, arch):
+    """Each head trains on windows whose anger is a raised high band (happy: a raised low band, so "loud" alone
+    does not separate them); the anger logit ranks angry windows first and the export sees one number per window."""
+    import numpy as np
+    import torch
+
+    from training.audio.loco_cnn import W, train
+    from training.audio.mel_cache import N_MEL
+
+    rng = np.random.default_rng(0)
+    emo = np.array(["angry", "neutral", "happy", "calm"] * 40)
+    x = rng.normal(0.0, 1.0, (len(emo), W, N_MEL)).astype(np.float32)
+    x[emo == "angry", :, 30:] += 2.0
+    x[emo == "happy", :, :10] += 2.0
+    y = (emo == "angry").astype(np.float32)
+    net = train(x, y, np.ones(len(emo)), epochs=6, seed=0, ch=8, head=head, emotions=emo, arch=arch)
+    with torch.no_grad():
+        z = net(torch.from_numpy(x)).numpy()
+    assert z.shape == (len(emo),)
+    ang, rest = z[emo == "angry"], z[emo != "angry"]
+    assert (ang[:, None] > rest[None, :]).mean() > 0.95
+
+
+def test_emotion_heads_need_the_emotions():
+    import numpy as np
+
+    from training.audio.loco_cnn import W, train
+    from training.audio.mel_cache import N_MEL
+
+    with pytest.raises(ValueError, match="emotion"):
+        train(np.zeros((4, W, N_MEL), np.float32), np.zeros(4, np.float32), np.ones(4), 1, head="softmax")
+
+
+def test_mean_logits_averages_window_by_window_and_refuses_other_windows():
+    from training.audio.loco_cnn import mean_logits
+
+    got = mean_logits([{"a": {"logits": [1.0, 3.0]}, "b": {"logits": [0.0]}},
+                       {"a": {"logits": [3.0, 5.0]}, "b": {"logits": [2.0]}, "c": {"logits": [9.0]}}])
+    assert got == {"a": {"logits": [2.0, 4.0]}, "b": {"logits": [1.0]}}
+    with pytest.raises(ValueError, match="different windows"):
+        mean_logits([{"a": {"logits": [1.0]}}, {"a": {"logits": [1.0, 2.0]}}])
