@@ -30,7 +30,18 @@ from pipelines.audio.anger_model import AcousticAngerModel
 from pipelines.audio.logmel import N_MEL, WINDOW_FRAMES
 from pipelines.settings import get_settings
 from training.audio import corpora, mel_cache
-from training.audio.loco_cnn import ARCHS, COLD, HEADS, SHARE, Net, corpus_weights, share_arg, train, training_windows
+from training.audio.loco_cnn import (
+    ARCHS,
+    COLD,
+    HEADS,
+    SHARE,
+    Net,
+    corpus_weights,
+    mean_logits,
+    share_arg,
+    train,
+    training_windows,
+)
 from training.audio.train_anger_loco import _balanced, ece, platt
 
 logger = logging.getLogger("nuqi.training.train_anger_cnn")
@@ -46,6 +57,25 @@ def export(net, path: Path) -> None:
     x = torch.zeros((2, WINDOW_FRAMES, N_MEL))
     torch.onnx.export(net, (x,), str(path), input_names=["log_mel"], output_names=["logit"],
                       dynamic_axes={"log_mel": {0: "n"}, "logit": {0: "n"}}, opset_version=17, dynamo=False)
+
+
+class MeanNet(torch.nn.Module):
+    """Several trained nets as one member: the mean of their anger logits per window (one ONNX graph)."""
+
+    def __init__(self, nets: list) -> None:
+        super().__init__()
+        self.nets = torch.nn.ModuleList(nets)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([n(x) for n in self.nets]).mean(dim=0)
+
+
+def load_member(spec: list[str]) -> Net:
+    """``--member NET.pt ARCH HEAD CH``: a net saved by ``--save-net`` of another run."""
+    path, arch, head, ch = spec
+    net = Net(int(ch), head, arch)
+    net.load_state_dict(torch.load(path))
+    return net.eval()
 
 
 def calibration(loco_oof: dict, v2_oof: dict, clips: dict, weight: float) -> dict:
@@ -74,7 +104,9 @@ def calibration(loco_oof: dict, v2_oof: dict, clips: dict, weight: float) -> dic
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--loco", type=Path, required=True, help="loco_cnn --out JSON (out-of-fold CNN logits per clip)")
+    ap.add_argument("--loco", type=Path, required=True, nargs="+",
+                    help="loco_cnn --out JSON (out-of-fold CNN logits per clip); with --member, one per net in the "
+                         "same order (the net of these flags first): their mean logits are calibrated")
     ap.add_argument("--v2", type=Path, required=True, help="loco --out JSON of the v2 configuration (out-of-fold)")
     ap.add_argument("--epochs", type=int, default=20)  # the shipped member (the first one: 12)
     ap.add_argument("--ch", type=int, default=64)
@@ -88,6 +120,9 @@ def main() -> None:
     ap.add_argument("--load-net", type=Path, default=None,
                     help="take the net saved by --save-net (same flags) instead of training it again: calibrate and "
                          "export only (the member can be trained while its LOCO run, which the calibration needs, ends)")
+    ap.add_argument("--member", nargs=4, action="append", default=[], metavar=("NET_PT", "ARCH", "HEAD", "CH"),
+                    help="add a net saved by another run's --save-net: the exported member is the mean of the nets' "
+                         "logits (repeatable)")
     ap.add_argument("--out", type=Path, default=None, help="model folder (default <models_dir>/acoustic-anger)")
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -108,6 +143,10 @@ def main() -> None:
         logger.info("trained on %d windows in %.0f s", len(x), time.time() - t0)
     if a.save_net:
         torch.save(net.state_dict(), a.save_net)
+    if a.member:
+        if len(a.loco) != 1 + len(a.member):
+            raise SystemExit("--loco needs one out-of-fold file per net (this run's first, then each --member)")
+        net = MeanNet([net] + [load_member(m) for m in a.member]).eval()
     export(net, out / "cnn.onnx")
     with torch.no_grad():
         ref = net(torch.from_numpy(x[:64])).numpy()
@@ -116,7 +155,8 @@ def main() -> None:
     got = AngerCnn.load(out / "cnn.onnx")._sess.run(None, {"log_mel": x[:64]})[0]
     if not np.allclose(ref, got, atol=1e-4):
         raise SystemExit(f"ONNX export differs from torch (max {np.abs(ref - got).max():.2g})")
-    cal = calibration(json.loads(a.loco.read_text())["oof"], json.loads(a.v2.read_text())["oof"], clips, a.weight)
+    oof = mean_logits([json.loads(f.read_text())["oof"] for f in a.loco])
+    cal = calibration(oof, json.loads(a.v2.read_text())["oof"], clips, a.weight)
     spec_path = out / "model.json"
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
     spec["cnn"] = {"file": "cnn.onnx", "weight": a.weight, "calib_cold": cal["cold"]["platt"],
@@ -129,7 +169,8 @@ def main() -> None:
         "trainer": "python -m training.audio.train_anger_cnn",
         "args": {"epochs": a.epochs, "ch": a.ch, "seed": a.seed, "head": a.head, "arch": a.arch,
                  "net_from": str(a.load_net) if a.load_net else "trained in this run", "weight": a.weight,
-                 "share": share or SHARE, "loco": str(a.loco), "v2": str(a.v2)},
+                 "share": share or SHARE, "loco": [str(f) for f in a.loco], "v2": str(a.v2),
+                 "members": [" ".join(m) for m in a.member]},
         "code_commit": commit, "windows": int(len(x)), "renderings": ["tel8k", "clean"],
         "corpora": list(corpora.EMOTION_CORPORA), "calibration": cal,
     }

@@ -1,0 +1,37 @@
+"""The CNN member's export (training/audio/train_anger_cnn.py): nets of either shape and head, and a mean of
+several nets, load in the service's AngerCnn and give torch's logits."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from pipelines.audio.anger_cnn import AngerCnn
+from pipelines.audio.logmel import N_MEL, WINDOW_FRAMES
+from training.audio.loco_cnn import Net
+from training.audio.train_anger_cnn import MeanNet, export, load_member
+
+
+@pytest.mark.parametrize(("arch", "head"), [("1d", "binary"), ("2d", "softmax"), ("1d", "aux")])
+def test_export_gives_torch_logits(tmp_path, arch, head):
+    torch.manual_seed(0)
+    net = Net(8, head, arch).eval()
+    export(net, tmp_path / "cnn.onnx")
+    x = np.random.default_rng(0).normal(0.0, 5.0, (5, WINDOW_FRAMES, N_MEL)).astype(np.float32)
+    with torch.no_grad():
+        ref = net(torch.from_numpy(x)).numpy()
+    got = AngerCnn.load(tmp_path / "cnn.onnx")._sess.run(None, {"log_mel": x})[0]
+    assert got.shape == (5,) and np.allclose(ref, got, atol=1e-4)
+
+
+def test_mean_of_saved_nets_is_one_member(tmp_path):
+    torch.manual_seed(0)
+    a, b = Net(8, "softmax", "1d").eval(), Net(8, "binary", "2d").eval()
+    torch.save(b.state_dict(), tmp_path / "b.pt")
+    both = MeanNet([a, load_member([str(tmp_path / "b.pt"), "2d", "binary", "8"])]).eval()
+    export(both, tmp_path / "cnn.onnx")
+    x = np.random.default_rng(1).normal(0.0, 5.0, (3, WINDOW_FRAMES, N_MEL)).astype(np.float32)
+    with torch.no_grad():
+        ref = (a(torch.from_numpy(x)) + b(torch.from_numpy(x))).numpy() / 2
+    got = AngerCnn.load(tmp_path / "cnn.onnx")._sess.run(None, {"log_mel": x})[0]
+    assert np.allclose(ref, got, atol=1e-4)
