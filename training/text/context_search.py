@@ -110,18 +110,6 @@ def surf_block(rows, cues) -> np.ndarray:
     return np.asarray(out)
 
 
-def ngram_member_block(rows, lp: dict[str, list[float]]) -> np.ndarray:
-    """The text-emotion n-gram member's log-probabilities (floored like the utterance model's) of the turn and
-    of the previous turn."""
-    floor = math.log(1e-4)
-    out = np.zeros((len(rows), 12))
-    for n, r in enumerate(rows):
-        out[n, :6] = np.maximum(lp[r["uid"]], floor)
-        if r["prev"]:
-            out[n, 6:] = np.maximum(lp[r["prev"][0][0]], floor)
-    return out
-
-
 def review_block(rows, lp: dict[str, list[float]]) -> np.ndarray:
     """The review member's (:mod:`training.text.extra_member`) log-odds of a negative review, of the turn and of
     the previous turn (0 when there is none), and their product with "the previous turn is the same speaker's"."""
@@ -137,8 +125,9 @@ def review_block(rows, lp: dict[str, list[float]]) -> np.ndarray:
 
 
 def member_block(rows, lp: dict[str, list[float]]) -> np.ndarray:
-    """Any extra member's (:mod:`training.text.extra_member`) log-probabilities, floored like the utterance
-    model's, of the turn and of the previous turn (zeros when there is none)."""
+    """An n-gram member's log-probabilities (any number of classes), floored like the utterance model's, of the
+    turn and of the previous turn (zeros when there is none): the text-emotion member of (c3), or an extra member
+    of :mod:`training.text.extra_member`."""
     floor = math.log(1e-4)
     k = len(next(iter(lp.values())))
     out = np.zeros((len(rows), 2 * k))
@@ -223,14 +212,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     blocks = {"role": role_block(rows, cues, None), "role8": role_block(rows, cues, WINDOW),
               "lex": lex_block(rows, cues), "surf": surf_block(rows, cues)}
     if args.ngram_lp is not None:
-        blocks["ngram_member"] = ngram_member_block(rows, json.loads(args.ngram_lp.read_text()))
+        blocks["ngram_member"] = member_block(rows, json.loads(args.ngram_lp.read_text()))
     else:
         from pipelines.settings import get_settings
         from pipelines.text.ngram import CharNgramModel
 
         member = CharNgramModel.load(get_settings().models_dir / "text-context")
         texts = {r["uid"]: r["text"] for r in rows}
-        blocks["ngram_member"] = ngram_member_block(rows, dict(zip(texts, member.log_probs(list(texts.values())))))
+        blocks["ngram_member"] = member_block(rows, dict(zip(texts, member.log_probs(list(texts.values())))))
     if args.review_lp is not None:
         blocks["review"] = review_block(rows, json.loads(args.review_lp.read_text()))
     if args.nlpcc_lp is not None:

@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     n_dense = 44  # the (c2) dense block (no member columns: features() without member_lp leaves them zero)
     Xd, Xn = X[:, :n_dense].toarray(), X[:, X.shape[1] - 3 * (1 << 18):].tocsr()
     ex = np.hstack([cs.role_block(rows, cues, None), cs.lex_block(rows, cues), cs.surf_block(rows, cues),
-                    cs.ngram_member_block(rows, json.loads(args.ngram_lp.read_text()))])
+                    cs.member_block(rows, json.loads(args.ngram_lp.read_text()))])
 
     def lr_logit(tr, te):
         return fit(Xn[tr], y[tr], 0.1, "balanced", 13).decision_function(Xn[te])
