@@ -25,6 +25,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -193,7 +194,13 @@ def corpus_weights(cc: np.ndarray, gg: np.ndarray, share: dict[str, float] | Non
 
 
 def run(epochs: int, v2: dict | None, seeds: int = 1, clean: bool = False, ch: int = 32, seed0: int = 0,
-        share: dict[str, float] | None = None, head: str = "binary", arch: str = "1d") -> dict:
+        share: dict[str, float] | None = None, head: str = "binary", arch: str = "1d",
+        held_out: Sequence[str] | None = None, save_net: Path | None = None) -> dict:
+    """Leave-one-corpus-out over ``held_out`` (default every corpus; a subset lets two processes split the folds,
+    joined afterwards by :func:`merge`).  ``save_net``: keep the Taiwan fold's net (trained on all seven emotion
+    corpora, exactly what ``train_anger_cnn`` trains with the same flags and seed; one seed only)."""
+    if save_net is not None and seeds != 1:
+        raise ValueError("--save-net keeps one net: use it with --seeds 1")
     clips = {c.id: c for c in corpora.load(get_settings().data_dir / "speech")}
     tel = mel_cache.load("tel8k")
     cln = mel_cache.load("clean", corpora.EMOTION_CORPORA) if clean else {}
@@ -203,7 +210,7 @@ def run(epochs: int, v2: dict | None, seeds: int = 1, clean: bool = False, ch: i
     # held-out clip windows (tel8k): every non-overlapping 1 s window with speech (as a served per-chunk member)
     test = {cid: windows(m, W) for cid, m in tel.items()}
     res, oof = {}, {}
-    for held in corpora.ALL:
+    for held in held_out or corpora.ALL:
         t0 = time.time()
         tr = rc != held
         w = corpus_weights(rc[tr], rg[tr], share)
@@ -214,6 +221,9 @@ def run(epochs: int, v2: dict | None, seeds: int = 1, clean: bool = False, ch: i
             with torch.no_grad():
                 for cid in ids:
                     lg[cid] = lg[cid] + net(torch.from_numpy(test[cid])).numpy() / seeds
+            if held == corpora.TW and save_net is not None:
+                torch.save(net.state_dict(), save_net)
+                logger.info("the all-corpora net saved to %s", save_net)
         sc = {cid: {"cold": float(np.mean(1 / (1 + np.exp(-v[:COLD])))), "logit": float(np.mean(v[:COLD])),
                     "logits": [float(u) for u in v]} for cid, v in lg.items()}
         if v2 is not None:
@@ -225,11 +235,35 @@ def run(epochs: int, v2: dict | None, seeds: int = 1, clean: bool = False, ch: i
         res[held] = _aucs(held, ids, clips, sc)
         logger.info("%s held out: %s (%.0f s)", held, {k: v and round(v, 3) for k, v in res[held].items()},
                     time.time() - t0)
-    keys = sorted({k for r in res.values() for k in r})
-    avg = {k: float(np.mean([r[k] for r in res.values() if r.get(k) is not None])) for k in keys}
     return {"epochs": epochs, "seeds": seeds, "seed0": seed0, "clean": clean, "ch": ch, "share": share or SHARE,
             "head": head, "arch": arch,
-            "per_corpus": res, "average": avg, "oof": oof}
+            "per_corpus": res, "average": _average(res), "oof": oof}
+
+
+def _average(res: dict) -> dict:
+    keys = sorted({k for r in res.values() for k in r})
+    return {k: float(np.mean([r[k] for r in res.values() if r.get(k) is not None])) for k in keys}
+
+
+CONFIG_KEYS = ("epochs", "seeds", "seed0", "clean", "ch", "share", "head", "arch")
+
+
+def merge(parts: list[dict]) -> dict:
+    """``--out`` files of runs over disjoint ``--held`` subsets with the same flags, as one run."""
+    first = parts[0]
+    for p in parts[1:]:
+        diff = [k for k in CONFIG_KEYS if p.get(k) != first.get(k)]
+        if diff:
+            raise ValueError(f"the runs differ in {diff}: only folds of one configuration can be merged")
+    res: dict = {}
+    oof: dict = {}
+    for p in parts:
+        twice = set(res) & set(p["per_corpus"])
+        if twice:
+            raise ValueError(f"held-out corpora in more than one file: {sorted(twice)}")
+        res.update(p["per_corpus"])
+        oof.update(p["oof"])
+    return {**{k: first.get(k) for k in CONFIG_KEYS}, "per_corpus": res, "average": _average(res), "oof": oof}
 
 
 def _aucs(held: str, ids: list[str], clips: dict, sc: dict) -> dict:
@@ -389,6 +423,12 @@ def main() -> None:
                     help="binary: angry vs rest; softmax: all emotions, anger logit vs the rest; aux: binary + emotions")
     ap.add_argument("--arch", choices=ARCHS, default="1d", help="1-D CNN over time (bands as channels) or 2-D")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--held", nargs="+", choices=corpora.ALL, default=None,
+                    help="only these held-out folds (split a run over processes; join them with --merge)")
+    ap.add_argument("--save-net", type=Path, default=None,
+                    help="save the Taiwan fold's net (all seven emotion corpora) for train_anger_cnn --load-net")
+    ap.add_argument("--merge", type=Path, nargs="+", default=None,
+                    help="join the --out files of runs over disjoint --held folds into --out (served blends with --v2)")
     ap.add_argument("--time", action="store_true", help="only time the net (--ch) and the log-mel on one thread")
     ap.add_argument("--served", type=Path, nargs="+", default=None,
                     help="only report the served-path blends of v2 + CNN from this earlier --out file (needs --v2); "
@@ -418,14 +458,16 @@ def main() -> None:
         o = opened_sum(v2, json.loads(a.opened_sum.read_text())["oof"])
         print(json.dumps(o, indent=1))
         return
-    r = run(a.epochs, v2, a.seeds, a.clean, a.ch, a.seed, share_arg(a.share), a.head, a.arch)
+    if a.merge:
+        r = merge([json.loads(f.read_text()) for f in a.merge])
+    else:
+        r = run(a.epochs, v2, a.seeds, a.clean, a.ch, a.seed, share_arg(a.share), a.head, a.arch, a.held, a.save_net)
     print(", ".join(f"{k} {v:.3f}" for k, v in r["average"].items()))
-    if v2_run is not None:
+    if v2_run is not None and (a.merge or a.held is None):  # a subset of the folds: the blends come with --merge
         r["served"] = served(v2, r["oof"], v2_run["opening_s"], v2_run["seed"])
         print(served_table(r["served"]))
     if a.out:
         a.out.write_text(json.dumps(r))
-
 
 
 if __name__ == "__main__":

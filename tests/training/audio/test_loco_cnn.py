@@ -89,3 +89,29 @@ def test_mean_logits_averages_window_by_window_and_refuses_other_windows():
     assert got == {"a": {"logits": [2.0, 4.0]}, "b": {"logits": [1.0]}}
     with pytest.raises(ValueError, match="different windows"):
         mean_logits([{"a": {"logits": [1.0]}}, {"a": {"logits": [1.0, 2.0]}}])
+
+
+def _part(per_corpus, oof, **flags):
+    cfg = {"epochs": 20, "seeds": 1, "seed0": 0, "clean": True, "ch": 32, "share": {"angry": 0.5}, "head": "binary",
+           "arch": "2d"}
+    return {**cfg, **flags, "per_corpus": per_corpus, "average": {}, "oof": oof}
+
+
+def test_merge_joins_disjoint_folds_and_averages_them_again():
+    from training.audio.loco_cnn import merge
+
+    got = merge([_part({"emodb": {"ang_oth.cold": 0.8}}, {"x": {"logits": [1.0]}}),
+                 _part({"savee": {"ang_oth.cold": 0.6, "ang_neu.cold": 0.9}}, {"y": {"logits": [2.0]}})])
+    assert got["per_corpus"].keys() == {"emodb", "savee"}
+    assert got["average"] == {"ang_oth.cold": pytest.approx(0.7), "ang_neu.cold": pytest.approx(0.9)}
+    assert got["oof"] == {"x": {"logits": [1.0]}, "y": {"logits": [2.0]}}
+    assert got["arch"] == "2d" and got["epochs"] == 20
+
+
+def test_merge_refuses_other_flags_or_a_fold_twice():
+    from training.audio.loco_cnn import merge
+
+    with pytest.raises(ValueError, match="epochs"):
+        merge([_part({"emodb": {}}, {}), _part({"savee": {}}, {}, epochs=12)])
+    with pytest.raises(ValueError, match="emodb"):
+        merge([_part({"emodb": {}}, {}), _part({"emodb": {}}, {})])
