@@ -30,3 +30,14 @@ def test_angry_speaker_escalates_and_calm_one_does_not(results):
 def test_table_lists_each_body(results):
     md = table(results, "shipped")
     assert md.count("| shipped |") == 2 and "anger" in md and "calm" in md
+
+
+def test_held_out_mandarin_read_speech_raises_no_alert(models, data_dir):
+    from training.fusion.eval_audio_calls import MANDARIN_CALM, mandarin_calm
+
+    reg = replace(models, settings=models.settings.updated(baseline_seconds=8.0))
+    (r,) = mandarin_calm(reg, data_dir, rates=(8000,))
+    # AISHELL S0150, calm read Mandarin that no nuqi model was trained on: ~3 min of body, no alert
+    assert r.body == MANDARIN_CALM and r.body_s > 150
+    assert r.alerts == 0 and r.peak_stage < 2, r
+    assert r.median_acoustic is not None and r.median_acoustic < 0.5
