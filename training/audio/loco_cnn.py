@@ -195,12 +195,13 @@ def corpus_weights(cc: np.ndarray, gg: np.ndarray, share: dict[str, float] | Non
 
 def run(epochs: int, v2: dict | None, seeds: int = 1, clean: bool = False, ch: int = 32, seed0: int = 0,
         share: dict[str, float] | None = None, head: str = "binary", arch: str = "1d",
-        held_out: Sequence[str] | None = None, save_net: Path | None = None) -> dict:
+        held_out: Sequence[str] | None = None, save_nets: Path | None = None) -> dict:
     """Leave-one-corpus-out over ``held_out`` (default every corpus; a subset lets two processes split the folds,
-    joined afterwards by :func:`merge`).  ``save_net``: keep the Taiwan fold's net (trained on all seven emotion
-    corpora, exactly what ``train_anger_cnn`` trains with the same flags and seed; one seed only)."""
-    if save_net is not None and seeds != 1:
-        raise ValueError("--save-net keeps one net: use it with --seeds 1")
+    joined afterwards by :func:`merge`).  ``save_nets``: a folder that gets each fold's net as ``<held-out>.pt``
+    (one seed only); the Taiwan fold's net is trained on all seven emotion corpora, exactly what
+    ``train_anger_cnn`` trains with the same flags and seed."""
+    if save_nets is not None and seeds != 1:
+        raise ValueError("--save-nets keeps one net per fold: use it with --seeds 1")
     clips = {c.id: c for c in corpora.load(get_settings().data_dir / "speech")}
     tel = mel_cache.load("tel8k")
     cln = mel_cache.load("clean", corpora.EMOTION_CORPORA) if clean else {}
@@ -221,9 +222,9 @@ def run(epochs: int, v2: dict | None, seeds: int = 1, clean: bool = False, ch: i
             with torch.no_grad():
                 for cid in ids:
                     lg[cid] = lg[cid] + net(torch.from_numpy(test[cid])).numpy() / seeds
-            if held == corpora.TW and save_net is not None:
-                torch.save(net.state_dict(), save_net)
-                logger.info("the all-corpora net saved to %s", save_net)
+            if save_nets is not None:
+                save_nets.mkdir(parents=True, exist_ok=True)
+                torch.save(net.state_dict(), save_nets / f"{held}.pt")
         sc = {cid: {"cold": float(np.mean(1 / (1 + np.exp(-v[:COLD])))), "logit": float(np.mean(v[:COLD])),
                     "logits": [float(u) for u in v]} for cid, v in lg.items()}
         if v2 is not None:
@@ -425,8 +426,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--held", nargs="+", choices=corpora.ALL, default=None,
                     help="only these held-out folds (split a run over processes; join them with --merge)")
-    ap.add_argument("--save-net", type=Path, default=None,
-                    help="save the Taiwan fold's net (all seven emotion corpora) for train_anger_cnn --load-net")
+    ap.add_argument("--save-nets", type=Path, default=None,
+                    help="save each fold's net in this folder as <held-out>.pt (tw-mandarin-valence.pt: all seven "
+                         "emotion corpora, for train_anger_cnn --load-net)")
     ap.add_argument("--merge", type=Path, nargs="+", default=None,
                     help="join the --out files of runs over disjoint --held folds into --out (served blends with --v2)")
     ap.add_argument("--time", action="store_true", help="only time the net (--ch) and the log-mel on one thread")
@@ -461,7 +463,7 @@ def main() -> None:
     if a.merge:
         r = merge([json.loads(f.read_text()) for f in a.merge])
     else:
-        r = run(a.epochs, v2, a.seeds, a.clean, a.ch, a.seed, share_arg(a.share), a.head, a.arch, a.held, a.save_net)
+        r = run(a.epochs, v2, a.seeds, a.clean, a.ch, a.seed, share_arg(a.share), a.head, a.arch, a.held, a.save_nets)
     print(", ".join(f"{k} {v:.3f}" for k, v in r["average"].items()))
     if v2_run is not None and (a.merge or a.held is None):  # a subset of the folds: the blends come with --merge
         r["served"] = served(v2, r["oof"], v2_run["opening_s"], v2_run["seed"])
