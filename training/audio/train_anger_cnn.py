@@ -102,12 +102,23 @@ def calibration(loco_oof: dict, v2_oof: dict, clips: dict, weight: float) -> dic
     return out
 
 
+def keep_calibration(spec_path: Path, net_from: str) -> None:
+    """``model.json`` after only ``cnn.onnx`` was replaced: the member's calibration stays, the record says where
+    the net came from."""
+    spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    if "cnn" not in spec:
+        raise ValueError(f"{spec_path} has no cnn block whose calibration could be kept")
+    spec["cnn"]["file"] = "cnn.onnx"
+    spec.setdefault("training", {}).setdefault("cnn", {})["net_from"] = f"{net_from} (exported alone, calibration kept)"
+    spec_path.write_text(json.dumps(spec, ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--loco", type=Path, required=True, nargs="+",
+    ap.add_argument("--loco", type=Path, nargs="+",
                     help="loco_cnn --out JSON (out-of-fold CNN logits per clip); with --member, one per net in the "
                          "same order (the net of these flags first): their mean logits are calibrated")
-    ap.add_argument("--v2", type=Path, required=True, help="loco --out JSON of the v2 configuration (out-of-fold)")
+    ap.add_argument("--v2", type=Path, help="loco --out JSON of the v2 configuration (out-of-fold)")
     ap.add_argument("--epochs", type=int, default=20)  # the shipped member (the first one: 12)
     ap.add_argument("--ch", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
@@ -123,8 +134,15 @@ def main() -> None:
     ap.add_argument("--member", nargs=4, action="append", default=[], metavar=("NET_PT", "ARCH", "HEAD", "CH"),
                     help="add a net saved by another run's --save-net: the exported member is the mean of the nets' "
                          "logits (repeatable)")
+    ap.add_argument("--keep-calibration", action="store_true",
+                    help="only export the --load-net net into --out, keeping the cnn calibration its model.json has "
+                         "(a LOCO fold's net served with its full artifact's calibration, for an out-of-sample check)")
     ap.add_argument("--out", type=Path, default=None, help="model folder (default <models_dir>/acoustic-anger)")
     a = ap.parse_args()
+    if a.keep_calibration and (a.load_net is None or a.member):
+        ap.error("--keep-calibration exports one --load-net net")
+    if not a.keep_calibration and (not a.loco or a.v2 is None):
+        ap.error("--loco and --v2 are needed to calibrate the member")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(1)
     out = a.out or get_settings().models_dir / "acoustic-anger"
@@ -155,10 +173,15 @@ def main() -> None:
     got = AngerCnn.load(out / "cnn.onnx")._sess.run(None, {"log_mel": x[:64]})[0]
     if not np.allclose(ref, got, atol=1e-4):
         raise SystemExit(f"ONNX export differs from torch (max {np.abs(ref - got).max():.2g})")
-    oof = mean_logits([json.loads(f.read_text())["oof"] for f in a.loco])
-    cal = calibration(oof, json.loads(a.v2.read_text())["oof"], clips, a.weight)
     spec_path = out / "model.json"
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    if a.keep_calibration:
+        keep_calibration(spec_path, str(a.load_net))
+        AcousticAngerModel.load(spec_path)
+        logger.info("exported %s into %s with the calibration kept", a.load_net, out)
+        return
+    oof = mean_logits([json.loads(f.read_text())["oof"] for f in a.loco])
+    cal = calibration(oof, json.loads(a.v2.read_text())["oof"], clips, a.weight)
     spec["cnn"] = {"file": "cnn.onnx", "weight": a.weight, "calib_cold": cal["cold"]["platt"],
                    "calib_opened": cal["opened"]["platt"]}
     try:

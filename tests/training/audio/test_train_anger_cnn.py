@@ -35,3 +35,21 @@ def test_mean_of_saved_nets_is_one_member(tmp_path):
         ref = (a(torch.from_numpy(x)) + b(torch.from_numpy(x))).numpy() / 2
     got = AngerCnn.load(tmp_path / "cnn.onnx")._sess.run(None, {"log_mel": x})[0]
     assert np.allclose(ref, got, atol=1e-4)
+
+
+def test_keep_calibration_swaps_the_net_only(tmp_path):
+    import json
+
+    from training.audio.train_anger_cnn import keep_calibration
+
+    spec = {"cnn": {"file": "old.onnx", "weight": 1.0, "calib_cold": [0.3, 0.2], "calib_opened": [0.4, 0.1]},
+            "training": {"cnn": {"args": {"epochs": 20}}}}
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(spec), encoding="utf-8")
+    keep_calibration(path, "/nets/emodb.pt")
+    got = json.loads(path.read_text(encoding="utf-8"))
+    assert got["cnn"] == {**spec["cnn"], "file": "cnn.onnx"}
+    assert got["training"]["cnn"]["args"] == {"epochs": 20} and "/nets/emodb.pt" in got["training"]["cnn"]["net_from"]
+    path.write_text(json.dumps({"training": {}}), encoding="utf-8")
+    with pytest.raises(ValueError, match="no cnn block"):
+        keep_calibration(path, "x.pt")
