@@ -174,12 +174,12 @@ def main() -> None:
     if not np.allclose(ref, got, atol=1e-4):
         raise SystemExit(f"ONNX export differs from torch (max {np.abs(ref - got).max():.2g})")
     spec_path = out / "model.json"
-    spec = json.loads(spec_path.read_text(encoding="utf-8"))
     if a.keep_calibration:
         keep_calibration(spec_path, str(a.load_net))
         AcousticAngerModel.load(spec_path)
         logger.info("exported %s into %s with the calibration kept", a.load_net, out)
         return
+    spec = json.loads(spec_path.read_text(encoding="utf-8"))
     oof = mean_logits([json.loads(f.read_text())["oof"] for f in a.loco])
     cal = calibration(oof, json.loads(a.v2.read_text())["oof"], clips, a.weight)
     spec["cnn"] = {"file": "cnn.onnx", "weight": a.weight, "calib_cold": cal["cold"]["platt"],

@@ -13,15 +13,15 @@ stage tracker → alerts), no transcript:
   arousal); ``happiness`` (aroused but not angry: the hard false-alarm case); ``fear+disgust``.
 
 Clips are joined with 0.4 s pauses, white line noise at -60 dBFS is added, and each stream is scored at
-16 kHz and at 8 kHz telephone band.
+16 kHz and at 8 kHz telephone band.  A stream "reaches" stage L if the tracker is at >= L at any chunk of
+the body.  The acoustic model's cue networks were trained on EmoDB speakers other than 16
+(``held_out_emodb_speakers`` in its model.json) and its CNN member on all of EmoDB, so the acoustic cue is
+in sample; the prosody cue (deltas vs the opening) is a prior fitted on no audio at all.
 
 One more stream (body ``mandarin-calm``) is real Mandarin that no model was trained on: the 50 read
 sentences of AISHELL speaker S0150 (``speech/aishell-sample-dev``, ~215 s) in manifest order, the first
-~20 s as the opening and the rest as a calm body: a false-alarm check on the product's language (every
-nuqi model is trained without it, so unlike EmoDB it is out of sample for the acoustic member too).  A stream "reaches" stage L if the tracker is at >= L at any chunk of
-the body.  The acoustic model was trained on EmoDB speakers other than 16 (``held_out_emodb_speakers`` in
-its model.json), so the acoustic cue is in-sample for the other nine; the prosody cue (deltas vs the
-opening) is a prior fitted on no audio at all.  Figures go to ``bench/RESULTS_audio_escalation.md``::
+~20 s as the opening and the rest as a calm body: a false-alarm check on the product's language.
+Figures go to ``bench/RESULTS_audio_escalation.md``::
 
     OMP_NUM_THREADS=1 .venv/bin/python -m training.fusion.eval_audio_calls [--params P/params.json ...] \
         --results bench/RESULTS_audio_escalation.md
