@@ -148,7 +148,11 @@ def main() -> None:
     out = a.out or get_settings().models_dir / "acoustic-anger"
     clips = {c.id: c for c in corpora.load(get_settings().data_dir / "speech")}
     t0 = time.time()
-    x, rc, rg, re_ = training_windows(clips, mel_cache.load("tel8k"), mel_cache.load("clean", corpora.EMOTION_CORPORA))
+    if a.keep_calibration:  # export only: a few windows check the export (all of them take minutes to load)
+        x = training_windows(clips, mel_cache.load("tel8k", (corpora.EMOTION_CORPORA[0],)))[0]
+    else:
+        x, rc, rg, re_ = training_windows(clips, mel_cache.load("tel8k"),
+                                          mel_cache.load("clean", corpora.EMOTION_CORPORA))
     share = share_arg(a.share)
     if a.load_net:
         net = Net(a.ch, a.head, a.arch)

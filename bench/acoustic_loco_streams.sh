@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Audio-only alerts out of sample on all six speaker corpora (training/fusion/eval_audio_calls_loco.py): each
+# corpus is scored by the member's fold net that never heard it, with the member's artifact calibration.
+#
+#   bench/acoustic_loco_streams.sh FROM OUT NETS ARCH HEAD CH LABEL
+#
+# FROM: a models folder holding the member's full artifact (`models` for the shipped one, or a folder of
+# bench/acoustic_candidate.sh); NETS: the folder of `loco_cnn --save-nets` for the same configuration (needs
+# <corpus>.pt for the six speaker corpora); OUT: a new folder, one models folder per corpus (links to FROM's other
+# models, FROM's model.json, the fold net exported as cnn.onnx with the calibration kept).  ≈ 10 min on one thread.
+set -euo pipefail
+from=$1 out=$2 nets=$3 arch=$4 head=$5 ch=$6 label=$7
+py=${PY:-.venv/bin/python}
+export OMP_NUM_THREADS=1 PYTHONPATH=.
+pairs=()
+for corpus in emodb nemo-polish ased-amharic ravdess-speech savee korean-emotiontts; do
+  dir=$out/$corpus
+  mkdir -p "$dir/acoustic-anger"
+  for m in "$from"/*/; do
+    name=$(basename "$m")
+    [ "$name" = acoustic-anger ] || ln -sfn "$(cd "$m" && pwd -P)" "$dir/$name"
+  done
+  cp "$from/acoustic-anger/model.json" "$dir/acoustic-anger/model.json"
+  $py -m training.audio.train_anger_cnn --load-net "$nets/$corpus.pt" --arch "$arch" --head "$head" --ch "$ch" \
+      --keep-calibration --out "$dir/acoustic-anger"
+  pairs+=("$corpus=$dir")
+done
+$py -m training.fusion.eval_audio_calls_loco --fold-dirs "${pairs[@]}" --label "$label" \
+    --json "$out/streams.json" | tee "$out/streams.md"
