@@ -14,13 +14,6 @@ set -euo pipefail
 from=$1 dir=$2 net=$3 arch=$4 head=$5 ch=$6
 py=${PY:-.venv/bin/python}
 export OMP_NUM_THREADS=1 PYTHONPATH=.
-mkdir -p "$dir/acoustic-anger"
-for m in "$from"/*/; do
-  name=$(basename "$m")
-  [ "$name" = acoustic-anger ] || ln -sfn "$(cd "$m" && pwd -P)" "$dir/$name"
-done
-cp "$from/acoustic-anger/model.json" "$dir/acoustic-anger/model.json"
-$py -m training.audio.train_anger_cnn --load-net "$net" --arch "$arch" --head "$head" --ch "$ch" --keep-calibration \
-    --out "$dir/acoustic-anger"
+bench/acoustic_fold_models.sh "$from" "$dir" "$net" "$arch" "$head" "$ch"
 NUQI_MODELS_DIR=$dir $py -m training.fusion.eval_audio_calls --params models/fusion/params.json \
     --json "/tmp/audio_calls_$(basename "$dir").json"

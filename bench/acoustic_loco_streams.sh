@@ -15,14 +15,7 @@ export OMP_NUM_THREADS=1 PYTHONPATH=.
 pairs=()
 for corpus in emodb nemo-polish ased-amharic ravdess-speech savee korean-emotiontts; do
   dir=$out/$corpus
-  mkdir -p "$dir/acoustic-anger"
-  for m in "$from"/*/; do
-    name=$(basename "$m")
-    [ "$name" = acoustic-anger ] || ln -sfn "$(cd "$m" && pwd -P)" "$dir/$name"
-  done
-  cp "$from/acoustic-anger/model.json" "$dir/acoustic-anger/model.json"
-  $py -m training.audio.train_anger_cnn --load-net "$nets/$corpus.pt" --arch "$arch" --head "$head" --ch "$ch" \
-      --keep-calibration --out "$dir/acoustic-anger"
+  bench/acoustic_fold_models.sh "$from" "$dir" "$nets/$corpus.pt" "$arch" "$head" "$ch"
   pairs+=("$corpus=$dir")
 done
 $py -m training.fusion.eval_audio_calls_loco --fold-dirs "${pairs[@]}" --label "$label" \
