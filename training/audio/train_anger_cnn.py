@@ -102,14 +102,22 @@ def calibration(loco_oof: dict, v2_oof: dict, clips: dict, weight: float) -> dic
     return out
 
 
-def keep_calibration(spec_path: Path, net_from: str) -> None:
+CUE_NET_KEYS = ("format", "min_speech_s", "models", "blend_absolute")
+
+
+def keep_calibration(spec_path: Path, net_from: str, cue_nets: Path | None = None) -> None:
     """``model.json`` after only ``cnn.onnx`` was replaced: the member's calibration stays, the record says where
-    the net came from."""
+    the net came from.  ``cue_nets``: a fold's cue networks (``train_anger_loco --save-folds``) replace the v2 part
+    too, so that the whole acoustic model never heard the fold's corpus."""
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
     if "cnn" not in spec:
         raise ValueError(f"{spec_path} has no cnn block whose calibration could be kept")
     spec["cnn"]["file"] = "cnn.onnx"
     spec.setdefault("training", {}).setdefault("cnn", {})["net_from"] = f"{net_from} (exported alone, calibration kept)"
+    if cue_nets is not None:
+        fold = json.loads(cue_nets.read_text(encoding="utf-8"))
+        spec.update({k: fold[k] for k in CUE_NET_KEYS if k in fold})
+        spec["training"]["cue_nets_from"] = str(cue_nets)
     spec_path.write_text(json.dumps(spec, ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8")
 
 
@@ -137,10 +145,15 @@ def main() -> None:
     ap.add_argument("--keep-calibration", action="store_true",
                     help="only export the --load-net net into --out, keeping the cnn calibration its model.json has "
                          "(a LOCO fold's net served with its full artifact's calibration, for an out-of-sample check)")
+    ap.add_argument("--cue-nets", type=Path, default=None,
+                    help="with --keep-calibration: also replace the cue networks by a fold's (train_anger_loco "
+                         "--save-folds DIR → DIR/<corpus>.json)")
     ap.add_argument("--out", type=Path, default=None, help="model folder (default <models_dir>/acoustic-anger)")
     a = ap.parse_args()
     if a.keep_calibration and (a.load_net is None or a.member):
         ap.error("--keep-calibration exports one --load-net net")
+    if a.cue_nets is not None and not a.keep_calibration:
+        ap.error("--cue-nets goes with --keep-calibration")
     if not a.keep_calibration and (not a.loco or a.v2 is None):
         ap.error("--loco and --v2 are needed to calibrate the member")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -179,7 +192,7 @@ def main() -> None:
         raise SystemExit(f"ONNX export differs from torch (max {np.abs(ref - got).max():.2g})")
     spec_path = out / "model.json"
     if a.keep_calibration:
-        keep_calibration(spec_path, str(a.load_net))
+        keep_calibration(spec_path, str(a.load_net), a.cue_nets)
         AcousticAngerModel.load(spec_path)
         logger.info("exported %s into %s with the calibration kept", a.load_net, out)
         return

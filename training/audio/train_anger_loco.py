@@ -83,6 +83,26 @@ def ece(p: np.ndarray, y: np.ndarray, w: np.ndarray, bins: int = 10) -> float:
     return float(e)
 
 
+def fold_spec(fold: AcousticAngerModel, full: dict, corpus: str) -> dict:
+    """A fold's cue networks as a model spec with the full model's calibration and deploy prior (what a corpus the
+    served model never heard would meet), its training record naming the corpus left out."""
+    spec = json.loads(json.dumps(fold.spec))
+    for which in ("absolute", "relative"):
+        for k in ("calib", "prior_shift"):
+            spec["models"][which][k] = full["models"][which][k]
+    spec["training"] = {**full.get("training", {}), "fold_without": corpus}
+    AcousticAngerModel(spec)  # validates
+    return spec
+
+
+def save_folds(folds: dict[str, AcousticAngerModel], full: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for corpus, m in folds.items():
+        (out / f"{corpus}.json").write_text(json.dumps(fold_spec(m, full, corpus), ensure_ascii=False,
+                                                       separators=(",", ":")) + "\n", encoding="utf-8")
+    logger.info("wrote the cue networks of %d folds into %s", len(folds), out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--condition", default="tel8k")
@@ -94,6 +114,9 @@ def main() -> None:
                          "0.12 as the earlier model, whose scale the fusion layer was fitted on")
     ap.add_argument("--loco-results", type=Path, nargs="*", default=[], help="loco --out JSON files to record")
     ap.add_argument("--out", type=Path, default=None, help="model path (default: models/acoustic-anger/model.json)")
+    ap.add_argument("--save-folds", type=Path, default=None,
+                    help="also write each fold's cue networks (trained without that corpus) as <corpus>.json here, "
+                         "with the full model's calibration: out-of-sample streams (train_anger_cnn --cue-nets)")
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     fit_kw = json.loads(a.fit)
@@ -102,9 +125,10 @@ def main() -> None:
         d, cond = spec.rsplit(":", 1)
         recs += [r for r in load_recs(cond, cache=Path(d), tag=f"x{i}|") if r.corpus != corpora.TW]
     oof: dict[str, list] = {"absolute": [], "relative": []}
+    folds: dict[str, AcousticAngerModel] = {}
     for c in corpora.EMOTION_CORPORA:
         t0 = time.time()
-        m = anger_fit.fit([r for r in recs if r.corpus != c], seed=a.seed, **fit_kw)
+        m = folds[c] = anger_fit.fit([r for r in recs if r.corpus != c], seed=a.seed, **fit_kw)
         held = [r for r in recs if r.corpus == c and not r.id.startswith("x")]
         (xc, yc, _, _), (xr, yr, _, _) = anger_fit.build_rows(held, a.seed)
         oof["absolute"].append((_raw(m, "absolute", _model_inputs(m, "absolute", None, xc)), yc, np.full(yc.size, c)))
@@ -159,6 +183,8 @@ def main() -> None:
                        "average": d["average"], "per_corpus": d["per_corpus"]}
     if res:
         spec["evaluation"] = res
+    if a.save_folds:
+        save_folds(folds, spec, a.save_folds)
     out = a.out or get_settings().models_dir / "acoustic-anger" / "model.json"
     AcousticAngerModel(spec)  # validates
     out.write_text(json.dumps(spec, ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8")

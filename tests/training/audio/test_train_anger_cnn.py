@@ -53,3 +53,23 @@ def test_keep_calibration_swaps_the_net_only(tmp_path):
     path.write_text(json.dumps({"training": {}}), encoding="utf-8")
     with pytest.raises(ValueError, match="no cnn block"):
         keep_calibration(path, "x.pt")
+
+
+def test_keep_calibration_with_a_folds_cue_networks(tmp_path):
+    import json
+
+    from training.audio.train_anger_cnn import keep_calibration
+
+    cnn = {"file": "old.onnx", "weight": 1.0, "calib_cold": [0.3, 0.2], "calib_opened": [0.4, 0.1]}
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps({"format": "f", "models": {"absolute": {"calib": [1, 0]}}, "blend_absolute": 0.3,
+                                "cnn": cnn, "training": {"trainer": "full"}}), encoding="utf-8")
+    fold = tmp_path / "emodb.json"
+    fold.write_text(json.dumps({"format": "f", "min_speech_s": 0.15, "models": {"absolute": {"calib": [2, 1]}},
+                                "blend_absolute": 0.3, "training": {"fold_without": "emodb"}}), encoding="utf-8")
+    keep_calibration(path, "/nets/emodb.pt", fold)
+    got = json.loads(path.read_text(encoding="utf-8"))
+    # the cue networks are the fold's, the CNN member's calibration and the training record stay the artifact's
+    assert got["models"] == {"absolute": {"calib": [2, 1]}} and got["min_speech_s"] == 0.15
+    assert got["cnn"] == {**cnn, "file": "cnn.onnx"}
+    assert got["training"]["trainer"] == "full" and got["training"]["cue_nets_from"] == str(fold)
