@@ -4,10 +4,12 @@ corpus scored by an acoustic member that never heard it.
 :mod:`training.fusion.eval_audio_calls` builds its streams from EmoDB alone (10 speakers), and the shipped nets were
 trained on EmoDB, so its figures are in sample and too few to tell two members apart (3 vs 5 calm streams of 10 with
 an alert: Fisher p ≈ 0.65).  This check builds the same kind of stream for every speaker of the six speaker corpora
-(:data:`training.audio.corpora.SPEAKER_CORPORA`, 127 speakers) and scores each corpus with the member's fold net of
-``loco_cnn --save-nets`` (trained on the other corpora), exported with the artifact's calibration into a models
-folder per corpus (``bench/acoustic_loco_streams.sh`` builds them).  The v2 cue networks of ``model.json`` stay the
-served ones (trained on all corpora: in sample for both members alike).
+(:data:`training.audio.corpora.SPEAKER_CORPORA`; 123 speakers have a calm opening) and scores each corpus with the
+member's fold net of ``loco_cnn --save-nets`` (trained on the other corpora), exported with the artifact's
+calibration into a models folder per corpus (``bench/acoustic_loco_streams.sh`` builds them).  The v2 cue networks
+are the served ones (trained on all corpora: in sample for every member alike) unless the folders also get the
+fold's cue networks (``train_anger_loco --save-folds``, the script's ``CUE_FOLDS``): then the whole acoustic model
+is out of sample.
 
 Per speaker (clips in manifest order, ``calm`` = neutral, and RAVDESS calm):
 
