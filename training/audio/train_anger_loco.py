@@ -15,6 +15,7 @@ leave-one-corpus-out predictions.  Supersedes ``pipelines/audio/train_anger.py``
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import subprocess
@@ -86,7 +87,7 @@ def ece(p: np.ndarray, y: np.ndarray, w: np.ndarray, bins: int = 10) -> float:
 def fold_spec(fold: AcousticAngerModel, full: dict, corpus: str) -> dict:
     """A fold's cue networks as a model spec with the full model's calibration and deploy prior (what a corpus the
     served model never heard would meet), its training record naming the corpus left out."""
-    spec = json.loads(json.dumps(fold.spec))
+    spec = copy.deepcopy(fold.spec)
     for which in ("absolute", "relative"):
         for k in ("calib", "prior_shift"):
             spec["models"][which][k] = full["models"][which][k]
