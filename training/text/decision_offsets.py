@@ -16,16 +16,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pipelines.text.emotion import LABELS, TextEmotionModel
-from training.text.train_emotion import f1_of, macro_f1, served_experiment, softmax
+from pipelines.text.emotion import LABELS
+from training.text.train_emotion import f1_of, macro_f1, served_experiment, served_log_probs
 
 log = logging.getLogger("nuqi.text.decision_offsets")
 GRID = np.round(np.arange(-1.5, 1.51, 0.1), 2)
-
-
-def log_probs(model: TextEmotionModel, texts: Sequence[str]) -> np.ndarray:
-    z = np.concatenate([model.logits([t]) for t in texts]) / model.temperature
-    return np.log(softmax(z))
 
 
 def fit_offsets(z: np.ndarray, y: Sequence[int], rounds: int = 3) -> np.ndarray:
@@ -45,13 +40,13 @@ def fit_offsets(z: np.ndarray, y: Sequence[int], rounds: int = 3) -> np.ndarray:
 
 def main(argv: Sequence[str] | None = None) -> int:
     calib, dev, model = served_experiment(argv, __doc__.split("\n")[0])
-    zc = log_probs(model, calib.texts)
+    zc = served_log_probs(model, calib.texts)
     b = fit_offsets(zc, calib.labels)
     out = {"offsets": dict(zip(LABELS, b.round(2).tolist())),
            "calib_macro_f1": [round(macro_f1(calib.labels, zc.argmax(1)), 4),
                               round(macro_f1(calib.labels, (zc + b).argmax(1)), 4)]}
     for domain, ev in dev.items():
-        z = log_probs(model, ev.texts)
+        z = served_log_probs(model, ev.texts)
         out[f"smp_{domain}_eval"] = {
             "macro_f1": [round(macro_f1(ev.labels, z.argmax(1)), 4), round(macro_f1(ev.labels, (z + b).argmax(1)), 4)],
             "anger_f1": [round(f1_of(ev.labels, z.argmax(1), 0), 4), round(f1_of(ev.labels, (z + b).argmax(1), 0), 4)]}

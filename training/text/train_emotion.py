@@ -150,14 +150,19 @@ def split_calibration(ts: TextSet, frac: float, seed: int) -> tuple[TextSet, Tex
             TextSet("calib", [ts.texts[i] for i in cal], [ts.labels[i] for i in cal]))
 
 
-def calib_and_smp_dev(root: Path, seed: int = 13, frac: float = 0.05) -> tuple[TextSet, dict[str, TextSet]]:
+def calib_and_smp_dev(root: Path, seed: int = 13, frac: float = 0.05,
+                      cped: bool = False) -> tuple[TextSet, dict[str, TextSet]]:
     """The TRAIN calibration slice (SMP2020 + NLPCC pool, as training holds it out) and the SMP2020 usual / virus
-    dev sets de-duplicated against that pool: what the post-hoc experiments select on and then report."""
+    dev sets (with ``cped``, also CPED valid as ``cped``) de-duplicated against that pool: what the post-hoc
+    experiments select on and then report."""
     parts = [load_smp_train(root), load_nlpcc(root)]
     full = TextSet("all_train", [t for p in parts for t in p.texts], [y for p in parts for y in p.labels])
     _, calib = split_calibration(full, frac, seed)
     seen = set(full.texts)
-    return calib, {d: dedup_against(load_smp_eval(root, d), seen) for d in ("usual", "virus")}
+    dev = {d: dedup_against(load_smp_eval(root, d), seen) for d in ("usual", "virus")}
+    if cped:
+        dev["cped"] = dedup_against(load_cped_valid(root), seen)
+    return calib, dev
 
 
 def served_experiment(argv: Sequence[str] | None, description: str):
@@ -173,6 +178,12 @@ def served_experiment(argv: Sequence[str] | None, description: str):
     s = get_settings()
     calib, dev = calib_and_smp_dev(s.data_dir / "text", a.seed)
     return calib, dev, TextEmotionModel.load(s.models_dir / "text-emotion")
+
+
+def served_log_probs(model, texts: Sequence[str]) -> np.ndarray:
+    """Calibrated natural-log class probabilities [n, 6] of the served model, one text per run (as the service)."""
+    z = np.concatenate([model.logits([t]) for t in texts]) / model.temperature
+    return np.log(softmax(z))
 
 
 # ----------------------------------------------------------------------------- metrics
