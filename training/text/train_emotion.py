@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import logging
 import math
@@ -401,11 +402,15 @@ def param_groups(model, lr: float, head_lr: float, layer_decay: float = 1.0) -> 
 def train(model, seqs, labels, *, epochs: float, batch_size: int, lr: float, head_lr: float,
           max_minutes: float, seed: int, class_weights: np.ndarray | None, log_every: int = 50,
           calib: tuple[list, list] | None = None, ckpt: Checkpointing | None = None,
-          layer_decay: float = 1.0) -> dict:
+          layer_decay: float = 1.0, soft_targets: np.ndarray | None = None, distill_alpha: float = 0.0) -> dict:
     """Fine-tune ``model`` in place.  With ``ckpt`` the run is resumable: a run stopped at any step and resumed
     from its checkpoint goes through the same batches with the same dropout masks and learning rates as an
     uninterrupted run (``tests/training/text/test_checkpoint.py``); with a wall-clock cap the learning rate
-    depends on the machine's speed, so only step-capped runs (``max_minutes <= 0``) repeat exactly."""
+    depends on the machine's speed, so only step-capped runs (``max_minutes <= 0``) repeat exactly.
+
+    Distillation: with ``soft_targets`` ([n, classes], a teacher's probabilities of each training text) the loss
+    is ``(1 − distill_alpha) ·`` the label-smoothed, class-weighted cross-entropy ``+ distill_alpha ·`` the
+    cross-entropy against the teacher's probabilities, weighted by the same class weights of the hard label."""
     import torch
     from torch import nn
 
@@ -420,6 +425,18 @@ def train(model, seqs, labels, *, epochs: float, batch_size: int, lr: float, hea
     cw = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
     loss_fn = nn.CrossEntropyLoss(weight=cw, label_smoothing=0.05)
     y_all = np.asarray(labels)
+    if soft_targets is not None and len(soft_targets) != len(seqs):
+        raise ValueError(f"{len(soft_targets)} soft targets for {len(seqs)} training texts")
+    soft_all = torch.tensor(np.asarray(soft_targets), dtype=torch.float32) if soft_targets is not None else None
+
+    def batch_loss(logits, b: list[int]):
+        y = torch.from_numpy(y_all[b])
+        hard = loss_fn(logits, y)
+        if soft_all is None or distill_alpha <= 0:
+            return hard
+        w = cw[y] if cw is not None else torch.ones(len(b))
+        soft = (-(soft_all[b] * torch.log_softmax(logits, dim=1)).sum(1) * w).sum() / w.sum()
+        return (1 - distill_alpha) * hard + distill_alpha * soft
 
     # loop state: everything a checkpoint must hold to continue exactly
     step, epoch, pos, ema, elapsed_before, finished, stopped_early = 0, 0, 0, None, 0.0, False, False
@@ -429,6 +446,9 @@ def train(model, seqs, labels, *, epochs: float, batch_size: int, lr: float, hea
         fp = ck.fingerprint(seqs, labels, {**ckpt.settings, "epochs": epochs, "batch_size": batch_size, "lr": lr,
                                            "head_lr": head_lr, "seed": seed, "max_minutes": max_minutes,
                                            "layer_decay": layer_decay,
+                                           **({} if soft_targets is None else {  # absent: older checkpoints resume
+                                               "distill_alpha": distill_alpha, "soft_targets": hashlib.sha1(
+                                                   np.asarray(soft_targets, np.float32).tobytes()).hexdigest()}),
                                            "class_weights": None if class_weights is None
                                            else [round(float(c), 6) for c in class_weights]})
         if ckpt.resume:
@@ -500,7 +520,7 @@ def train(model, seqs, labels, *, epochs: float, batch_size: int, lr: float, hea
             b = batches[pos]
             ids, mask = pad_batch([seqs[i] for i in b])
             logits = model(torch.from_numpy(ids), torch.from_numpy(mask))
-            loss = loss_fn(logits, torch.from_numpy(y_all[b]))
+            loss = batch_loss(logits, b)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -796,6 +816,10 @@ def build_argparser() -> argparse.ArgumentParser:
     ap.add_argument("--head-lr", type=float, default=1e-3)
     ap.add_argument("--layer-decay", type=float, default=1.0,
                     help="layer-wise lr decay: layer i of L trains at lr * decay^(L-i) (1.0: off)")
+    ap.add_argument("--teacher", type=Path, default=None, metavar="FILE",
+                    help="distil: a teacher's probabilities of the training texts (training.text.teacher_probs)")
+    ap.add_argument("--distill-alpha", type=float, default=0.5,
+                    help="with --teacher: weight of the teacher's soft targets in the loss (0..1)")
     ap.add_argument("--no-nlpcc", action="store_true", help="train on SMP2020 only (no NLPCC 2013)")
     ap.add_argument("--calib-frac", type=float, default=0.05, help="stratified TRAIN slice held out for temperature")
     ap.add_argument("--max-train-minutes", type=float, default=62.0,
@@ -906,6 +930,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{per_step:.3f} s/step; {spe} steps/epoch -> {per_step * spe / 60:.1f} min/epoch")
         return 0
 
+    soft = None
+    if args.teacher:
+        from training.text.teacher_probs import load_teacher
+
+        soft = load_teacher(args.teacher, train_set.texts)
+        log.info("distilling from %s (alpha %.2f): teacher agrees with the labels on %.1f%% of training texts",
+                 args.teacher, args.distill_alpha, 100 * np.mean(soft.argmax(1) == np.asarray(train_set.labels)))
     ckpt = None
     if args.checkpoint_dir:
         ckpt = Checkpointing(args.checkpoint_dir, every=args.checkpoint_every, resume=args.resume,
@@ -917,7 +948,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit("--resume and --stop-after-steps need --checkpoint-dir")
     res = train(model, tr_seqs, train_set.labels, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                 head_lr=args.head_lr, max_minutes=args.max_train_minutes, seed=args.seed, class_weights=class_w,
-                calib=(cal_seqs, calib.labels), ckpt=ckpt, layer_decay=args.layer_decay)
+                calib=(cal_seqs, calib.labels), ckpt=ckpt, layer_decay=args.layer_decay, soft_targets=soft,
+                distill_alpha=args.distill_alpha)
     log.info("training done: %s", res)
     if res["interrupted"]:
         log.info("resume with the same command plus --resume (checkpoint %s)", args.checkpoint_dir)
@@ -947,6 +979,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "quantisation": QUANTISATION,
         "train": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "head_lr": args.head_lr,
                   "layer_decay": args.layer_decay,
+                  "teacher": str(args.teacher) if args.teacher else None,
+                  "distill_alpha": args.distill_alpha if args.teacher else None,
                   "nlpcc": not args.no_nlpcc, "calib_frac": args.calib_frac, "seed": args.seed,
                   "init_from": str(args.init_from) if args.init_from else None,
                   "n_train": len(train_set.texts), "n_calib": len(calib.texts), **res},
