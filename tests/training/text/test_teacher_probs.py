@@ -4,7 +4,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.text.teacher_probs import load_teacher, training_pool, write_teacher
+from training.text.teacher_probs import (
+    choose_ngram_weight,
+    labelled_pool,
+    load_teacher,
+    ngram_out_of_fold,
+    training_pool,
+    write_teacher,
+)
+from training.text.train_emotion import TextSet, fit_tfidf
 
 
 def test_teacher_file_round_trip_and_missing_texts(tmp_path, data_dir):
@@ -20,3 +28,17 @@ def test_teacher_file_round_trip_and_missing_texts(tmp_path, data_dir):
     np.testing.assert_allclose(got.sum(1), 1.0, rtol=1e-6)
     with pytest.raises(ValueError, match="no probabilities for 1 of 2"):
         load_teacher(path, [texts[0], pool[500]])
+
+
+def test_ngram_member_is_scored_out_of_fold(data_dir):
+    pool = labelled_pool(data_dir / "text")
+    small = TextSet("small", pool.texts[:900], pool.labels[:900])
+    lp = ngram_out_of_fold(small, folds=3, seed=13)
+    np.testing.assert_allclose(np.exp(lp).sum(1), 1.0, rtol=1e-6)
+    y = np.asarray(small.labels)
+    vec, clf = fit_tfidf(small, 13)  # in sample: the member has seen every text
+    in_sample = np.mean(clf.predict(vec.transform(small.texts)) == y)
+    out_of_fold = np.mean(lp.argmax(1) == y)
+    assert out_of_fold < in_sample - 0.1, (out_of_fold, in_sample)
+    weight, temperature = choose_ngram_weight(np.log(np.full((900, 6), 1 / 6)), lp, small.labels)
+    assert weight > 0 and temperature > 0  # with a uniform e5 half only the member can carry the labels
