@@ -932,7 +932,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     soft = None
     if args.teacher:
-        from training.text.teacher_probs import load_teacher
+        from training.text.teacher_file import load_teacher
 
         soft = load_teacher(args.teacher, train_set.texts)
         log.info("distilling from %s (alpha %.2f): teacher agrees with the labels on %.1f%% of training texts",

@@ -1,17 +1,11 @@
-"""The teacher file of training/text/teacher_probs.py: real SMP2020 texts, keyed by hash, read back in any order."""
+"""The teacher file (training/text/teacher_file.py, written by teacher_probs.py): real SMP2020 texts, keyed by hash, read back in any order."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from training.text.teacher_probs import (
-    choose_ngram_weight,
-    labelled_pool,
-    load_teacher,
-    ngram_out_of_fold,
-    training_pool,
-    write_teacher,
-)
+from training.text.teacher_file import load_teacher, write_teacher
+from training.text.teacher_probs import choose_ngram_weight, labelled_pool, ngram_out_of_fold, training_pool
 from training.text.train_emotion import TextSet, fit_tfidf
 
 
