@@ -38,10 +38,6 @@ def labelled_pool(root: Path):
     return TextSet("pool", list(seen), list(seen.values()))
 
 
-def training_pool(root: Path) -> list[str]:
-    return labelled_pool(root).texts
-
-
 def ngram_out_of_fold(pool, folds: int, seed: int) -> np.ndarray:
     """Log-probabilities [n, 6] of the char n-gram member (``train_emotion.fit_tfidf``, the recipe of the served
     ensemble member) for every pool text from a member fitted on the other ``folds − 1`` folds (stratified)."""
@@ -91,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for d in a.models:
         lps.append(served_log_probs(TextEmotionModel.load(d), texts))
         log.info("%s: %d texts scored", d, len(texts))
-    z = ensemble(lps)
+    z = z_e5 = ensemble(lps)
     about = {"models": [str(d) for d in a.models], "n": len(texts),
              "how": "mean of the served models' calibrated log-probabilities"}
     if a.ngram_oof:
@@ -108,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         z = z - np.log(np.exp(z).sum(1, keepdims=True))
         about.update(ngram_oof_folds=a.ngram_oof, ngram_weight=weight, temperature=temperature,
                      how=about["how"] + " + weight · the n-gram member's out-of-fold log-probabilities, / temperature",
-                     calib={"e5": calib_figures(ensemble(lps)[rows], calib.labels),
+                     calib={"e5": calib_figures(z_e5[rows], calib.labels),
                             "teacher": calib_figures(z[rows], calib.labels)})
         log.info("teacher on the calibration slice: %s", about["calib"])
     write_teacher(np.exp(z), texts, a.out, about)

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 
 from training.text.teacher_file import load_teacher, write_teacher
-from training.text.teacher_probs import choose_ngram_weight, labelled_pool, ngram_out_of_fold, training_pool
+from training.text.teacher_probs import choose_ngram_weight, labelled_pool, ngram_out_of_fold
 from training.text.train_emotion import TextSet, fit_tfidf
 
 
 def test_teacher_file_round_trip_and_missing_texts(tmp_path, data_dir):
-    pool = training_pool(data_dir / "text")
+    pool = labelled_pool(data_dir / "text").texts
     assert len(pool) > 45_000 and len(pool) == len(set(pool))
     texts = pool[:200]
     rng = np.random.default_rng(0)
