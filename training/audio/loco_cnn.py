@@ -45,6 +45,7 @@ COLD = 2  # cold score: the first two windows with speech (v2's cold uses its fi
 EMOTIONS = ("angry", "neutral", "happy", "sad", "fear", "surprise", "disgust", "boredom")
 HEADS = ("binary", "softmax", "aux")
 ARCHS = ("1d", "2d")
+NORMS = ("none", "cmn")
 
 
 def windows(m: np.ndarray, hop: int) -> np.ndarray:
@@ -61,13 +62,18 @@ class Net(nn.Module):
     ``head``: ``binary`` (one anger logit, trained angry vs the rest), ``softmax`` (one logit per emotion of
     :data:`EMOTIONS`; the anger logit is log P(angry) − log P(not angry)) or ``aux`` (the binary logit plus the
     emotion logits as an auxiliary task).  :meth:`forward` always returns the anger logit, so the export and the
-    service see one number per window whatever the head."""
+    service see one number per window whatever the head.
 
-    def __init__(self, ch: int = 32, head: str = "binary", arch: str = "1d") -> None:
+    ``norm="cmn"``: each band minus its mean over the window's frames first (cepstral-mean-style normalisation
+    inside the graph, so the exported member needs no other input): the net sees how the spectrum moves, not its
+    long-term shape, which differs with voice, language and line more than with emotion (the cue networks keep
+    the static spectral cues)."""
+
+    def __init__(self, ch: int = 32, head: str = "binary", arch: str = "1d", norm: str = "none") -> None:
         super().__init__()
-        if head not in HEADS or arch not in ARCHS:
-            raise ValueError(f"head must be one of {HEADS}, arch one of {ARCHS}")
-        self.kind, self.arch = head, arch
+        if head not in HEADS or arch not in ARCHS or norm not in NORMS:
+            raise ValueError(f"head must be one of {HEADS}, arch one of {ARCHS}, norm one of {NORMS}")
+        self.kind, self.arch, self.norm = head, arch, norm
         n = mel_cache.N_MEL
         if arch == "1d":
             self.body = nn.Sequential(
@@ -86,14 +92,18 @@ class Net(nn.Module):
         feat = ch if arch == "1d" else ch * (n // 4)
         self.head = nn.Linear(2 * feat, {"binary": 1, "softmax": len(EMOTIONS), "aux": 1 + len(EMOTIONS)}[head])
 
-    def raw(self, x: torch.Tensor) -> torch.Tensor:  # x: (b, W, N_MEL) -> (b, outputs)
+    def features(self, x: torch.Tensor) -> torch.Tensor:  # x: (b, W, N_MEL) -> (b, pooled features)
+        if self.norm == "cmn":
+            x = x - x.mean(dim=1, keepdim=True)
         if self.arch == "2d":
             h = self.body(x[:, None])  # (b, ch, time / 4, bands / 4)
             h = h.permute(0, 1, 3, 2).flatten(1, 2)  # (b, ch x bands / 4, time / 4)
         else:
             h = self.body(x.transpose(1, 2))
-        h = torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)
-        return self.head(self.drop(h))
+        return torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)
+
+    def raw(self, x: torch.Tensor) -> torch.Tensor:  # x: (b, W, N_MEL) -> (b, outputs)
+        return self.head(self.drop(self.features(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.raw(x)
@@ -101,9 +111,10 @@ class Net(nn.Module):
             return z[:, 0] - torch.logsumexp(z[:, 1:], dim=1)
         return z[:, 0]
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
-        """Per-window loss: binary cross-entropy of the anger logit and/or cross-entropy over the emotions."""
-        z = self.raw(x)
+    def loss(self, x: torch.Tensor, y: torch.Tensor, cls: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-window loss: binary cross-entropy of the anger logit and/or cross-entropy over the emotions
+        (``h``: the windows' pooled features, when the caller has them already)."""
+        z = self.head(self.drop(self.features(x) if h is None else h))
         if self.kind == "softmax":
             return nn.functional.cross_entropy(z, cls, reduction="none")
         bce = nn.functional.binary_cross_entropy_with_logits(z[:, 0], y, reduction="none")
@@ -125,27 +136,68 @@ def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return torch.roll(x * keep, shift, dims=1)
 
 
+class _Reverse(torch.autograd.Function):
+    """Identity forward; the gradient times −``lam`` backward (the gradient-reversal layer of domain-adversarial
+    training, Ganin & Lempitsky 2015)."""
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, lam: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.lam = lam
+        return h.view_as(h)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        return -ctx.lam * grad, None
+
+
+def _adversary(n_in: int, n_corpora: int) -> nn.Module:
+    """Corpus classifier on the pooled features, trained through :class:`_Reverse` (never exported)."""
+    return nn.Sequential(nn.Linear(n_in, 64), nn.ReLU(), nn.Linear(64, n_corpora))
+
+
 def train(x: np.ndarray, y: np.ndarray, w: np.ndarray, epochs: int, seed: int = 0, ch: int = 32,
-          head: str = "binary", emotions: np.ndarray | None = None, arch: str = "1d") -> Net:
-    """``emotions``: each window's emotion (needed by the ``softmax`` and ``aux`` heads)."""
+          head: str = "binary", emotions: np.ndarray | None = None, arch: str = "1d", norm: str = "none",
+          corpus: np.ndarray | None = None, adv: float = 0.0) -> Net:
+    """``emotions``: each window's emotion (needed by the ``softmax`` and ``aux`` heads).  ``adv`` > 0:
+    domain-adversarial training against ``corpus`` (each window's corpus): a corpus classifier on the pooled
+    features learns to tell the training corpora apart while the features are pushed, through gradient
+    reversal, to make that hard; its weight ramps 0 → ``adv`` over training (2 / (1 + e^(−10 p)) − 1)."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    net = Net(ch, head, arch)
+    net = Net(ch, head, arch, norm)
     if head != "binary" and emotions is None:
         raise ValueError(f"the {head} head needs each window's emotion")
+    if adv > 0 and corpus is None:
+        raise ValueError("adversarial training needs each window's corpus")
     cls = torch.from_numpy(np.array([EMOTIONS.index(_emotion(e)) for e in emotions]) if emotions is not None
                            else np.zeros(len(x), dtype=np.int64))
-    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-3)
+    params = list(net.parameters())
+    if adv > 0:
+        names = sorted(set(corpus))
+        dom = torch.from_numpy(np.array([names.index(c) for c in corpus], dtype=np.int64))
+        adversary = _adversary(net.head.in_features, len(names))
+        params += list(adversary.parameters())
+    opt = torch.optim.AdamW(params, lr=2e-3, weight_decay=1e-3)
     xt, yt, wt = torch.from_numpy(x), torch.from_numpy(y.astype(np.float32)), torch.from_numpy((w / w.mean()).astype(np.float32))
     n = len(xt)
     steps = epochs * ((n + 127) // 128)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
     net.train()
+    step = 0
     for _ in range(epochs):
         perm = torch.randperm(n, generator=g)
         for i in range(0, n, 128):
             idx = perm[i : i + 128]
-            loss = (net.loss(_augment(xt[idx], g), yt[idx], cls[idx]) * wt[idx]).mean()
+            xb = _augment(xt[idx], g)
+            if adv > 0:
+                h = net.features(xb)
+                lam = adv * (2 / (1 + np.exp(-10 * step / steps)) - 1)
+                per = net.loss(xb, yt[idx], cls[idx], h) + nn.functional.cross_entropy(
+                    adversary(_Reverse.apply(h, float(lam))), dom[idx], reduction="none")
+            else:
+                per = net.loss(xb, yt[idx], cls[idx])
+            loss = (per * wt[idx]).mean()
+            step += 1
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -195,7 +247,8 @@ def corpus_weights(cc: np.ndarray, gg: np.ndarray, share: dict[str, float] | Non
 
 def run(epochs: int, v2: dict | None, seeds: int = 1, clean: bool = False, ch: int = 32, seed0: int = 0,
         share: dict[str, float] | None = None, head: str = "binary", arch: str = "1d",
-        held_out: Sequence[str] | None = None, save_nets: Path | None = None) -> dict:
+        held_out: Sequence[str] | None = None, save_nets: Path | None = None, norm: str = "none",
+        adv: float = 0.0) -> dict:
     """Leave-one-corpus-out over ``held_out`` (default every corpus; a subset lets two processes split the folds,
     joined afterwards by :func:`merge`).  ``save_nets``: a folder that gets each fold's net as ``<held-out>.pt``
     (one seed only); the Taiwan fold's net is trained on all seven emotion corpora, exactly what
@@ -218,7 +271,7 @@ def run(epochs: int, v2: dict | None, seeds: int = 1, clean: bool = False, ch: i
         ids = [cid for cid in test if clips[cid].corpus == held and len(test[cid])]
         lg = {cid: 0.0 for cid in ids}
         for seed in range(seed0, seed0 + seeds):  # an ensemble: mean logit of nets trained from different seeds
-            net = train(x[tr], y[tr], w, epochs, seed, ch, head, re_[tr], arch)
+            net = train(x[tr], y[tr], w, epochs, seed, ch, head, re_[tr], arch, norm, rc[tr], adv)
             with torch.no_grad():
                 for cid in ids:
                     lg[cid] = lg[cid] + net(torch.from_numpy(test[cid])).numpy() / seeds
@@ -237,7 +290,7 @@ def run(epochs: int, v2: dict | None, seeds: int = 1, clean: bool = False, ch: i
         logger.info("%s held out: %s (%.0f s)", held, {k: v and round(v, 3) for k, v in res[held].items()},
                     time.time() - t0)
     return {"epochs": epochs, "seeds": seeds, "seed0": seed0, "clean": clean, "ch": ch, "share": share or SHARE,
-            "head": head, "arch": arch,
+            "head": head, "arch": arch, "norm": norm, "adv": adv,
             "per_corpus": res, "average": _average(res), "oof": oof}
 
 
@@ -246,7 +299,7 @@ def _average(res: dict) -> dict:
     return {k: float(np.mean([r[k] for r in res.values() if r.get(k) is not None])) for k in keys}
 
 
-CONFIG_KEYS = ("epochs", "seeds", "seed0", "clean", "ch", "share", "head", "arch")
+CONFIG_KEYS = ("epochs", "seeds", "seed0", "clean", "ch", "share", "head", "arch", "norm", "adv")
 
 
 def merge(parts: list[dict]) -> dict:
@@ -423,6 +476,10 @@ def main() -> None:
     ap.add_argument("--head", choices=HEADS, default="binary",
                     help="binary: angry vs rest; softmax: all emotions, anger logit vs the rest; aux: binary + emotions")
     ap.add_argument("--arch", choices=ARCHS, default="1d", help="1-D CNN over time (bands as channels) or 2-D")
+    ap.add_argument("--norm", choices=NORMS, default="none",
+                    help="cmn: each band minus its mean over the window inside the net (see Net)")
+    ap.add_argument("--adv", type=float, default=0.0,
+                    help="domain-adversarial weight against the training corpora (0: off; see train)")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--held", nargs="+", choices=corpora.ALL, default=None,
                     help="only these held-out folds (split a run over processes; join them with --merge)")
@@ -463,7 +520,8 @@ def main() -> None:
     if a.merge:
         r = merge([json.loads(f.read_text()) for f in a.merge])
     else:
-        r = run(a.epochs, v2, a.seeds, a.clean, a.ch, a.seed, share_arg(a.share), a.head, a.arch, a.held, a.save_nets)
+        r = run(a.epochs, v2, a.seeds, a.clean, a.ch, a.seed, share_arg(a.share), a.head, a.arch, a.held, a.save_nets,
+                a.norm, a.adv)
     print(", ".join(f"{k} {v:.3f}" for k, v in r["average"].items()))
     if v2_run is not None and (a.merge or a.held is None):  # a subset of the folds: the blends come with --merge
         r["served"] = served(v2, r["oof"], v2_run["opening_s"], v2_run["seed"])

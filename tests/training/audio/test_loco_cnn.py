@@ -71,6 +71,59 @@ def test_every_head_learns_and_scores_one_anger_logit_per_window(head, arch):
     assert (ang[:, None] > rest[None, :]).mean() > 0.95
 
 
+def _moving_high_band(n_per=40, seed=0):
+    """Windows whose anger is a high band that rises and falls every 5 frames (a change over time, which the
+    ``cmn`` norm keeps), each window on its own random line level per band (which it removes)."""
+    import numpy as np
+
+    from training.audio.loco_cnn import W
+    from training.audio.mel_cache import N_MEL
+
+    rng = np.random.default_rng(seed)
+    emo = np.array(["angry", "neutral", "happy", "calm"] * n_per)
+    x = rng.normal(0.0, 1.0, (len(emo), W, N_MEL)).astype(np.float32)
+    x += rng.normal(0.0, 5.0, (len(emo), 1, N_MEL)).astype(np.float32)  # a per-window spectral shape
+    x[emo == "angry", :, 30:] += np.where((np.arange(W) // 5) % 2 == 0, 2.0, -2.0)[:, None].astype(np.float32)
+    corpus = np.array(["c1", "c2"] * (len(emo) // 2))
+    return x, emo, corpus
+
+
+def test_cmn_norm_ignores_a_fixed_spectral_shape_and_learns_its_movement():
+    import numpy as np
+    import torch
+
+    from training.audio.loco_cnn import Net, train
+
+    x, emo, _ = _moving_high_band()
+    net = train(x, (emo == "angry").astype(np.float32), np.ones(len(emo)), epochs=6, seed=0, ch=8, norm="cmn")
+    with torch.no_grad():
+        z = net(torch.from_numpy(x)).numpy()
+        shifted = net(torch.from_numpy(x + np.linspace(-9, 9, x.shape[2], dtype=np.float32))).numpy()
+    assert np.allclose(z, shifted, atol=1e-4)  # a line's tilt or a voice's spectral envelope: no change
+    ang, rest = z[emo == "angry"], z[emo != "angry"]
+    assert (ang[:, None] > rest[None, :]).mean() > 0.95
+    with pytest.raises(ValueError, match="norm"):
+        Net(8, norm="whiten")
+
+
+def test_adversarial_training_still_learns_anger_and_needs_the_corpora():
+    import numpy as np
+    import torch
+
+    from training.audio.loco_cnn import train
+
+    x, emo, corpus = _moving_high_band()
+    y = (emo == "angry").astype(np.float32)
+    net = train(x, y, np.ones(len(emo)), epochs=6, seed=0, ch=8, norm="cmn", corpus=corpus, adv=0.3)
+    with torch.no_grad():
+        z = net(torch.from_numpy(x)).numpy()
+    ang, rest = z[emo == "angry"], z[emo != "angry"]
+    assert (ang[:, None] > rest[None, :]).mean() > 0.95
+    assert not any(k.startswith("adv") for k in net.state_dict())  # the corpus classifier is never exported
+    with pytest.raises(ValueError, match="corpus"):
+        train(x, y, np.ones(len(emo)), epochs=1, adv=0.3)
+
+
 def test_emotion_heads_need_the_emotions():
     import numpy as np
 
