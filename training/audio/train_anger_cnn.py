@@ -34,6 +34,7 @@ from training.audio.loco_cnn import (
     ARCHS,
     COLD,
     HEADS,
+    NORMS,
     SHARE,
     Net,
     corpus_weights,
@@ -71,9 +72,12 @@ class MeanNet(torch.nn.Module):
 
 
 def load_member(spec: list[str]) -> Net:
-    """``--member NET.pt ARCH HEAD CH``: a net saved by ``--save-net`` of another run."""
-    path, arch, head, ch = spec
-    net = Net(int(ch), head, arch)
+    """``--member NET.pt ARCH HEAD CH [NORM]``: a net saved by ``--save-net`` (or ``loco_cnn --save-nets``) of
+    another run; NORM as ``loco_cnn --norm`` (default ``none``)."""
+    if len(spec) not in (4, 5):
+        raise ValueError(f"a member is NET_PT ARCH HEAD CH [NORM], not {' '.join(spec)!r}")
+    path, arch, head, ch = spec[:4]
+    net = Net(int(ch), head, arch, spec[4] if len(spec) == 5 else "none")
     net.load_state_dict(torch.load(path))
     return net.eval()
 
@@ -134,14 +138,16 @@ def main() -> None:
                     help="sample-weight shares inside each corpus (default 0.5 0.3 0.2, as v2 and loco_cnn)")
     ap.add_argument("--head", choices=HEADS, default="binary", help="as loco_cnn --head (the LOCO run chose it)")
     ap.add_argument("--arch", choices=ARCHS, default="1d", help="as loco_cnn --arch")
+    ap.add_argument("--norm", choices=NORMS, default="none", help="as loco_cnn --norm")
     ap.add_argument("--weight", type=float, default=1.0, help="CNN logit weight in the sum (fixed before the LOCO run)")
     ap.add_argument("--save-net", type=Path, default=None, help="also save the trained net's torch weights here")
     ap.add_argument("--load-net", type=Path, default=None,
                     help="take the net saved by --save-net (same flags) instead of training it again: calibrate and "
                          "export only (the member can be trained while its LOCO run, which the calibration needs, ends)")
-    ap.add_argument("--member", nargs=4, action="append", default=[], metavar=("NET_PT", "ARCH", "HEAD", "CH"),
+    ap.add_argument("--member", nargs="+", action="append", default=[], metavar="NET_PT ARCH HEAD CH [NORM]",
                     help="add a net saved by another run's --save-net: the exported member is the mean of the nets' "
-                         "logits (repeatable)")
+                         "logits (repeatable; with --keep-calibration, the same fold's nets of the other "
+                         "configurations)")
     ap.add_argument("--keep-calibration", action="store_true",
                     help="only export the --load-net net into --out, keeping the cnn calibration its model.json has "
                          "(a LOCO fold's net served with its full artifact's calibration, for an out-of-sample check)")
@@ -150,8 +156,11 @@ def main() -> None:
                          "--save-folds DIR → DIR/<corpus>.json)")
     ap.add_argument("--out", type=Path, default=None, help="model folder (default <models_dir>/acoustic-anger)")
     a = ap.parse_args()
-    if a.keep_calibration and (a.load_net is None or a.member):
-        ap.error("--keep-calibration exports one --load-net net")
+    if a.keep_calibration and a.load_net is None:
+        ap.error("--keep-calibration exports the --load-net net (and its --member nets)")
+    for m in a.member:
+        if len(m) not in (4, 5):
+            ap.error(f"--member takes NET_PT ARCH HEAD CH [NORM], not {' '.join(m)!r}")
     if a.cue_nets is not None and not a.keep_calibration:
         ap.error("--cue-nets goes with --keep-calibration")
     if not a.keep_calibration and (not a.loco or a.v2 is None):
@@ -168,18 +177,18 @@ def main() -> None:
                                           mel_cache.load("clean", corpora.EMOTION_CORPORA))
     share = share_arg(a.share)
     if a.load_net:
-        net = Net(a.ch, a.head, a.arch)
+        net = Net(a.ch, a.head, a.arch, a.norm)
         net.load_state_dict(torch.load(a.load_net))
         net.eval()
         logger.info("net of the same flags loaded from %s (not retrained)", a.load_net)
     else:
         net = train(x, (rg == "angry").astype(np.float32), corpus_weights(rc, rg, share), a.epochs, a.seed, a.ch,
-                    a.head, re_, a.arch)
+                    a.head, re_, a.arch, a.norm)
         logger.info("trained on %d windows in %.0f s", len(x), time.time() - t0)
     if a.save_net:
         torch.save(net.state_dict(), a.save_net)
     if a.member:
-        if len(a.loco) != 1 + len(a.member):
+        if not a.keep_calibration and len(a.loco) != 1 + len(a.member):
             raise SystemExit("--loco needs one out-of-fold file per net (this run's first, then each --member)")
         net = MeanNet([net] + [load_member(m) for m in a.member]).eval()
     export(net, out / "cnn.onnx")
@@ -192,7 +201,7 @@ def main() -> None:
         raise SystemExit(f"ONNX export differs from torch (max {np.abs(ref - got).max():.2g})")
     spec_path = out / "model.json"
     if a.keep_calibration:
-        keep_calibration(spec_path, str(a.load_net), a.cue_nets)
+        keep_calibration(spec_path, " + ".join([str(a.load_net)] + [m[0] for m in a.member]), a.cue_nets)
         AcousticAngerModel.load(spec_path)
         logger.info("exported %s into %s with the calibration kept", a.load_net, out)
         return
@@ -207,7 +216,7 @@ def main() -> None:
         commit = None
     spec["training"]["cnn"] = {
         "trainer": "python -m training.audio.train_anger_cnn",
-        "args": {"epochs": a.epochs, "ch": a.ch, "seed": a.seed, "head": a.head, "arch": a.arch,
+        "args": {"epochs": a.epochs, "ch": a.ch, "seed": a.seed, "head": a.head, "arch": a.arch, "norm": a.norm,
                  "net_from": str(a.load_net) if a.load_net else "trained in this run", "weight": a.weight,
                  "share": share or SHARE, "loco": [str(f) for f in a.loco], "v2": str(a.v2),
                  "members": [" ".join(m) for m in a.member]},

@@ -37,6 +37,23 @@ def test_mean_of_saved_nets_is_one_member(tmp_path):
     assert np.allclose(ref, got, atol=1e-4)
 
 
+def test_member_with_its_norm_loads_as_saved(tmp_path):
+    torch.manual_seed(0)
+    cmn = Net(8, "binary", "1d", "cmn").eval()
+    torch.save(cmn.state_dict(), tmp_path / "cmn.pt")
+    x = torch.from_numpy(np.random.default_rng(2).normal(0.0, 5.0, (3, WINDOW_FRAMES, N_MEL)).astype(np.float32))
+    got = load_member([str(tmp_path / "cmn.pt"), "1d", "binary", "8", "cmn"])
+    plain = load_member([str(tmp_path / "cmn.pt"), "1d", "binary", "8"])  # same weights, no normalisation
+    with torch.no_grad():
+        assert torch.allclose(got(x), cmn(x), atol=1e-5)
+        # a spectral tilt moves the plain net's logits, not the cmn net's: the norm is part of the member
+        tilt = torch.linspace(-3.0, 3.0, N_MEL)
+        assert torch.allclose(got(x + tilt), got(x), atol=1e-4)
+        assert not torch.allclose(plain(x + tilt), plain(x), atol=1e-3)
+    with pytest.raises(ValueError, match="NET_PT ARCH HEAD CH"):
+        load_member([str(tmp_path / "cmn.pt"), "1d", "binary"])
+
+
 def test_keep_calibration_swaps_the_net_only(tmp_path):
     import json
 
