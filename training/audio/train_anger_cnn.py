@@ -117,7 +117,7 @@ def keep_calibration(spec_path: Path, net_from: str, cue_nets: Path | None = Non
     if "cnn" not in spec:
         raise ValueError(f"{spec_path} has no cnn block whose calibration could be kept")
     spec["cnn"]["file"] = "cnn.onnx"
-    spec.setdefault("training", {}).setdefault("cnn", {})["net_from"] = f"{net_from} (exported alone, calibration kept)"
+    spec.setdefault("training", {}).setdefault("cnn", {})["net_from"] = f"{net_from} (exported with the artifact's calibration kept)"
     if cue_nets is not None:
         fold = json.loads(cue_nets.read_text(encoding="utf-8"))
         spec.update({k: fold[k] for k in CUE_NET_KEYS if k in fold})
