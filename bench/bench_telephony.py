@@ -25,7 +25,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,10 @@ import psutil
 import websockets
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.bench_service import free_port, tree_cpu_s  # noqa: E402
+
 AUDIO = REPO / "sample_audio" / "call_escalating_8k.wav"
 RATE, FRAME = 8000, 160
 
@@ -48,12 +51,6 @@ def load_call(seconds: float) -> np.ndarray:
     with wave.open(str(AUDIO)) as w:
         x = np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(-1, 2)
     return x[:int(seconds * RATE)].copy()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_service(port: int, state: Path, workers: int = 1, ws: str = "auto") -> subprocess.Popen:
@@ -198,15 +195,7 @@ def rtp_step(http: str, n: int, call: np.ndarray, tmp: Path, seed: int) -> dict[
 
 
 def service_cpu(proc: subprocess.Popen) -> float:
-    p = psutil.Process(proc.pid)
-    total = 0.0
-    for q in [p, *p.children(recursive=True)]:
-        try:
-            t = q.cpu_times()
-            total += t.user + t.system
-        except psutil.Error:
-            pass
-    return total
+    return tree_cpu_s(psutil.Process(proc.pid))
 
 
 def run_step(proc: subprocess.Popen, port: int, mode: str, n: int, call: np.ndarray, tmp: Path,
