@@ -48,7 +48,7 @@ def tree_cpu_s(root: psutil.Process) -> float:
         try:
             t = p.cpu_times()
             total += t.user + t.system
-        except psutil.NoSuchProcess:
+        except psutil.Error:  # gone (or a zombie) between listing and reading
             pass
     return total
 
