@@ -399,6 +399,18 @@ def param_groups(model, lr: float, head_lr: float, layer_decay: float = 1.0) -> 
               for (d, mat), ps in sorted(groups.items())), head]
 
 
+def class_weights(counts: np.ndarray, beta: float = 0.0) -> np.ndarray:
+    """Per-class loss weights (the loss is their weighted mean, so only their ratios matter).  ``beta`` 0: the
+    square root of the inverse frequency (mild re-weighting of rare classes, the shipped recipe); ``0 < beta < 1``:
+    the class-balanced loss of Cui et al. (2019), weights ∝ (1 − beta) / (1 − beta ** n_c) (the inverse of each
+    class's "effective number" of examples; beta → 1 approaches the full inverse frequency)."""
+    n = np.maximum(np.asarray(counts, dtype=np.float64), 1.0)
+    if beta <= 0.0:
+        return (n.sum() / (len(n) * n)) ** 0.5
+    w = (1.0 - beta) / (1.0 - beta ** n)
+    return w * len(n) / w.sum()
+
+
 def train(model, seqs, labels, *, epochs: float, batch_size: int, lr: float, head_lr: float,
           max_minutes: float, seed: int, class_weights: np.ndarray | None, log_every: int = 50,
           calib: tuple[list, list] | None = None, ckpt: Checkpointing | None = None,
@@ -820,6 +832,8 @@ def build_argparser() -> argparse.ArgumentParser:
                     help="distil: a teacher's probabilities of the training texts (training.text.teacher_probs)")
     ap.add_argument("--distill-alpha", type=float, default=0.5,
                     help="with --teacher: weight of the teacher's soft targets in the loss (0..1)")
+    ap.add_argument("--class-balance-beta", type=float, default=0.0,
+                    help="0: √-inverse-frequency class weights (shipped); 0<β<1: class-balanced loss (Cui et al.)")
     ap.add_argument("--no-nlpcc", action="store_true", help="train on SMP2020 only (no NLPCC 2013)")
     ap.add_argument("--calib-frac", type=float, default=0.05, help="stratified TRAIN slice held out for temperature")
     ap.add_argument("--max-train-minutes", type=float, default=62.0,
@@ -917,8 +931,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     lens = np.array([len(s) for s in tr_seqs])
     log.info("train tokens/text: mean %.1f, median %d, p90 %d, truncated %.1f%%", lens.mean(), np.median(lens),
              np.percentile(lens, 90), 100 * np.mean(lens >= args.max_len))
-    counts = np.bincount(train_set.labels, minlength=len(LABELS)).astype(np.float64)
-    class_w = (counts.sum() / (len(LABELS) * counts)) ** 0.5  # mild re-weighting of rare classes
+    class_w = class_weights(np.bincount(train_set.labels, minlength=len(LABELS)), args.class_balance_beta)
+    log.info("class weights %s", {LABELS[c]: round(float(v), 3) for c, v in enumerate(class_w)})
 
     if args.time_steps:
         epochs = args.time_steps / math.ceil(len(tr_seqs) / args.batch_size)
