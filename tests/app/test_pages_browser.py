@@ -98,11 +98,13 @@ class CallFeeder:
     def _run(self) -> None:
         t0 = time.monotonic()
         pending = list(self.turns)
+        doing = "connecting"  # the request in flight, named in the error if it fails (a stall under load)
         try:
             with httpx.Client(base_url=self.base, timeout=60, headers=self.headers) as c:
                 for seq, i in enumerate(range(0, len(self.x), self.sr)):
                     if self.max_chunks is not None and seq >= self.max_chunks:
                         break
+                    doing = f"audio seq {seq}"
                     r = c.post(f"/v1/calls/{self.call_id}/audio", params={"seq": seq, "agent_id": self.agent_id},
                                content=wav_bytes(self.x[i:i + self.sr], self.sr, 2),
                                headers={"Content-Type": "audio/wav"})
@@ -113,13 +115,14 @@ class CallFeeder:
                     t_audio = (i + self.sr) / self.sr
                     while pending and pending[0]["end"] <= t_audio:
                         turn = pending.pop(0)
+                        doing = f"transcript turn ending at {turn['end']} s"
                         r = c.post(f"/v1/calls/{self.call_id}/transcript",
                                    json={**{k: turn[k] for k in ("role", "text", "start", "end")}, "final": True})
                         if r.status_code != 200:
                             self.errors.append(f"transcript {turn['text']}: {r.status_code} {r.text[:300]}")
                             return
         except Exception as exc:  # noqa: BLE001 - reported by join()
-            self.errors.append(f"{type(exc).__name__}: {exc}")
+            self.errors.append(f"{type(exc).__name__}: {exc} ({doing}, {time.monotonic() - t0:.1f} s into the feed)")
         finally:
             self.seconds = time.monotonic() - t0
 
