@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.settings import get_settings
+from pipelines.text.ngram import log_softmax
 from training.fusion.cped import CACHE_DIR, TUNE_TV, load_dialogues
 from training.text.train_context import auc, best_f1
 
@@ -78,13 +79,10 @@ def fresh_copy(src: Path, cfg: dict, weights):
 
 def finetune(model, seqs: list, y6: np.ndarray, *, epochs: float, lr: float, head_lr: float, seed: int) -> dict:
     """Fine-tune ``model`` in place on CPED turns with the six-class labels, √-inverse-frequency class weights."""
-    from training.text.train_emotion import train
+    from training.text.train_emotion import class_weights, train
 
-    counts = np.bincount(y6, minlength=6).astype(float)
-    cw = np.sqrt(counts.sum() / np.maximum(counts, 1.0))
-    cw /= cw.mean()
     return train(model, seqs, y6.tolist(), epochs=epochs, batch_size=32, lr=lr, head_lr=head_lr, max_minutes=0,
-                 seed=seed, class_weights=cw)
+                 seed=seed, class_weights=class_weights(np.bincount(y6, minlength=6)))
 
 
 def fine_tune_scores(train_series: Sequence[str], score_series: Sequence[str], *, epochs: float, lr: float,
@@ -102,9 +100,7 @@ def fine_tune_scores(train_series: Sequence[str], score_series: Sequence[str], *
     res = finetune(model, encode_texts(tok, [r["text"] for r in tr], int(cfg["max_len"])),
                    np.array([r["y6"] for r in tr]), epochs=epochs, lr=lr, head_lr=head_lr, seed=seed)
     log.info("fine-tuned on %s: %d turns, %d steps", ",".join(train_series), len(tr), res["steps"])
-    z = torch_logits(model, encode_texts(tok, [r["text"] for r in te], int(cfg["max_len"])))
-    z = z - z.max(axis=1, keepdims=True)
-    lp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    lp = log_softmax(torch_logits(model, encode_texts(tok, [r["text"] for r in te], int(cfg["max_len"]))))
     return {r["uid"]: [round(float(v), 5) for v in row] for r, row in zip(te, lp)}
 
 
