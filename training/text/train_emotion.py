@@ -992,7 +992,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "onnx": "model.onnx",
         "quantisation": QUANTISATION,
         "train": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "head_lr": args.head_lr,
-                  "layer_decay": args.layer_decay,
+                  "layer_decay": args.layer_decay, "class_balance_beta": args.class_balance_beta,
                   "teacher": str(args.teacher) if args.teacher else None,
                   "distill_alpha": args.distill_alpha if args.teacher else None,
                   "nlpcc": not args.no_nlpcc, "calib_frac": args.calib_frac, "seed": args.seed,
