@@ -24,31 +24,33 @@ class AlertHub:
 
     Other workers' alerts are found by the waiters' periodic store poll, so delivery
     does not depend on which process raised the alert.
+
+    One ``asyncio.Event`` per generation, replaced at every notify: neither side takes a lock, so a waiter
+    cancelled at any point (a client that disconnects mid long-poll; anyio re-delivers the cancellation at
+    every await) can never leave anything held that a later ``notify`` (on the chunk path) would wait for.
     """
 
     def __init__(self) -> None:
-        self._cond: asyncio.Condition | None = None
+        self._event: asyncio.Event | None = None
         self.version = 0
 
-    def _condition(self) -> asyncio.Condition:
-        if self._cond is None:
-            self._cond = asyncio.Condition()
-        return self._cond
+    def _current(self) -> asyncio.Event:
+        if self._event is None:
+            self._event = asyncio.Event()
+        return self._event
 
     async def notify(self) -> None:
-        cond = self._condition()
-        async with cond:
-            self.version += 1
-            cond.notify_all()
+        event = self._current()
+        self._event = asyncio.Event()
+        self.version += 1
+        event.set()
 
     async def wait(self, seconds: float) -> None:
         """Return when an alert is stored in this process, or after ``seconds``."""
-        cond = self._condition()
-        async with cond:
-            try:
-                await asyncio.wait_for(cond.wait(), seconds)
-            except asyncio.TimeoutError:
-                pass
+        try:
+            await asyncio.wait_for(self._current().wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
 
 
 @dataclass
